@@ -1,0 +1,44 @@
+"""AudioMosaic for transformers: config, encoder, heads; registers the Auto classes on import.
+
+```python
+import modeling_audiomosaic  # registers "audiomosaic" with AutoConfig / AutoModel / AutoModelForAudioClassification
+from transformers import AutoModel, pipeline
+```
+"""
+
+from .configuration_audiomosaic import CLASSIFIER_HEADS, INPUT_PRESETS, POOLING_MODES, SIZE_PRESETS, AudioMosaicConfig
+from .modeling_audiomosaic import (
+    AudioMosaicClassifierOutput,
+    AudioMosaicForAudioClassification,
+    AudioMosaicModel,
+    AudioMosaicModelOutput,
+    AudioMosaicPreTrainedModel,
+    pool_tokens,
+    sincos_2d_position_embedding,
+)
+from .registration import register_auto_classes, set_auto_map
+from .labels import LABEL_FILES, LABELS_DIR, load_label_file
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioMosaicConfig",
+    "AudioMosaicModel",
+    "AudioMosaicForAudioClassification",
+    "AudioMosaicPreTrainedModel",
+    "AudioMosaicModelOutput",
+    "AudioMosaicClassifierOutput",
+    "INPUT_PRESETS",
+    "SIZE_PRESETS",
+    "POOLING_MODES",
+    "CLASSIFIER_HEADS",
+    "LABELS_DIR",
+    "LABEL_FILES",
+    "load_label_file",
+    "pool_tokens",
+    "sincos_2d_position_embedding",
+    "register_auto_classes",
+    "set_auto_map",
+]

@@ -1,0 +1,168 @@
+# Copyright 2026 The AudioMosaic for Transformers authors. Licensed under the Apache License, Version 2.0.
+"""AudioMosaic model configuration.
+
+This file is copied next to saved models and loaded as remote code (``trust_remote_code=True``), so it imports only the
+standard library and ``transformers``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from transformers.configuration_utils import PreTrainedConfig
+
+POOLING_MODES = ("mean", "cls", "mean_patches")
+CLASSIFIER_HEADS = ("linear", "layer", "weighted_sum", "attentive")
+
+# Released input sizes (frames x mel bins); see the feature extractor presets for the matching normalisation.
+INPUT_PRESETS: dict[str, dict[str, Any]] = {
+    "audioset": {"max_length": 1024},  # 10 s, 64 x 8 patches, AudioSet / pre-training / LTU
+    "esc50": {"max_length": 512},  # 5 s, 32 x 8 patches
+    "speechcommands": {"max_length": 128},  # 1 s (padded to 1.28 s), 8 x 8 patches
+}
+
+# Encoder sizes. "base" is the released ViT-B/16; the smaller ones are for CPU experiments and tests.
+SIZE_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"hidden_size": 192, "num_hidden_layers": 12, "num_attention_heads": 3, "intermediate_size": 768},
+    "small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536},
+    "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
+}
+
+
+class AudioMosaicConfig(PreTrainedConfig):
+    r"""Configuration of an AudioMosaic encoder (a ViT over 16x16 patches of a log-mel spectrogram) and its heads.
+
+    The defaults reproduce the released ViT-B/16 with 1024x128 inputs (AudioSet). Use [`~AudioMosaicConfig.from_preset`]
+    for the other released input sizes (`"esc50"`: 512 frames, `"speechcommands"`: 128 frames) and for smaller
+    encoders (`"tiny"`, `"small"`).
+
+    Args:
+        hidden_size (`int`, defaults to 768): width of the transformer.
+        num_hidden_layers (`int`, defaults to 12): number of transformer blocks.
+        num_attention_heads (`int`, defaults to 12): attention heads per block.
+        intermediate_size (`int`, defaults to 3072): MLP hidden width.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation (`"gelu"` is the exact erf GELU of the original).
+        hidden_dropout_prob (`float`, defaults to 0.0): dropout after attention/MLP projections and on embeddings.
+        attention_probs_dropout_prob (`float`, defaults to 0.0): dropout on attention probabilities.
+        drop_path_rate (`float`, defaults to 0.1): stochastic depth; block `i` gets `drop_path_rate * i / (L - 1)`.
+        initializer_range (`float`, defaults to 0.02): std of the truncated normal init of Linear/Conv weights.
+        layer_norm_eps (`float`, defaults to 1e-6): epsilon of every LayerNorm in the encoder.
+        max_length (`int`, defaults to 1024): number of spectrogram frames the position table covers (time axis).
+        num_mel_bins (`int`, defaults to 128): number of mel bins (frequency axis).
+        patch_size (`int`, defaults to 16): square, non-overlapping patch size (stride = patch size).
+        qkv_bias (`bool`, defaults to `True`): bias of the fused query/key/value projection.
+        proj_bias (`bool`, defaults to `True`): biases of the attention output projection and of both MLP layers.
+        use_final_norm (`bool`, defaults to `False`): a LayerNorm after the last block (absent in the released
+            classifier / pre-training models; present in the LTU audio encoder).
+        pooling (`str`, defaults to `"mean"`): `"mean"` averages ALL tokens including CLS (the original), `"cls"` takes
+            the CLS token, `"mean_patches"` averages patch tokens only (AudioMAE style).
+        use_fc_norm (`bool`, defaults to `True`): LayerNorm applied after pooling (`pooler_output = fc_norm(pool(x))`).
+        classifier_head (`str`, defaults to `"linear"`): head of [`AudioMosaicForAudioClassification`]: `"linear"`
+            (pooled output -> Linear), `"layer"` (probe of block `probe_layer`), `"weighted_sum"` (softmax-weighted sum
+            of the block outputs) or `"attentive"` (single-query attention over per-layer pooled vectors).
+        probe_layer (`int`, defaults to -1): block index read by the `"layer"` head (negative counts from the end).
+        attentive_probe_heads (`int`, defaults to 1): heads of the `"attentive"` head.
+        classifier_dropout (`float`, defaults to 0.0): dropout before the classification Linear.
+        projection_hidden_size (`int`, defaults to 512): hidden width of the contrastive projector (pre-training).
+        projection_dim (`int`, defaults to 128): output width of the contrastive projector (pre-training).
+
+    Example:
+
+    ```python
+    >>> from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+    >>> config = AudioMosaicConfig.from_preset("esc50", size="small")
+    >>> model = AudioMosaicModel(config)
+    ```
+    """
+
+    model_type = "audiomosaic"
+
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    max_length: int = 1024
+    num_mel_bins: int = 128
+    patch_size: int = 16
+    qkv_bias: bool = True
+    proj_bias: bool = True
+    use_final_norm: bool = False
+    pooling: str = "mean"
+    use_fc_norm: bool = True
+    classifier_head: str = "linear"
+    probe_layer: int = -1
+    attentive_probe_heads: int = 1
+    classifier_dropout: float = 0.0
+    projection_hidden_size: int = 512
+    projection_dim: int = 128
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        self._validate_audiomosaic()
+
+    # ------------------------------------------------------------------ helpers
+    def _validate_audiomosaic(self) -> None:
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+            )
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling={self.pooling!r} is not supported; choose one of {POOLING_MODES}.")
+        if self.classifier_head not in CLASSIFIER_HEADS:
+            raise ValueError(
+                f"classifier_head={self.classifier_head!r} is not supported; choose one of {CLASSIFIER_HEADS}."
+            )
+        for name in ("max_length", "num_mel_bins"):
+            value = getattr(self, name)
+            if value % self.patch_size != 0:
+                raise ValueError(f"{name} ({value}) must be a multiple of patch_size ({self.patch_size}).")
+        if not -self.num_hidden_layers <= self.probe_layer < self.num_hidden_layers:
+            raise ValueError(
+                f"probe_layer={self.probe_layer} is out of range for {self.num_hidden_layers} hidden layers."
+            )
+        if self.hidden_size % self.attentive_probe_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by attentive_probe_heads "
+                f"({self.attentive_probe_heads})."
+            )
+
+    @property
+    def num_time_patches(self) -> int:
+        """Number of patches along time covered by the position table (`max_length // patch_size`)."""
+        return self.max_length // self.patch_size
+
+    @property
+    def num_freq_patches(self) -> int:
+        """Number of patches along frequency (`num_mel_bins // patch_size`)."""
+        return self.num_mel_bins // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens for a full-length input (CLS excluded). Tokens are time-major: `index = t * F + f`."""
+        return self.num_time_patches * self.num_freq_patches
+
+    @classmethod
+    def from_preset(cls, input_preset: str = "audioset", size: str = "base", **kwargs: Any) -> "AudioMosaicConfig":
+        """Build a config from a released input size and an encoder size.
+
+        Args:
+            input_preset: `"audioset"` (1024 frames), `"esc50"` (512) or `"speechcommands"` (128).
+            size: `"tiny"`, `"small"` or `"base"` (the released ViT-B/16).
+            **kwargs: any other config field, overriding the presets.
+        """
+        if input_preset not in INPUT_PRESETS:
+            raise ValueError(f"Unknown input preset {input_preset!r}; choose one of {sorted(INPUT_PRESETS)}.")
+        if size not in SIZE_PRESETS:
+            raise ValueError(f"Unknown size preset {size!r}; choose one of {sorted(SIZE_PRESETS)}.")
+        values = {**copy.deepcopy(SIZE_PRESETS[size]), **INPUT_PRESETS[input_preset], **kwargs}
+        return cls(**values)
+
+
+__all__ = ["AudioMosaicConfig", "INPUT_PRESETS", "SIZE_PRESETS", "POOLING_MODES", "CLASSIFIER_HEADS"]

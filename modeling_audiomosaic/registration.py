@@ -1,0 +1,55 @@
+"""Registration of the AudioMosaic classes with transformers' Auto classes.
+
+Two mechanisms are set up, both on ``import modeling_audiomosaic``:
+
+1. **By import**: ``AutoConfig``/``AutoModel``/``AutoModelForAudioClassification``/``AutoFeatureExtractor`` resolve
+   ``model_type == "audiomosaic"`` to our classes, so ``AutoModel.from_pretrained(folder)`` and
+   ``pipeline("audio-classification", model=folder)`` work in any process that imported the package.
+2. **By remote code**: ``register_for_auto_class`` makes ``save_pretrained`` copy the defining modules next to the
+   weights and write an ``auto_map`` listing *every* Auto class, so the folder also loads with
+   ``trust_remote_code=True`` in a process where this package is not installed.
+"""
+
+from __future__ import annotations
+
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModel,
+    AutoModelForAudioClassification,
+    PreTrainedConfig,
+)
+
+from .configuration_audiomosaic import AudioMosaicConfig
+from .modeling_audiomosaic import AUTO_MAP, AudioMosaicForAudioClassification, AudioMosaicModel
+
+_REGISTERED = False
+
+
+def set_auto_map(config: PreTrainedConfig) -> PreTrainedConfig:
+    """Write the full AudioMosaic ``auto_map`` into ``config`` (every Auto class, not only the saved one's)."""
+    config.auto_map = {**(getattr(config, "auto_map", None) or {}), **AUTO_MAP}
+    return config
+
+
+def register_auto_classes() -> None:
+    """Register AudioMosaic with the Auto classes (idempotent)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    AutoConfig.register(AudioMosaicConfig.model_type, AudioMosaicConfig, exist_ok=True)
+    AutoModel.register(AudioMosaicConfig, AudioMosaicModel, exist_ok=True)
+    AutoModelForAudioClassification.register(AudioMosaicConfig, AudioMosaicForAudioClassification, exist_ok=True)
+
+    AudioMosaicConfig.register_for_auto_class("AutoConfig")
+    AudioMosaicModel.register_for_auto_class("AutoModel")
+    AudioMosaicForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+
+    try:  # the feature extractor lives in the sibling package `feature_extraction`
+        from feature_extraction import AudioMosaicFeatureExtractor
+    except ImportError:  # pragma: no cover - only when the package is installed without it
+        AudioMosaicFeatureExtractor = None
+    if AudioMosaicFeatureExtractor is not None:
+        AutoFeatureExtractor.register(AudioMosaicConfig, AudioMosaicFeatureExtractor, exist_ok=True)
+        AudioMosaicFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+    _REGISTERED = True
