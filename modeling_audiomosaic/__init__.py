@@ -16,6 +16,9 @@ from .modeling_audiomosaic import (
     pool_tokens,
     sincos_2d_position_embedding,
 )
+from .masking import MASKING_STRATEGIES, MaskingOutput, apply_masking, register_masking_strategy
+from .modeling_pretraining import AudioMosaicForPreTraining, AudioMosaicForPreTrainingOutput
+from .objective_contrastive import nt_xent_loss
 from .registration import register_auto_classes, set_auto_map
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
 
@@ -28,6 +31,13 @@ __all__ = [
     "AudioMosaicModel",
     "AudioMosaicForAudioClassification",
     "AudioMosaicPreTrainedModel",
+    "AudioMosaicForPreTraining",
+    "AudioMosaicForPreTrainingOutput",
+    "MASKING_STRATEGIES",
+    "MaskingOutput",
+    "apply_masking",
+    "register_masking_strategy",
+    "nt_xent_loss",
     "AudioMosaicModelOutput",
     "AudioMosaicClassifierOutput",
     "INPUT_PRESETS",

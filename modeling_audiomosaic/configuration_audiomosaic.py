@@ -14,6 +14,7 @@ from transformers.configuration_utils import PreTrainedConfig
 
 POOLING_MODES = ("mean", "cls", "mean_patches")
 CLASSIFIER_HEADS = ("linear", "layer", "weighted_sum", "attentive")
+MASKING_MODES = ("tf", "tt", "ff", "random", "none", "custom")
 
 # Released input sizes (frames x mel bins); see the feature extractor presets for the matching normalisation.
 INPUT_PRESETS: dict[str, dict[str, Any]] = {
@@ -66,6 +67,20 @@ class AudioMosaicConfig(PreTrainedConfig):
         classifier_dropout (`float`, defaults to 0.0): dropout before the classification Linear.
         projection_hidden_size (`int`, defaults to 512): hidden width of the contrastive projector (pre-training).
         projection_dim (`int`, defaults to 128): output width of the contrastive projector (pre-training).
+        objective (`str`, defaults to `"contrastive"`): pre-training objective (NT-Xent between two masked views).
+        masking_mode (`str`, defaults to `"tf"`): masks of the two views: `"tf"` (view 0 time, view 1 frequency — the
+            method), `"tt"`, `"ff"`, `"random"` (unstructured, `mask_ratio`), `"none"`, or `"custom"` (`view_masking`).
+        mask_grid (`str`, defaults to `"true"`): `"true"` masks real time columns / frequency bands; `"original"`
+            reproduces the released code's swapped-grid masks (193 / 305 tokens for 1024 frames).
+        mask_ratio_time (`float`, defaults to 0.6), mask_ratio_freq (`float`, defaults to 0.4): stripe mask ratios.
+        mask_ratio (`float`, defaults to 0.75): ratio of the `"random"` mode.
+        view_masking (`list`, *optional*): with `masking_mode="custom"`, one `[strategy, ratio]` per view, strategies
+            from `modeling_audiomosaic.masking.MASKING_STRATEGIES`.
+        temperature (`float`, defaults to 0.1): NT-Xent temperature (initial value if `learnable_temperature`).
+        learnable_temperature (`bool`, defaults to `False`): learn τ (CLIP-style, clamped to [0.01, 1]).
+        gather_distributed (`bool`, defaults to `True`): all-gather negatives across processes (with gradient).
+        checkpointing_fraction (`float`, defaults to 1.0): with activation checkpointing on, the fraction of blocks
+            (the first ones) that are checkpointed; the recipe uses 0.7 (8 of 12 blocks).
 
     Example:
 
@@ -102,6 +117,18 @@ class AudioMosaicConfig(PreTrainedConfig):
     classifier_dropout: float = 0.0
     projection_hidden_size: int = 512
     projection_dim: int = 128
+    # ---- pre-training (AudioMosaicForPreTraining) ----
+    objective: str = "contrastive"
+    masking_mode: str = "tf"
+    mask_grid: str = "true"
+    mask_ratio_time: float = 0.6
+    mask_ratio_freq: float = 0.4
+    mask_ratio: float = 0.75
+    view_masking: list | None = None
+    temperature: float = 0.1
+    learnable_temperature: bool = False
+    gather_distributed: bool = True
+    checkpointing_fraction: float = 1.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -127,11 +154,35 @@ class AudioMosaicConfig(PreTrainedConfig):
             raise ValueError(
                 f"probe_layer={self.probe_layer} is out of range for {self.num_hidden_layers} hidden layers."
             )
+        if self.masking_mode not in MASKING_MODES:
+            raise ValueError(f"masking_mode={self.masking_mode!r} is not supported; choose one of {MASKING_MODES}.")
+        if self.masking_mode == "custom" and not self.view_masking:
+            raise ValueError('masking_mode="custom" needs view_masking=[[strategy, ratio], ...] (one per view).')
+        if self.mask_grid not in ("true", "original"):
+            raise ValueError(f'mask_grid must be "true" or "original", got {self.mask_grid!r}.')
+        if not 0.0 <= self.checkpointing_fraction <= 1.0:
+            raise ValueError(f"checkpointing_fraction must be in [0, 1], got {self.checkpointing_fraction}.")
         if self.hidden_size % self.attentive_probe_heads != 0:
             raise ValueError(
                 f"hidden_size ({self.hidden_size}) must be divisible by attentive_probe_heads "
                 f"({self.attentive_probe_heads})."
             )
+
+    def view_masking_specs(self) -> list[tuple[str, float]]:
+        """The `(strategy, ratio)` of each pre-training view, from `masking_mode` / `mask_grid` / ratios."""
+        prefix = "original_" if self.mask_grid == "original" else ""
+        time = (prefix + "time", self.mask_ratio_time)
+        freq = (prefix + "freq", self.mask_ratio_freq)
+        modes = {
+            "tf": [time, freq],
+            "tt": [time, time],
+            "ff": [freq, freq],
+            "random": [("random", self.mask_ratio)] * 2,
+            "none": [("none", 0.0)] * 2,
+        }
+        if self.masking_mode == "custom":
+            return [(str(name), ratio) for name, ratio in self.view_masking]
+        return modes[self.masking_mode]
 
     @property
     def num_time_patches(self) -> int:

@@ -477,10 +477,38 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
         cls_valid = torch.ones_like(token_valid[:, :1])
         return torch.cat([cls_valid, token_valid], dim=1)
 
+    @staticmethod
+    def keep_tokens(
+        hidden_states: torch.Tensor, ids_keep: torch.LongTensor, token_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Gather CLS + the patch tokens `ids_keep` (B, K) from `(B, 1 + L, D)` tokens (and the token mask)."""
+        batch, length, dim = hidden_states.shape
+        if ids_keep.ndim != 2 or ids_keep.shape[0] != batch:
+            raise ValueError(f"ids_keep must have shape (batch={batch}, num_kept); got {tuple(ids_keep.shape)}.")
+        ids_keep = ids_keep.to(hidden_states.device)
+        if ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= length - 1):
+            raise ValueError(f"ids_keep must index the {length - 1} patch tokens of the input.")
+        kept = torch.gather(hidden_states[:, 1:], 1, ids_keep.unsqueeze(-1).expand(-1, -1, dim))
+        hidden_states = torch.cat([hidden_states[:, :1], kept], dim=1)
+        if token_mask is not None:
+            token_mask = torch.cat([token_mask[:, :1], torch.gather(token_mask[:, 1:], 1, ids_keep)], dim=1)
+        return hidden_states, token_mask
+
+    def set_activation_checkpointing(self, enabled: bool = True, fraction: float | None = None) -> None:
+        """Checkpoint the first `int(num_layers * fraction)` blocks (`fraction` defaults to
+        `config.checkpointing_fraction`); the recipe checkpoints 8 of 12 blocks (0.7)."""
+        fraction = self.config.checkpointing_fraction if fraction is None else fraction
+        if enabled:
+            self.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        num = int(len(self.layers) * fraction) if enabled else 0
+        for index, layer in enumerate(self.layers):
+            layer.gradient_checkpointing = index < num
+
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        ids_keep: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -494,6 +522,9 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
             attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*): 1 for real frames, 0 for
                 padding (as returned by the feature extractor with `padding="longest"`). Padded patches are excluded
                 from attention and pooling, so a clip's output does not depend on the rest of the batch.
+            ids_keep (`torch.LongTensor` of shape `(batch_size, num_kept)`, *optional*): patch indices (CLS excluded,
+                time-major) to keep; the other patch tokens are dropped before the blocks (masked pre-training, token
+                dropping). CLS is always kept in front. See `modeling_audiomosaic.masking`.
             output_attentions (`bool`, *optional*): return attention probabilities (computed eagerly for that call).
             output_hidden_states (`bool`, *optional*): return the embedding output and every block's output.
             return_dict (`bool`, *optional*): return an [`AudioMosaicModelOutput`] instead of a tuple.
@@ -509,8 +540,10 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
         if attention_mask is not None:
             num_frames = input_values.shape[-2]
             token_mask = self.token_mask_from_attention_mask(attention_mask.to(hidden_states.device), num_frames)
-            if bool(token_mask.all()):
-                token_mask = None
+        if ids_keep is not None:
+            hidden_states, token_mask = self.keep_tokens(hidden_states, ids_keep, token_mask)
+        if token_mask is not None and bool(token_mask.all()):
+            token_mask = None
         attn_mask = None
         if token_mask is not None:
             attn_mask = create_bidirectional_mask(

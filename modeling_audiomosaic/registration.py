@@ -17,11 +17,13 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForAudioClassification,
+    AutoModelForPreTraining,
     PreTrainedConfig,
 )
 
 from .configuration_audiomosaic import AudioMosaicConfig
 from .modeling_audiomosaic import AUTO_MAP, AudioMosaicForAudioClassification, AudioMosaicModel
+from .modeling_pretraining import AudioMosaicForPreTraining
 
 _REGISTERED = False
 
@@ -40,10 +42,12 @@ def register_auto_classes() -> None:
     AutoConfig.register(AudioMosaicConfig.model_type, AudioMosaicConfig, exist_ok=True)
     AutoModel.register(AudioMosaicConfig, AudioMosaicModel, exist_ok=True)
     AutoModelForAudioClassification.register(AudioMosaicConfig, AudioMosaicForAudioClassification, exist_ok=True)
+    AutoModelForPreTraining.register(AudioMosaicConfig, AudioMosaicForPreTraining, exist_ok=True)
 
     AudioMosaicConfig.register_for_auto_class("AutoConfig")
     AudioMosaicModel.register_for_auto_class("AutoModel")
     AudioMosaicForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
+    AudioMosaicForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
     try:  # the feature extractor lives in the sibling package `feature_extraction`
         from feature_extraction import AudioMosaicFeatureExtractor

@@ -1,0 +1,106 @@
+"""AudioMosaic's objective: NT-Xent (SimCLR) between two views, with negatives gathered across processes.
+
+For view embeddings ``z0, z1`` (B, d) on rank ``r`` of ``W`` processes, L2-normalised, and the gathered ``Z0, Z1``
+(m = B W rows, rank r at rows ``[rB, rB + B)``):
+
+    logits = [[z0 Z1ᵀ, z0 Z0ᵀ without self], [z1 Z0ᵀ, z1 Z1ᵀ without self]] / τ      (2B, 2m - 1)
+    labels = rB + arange(B), twice                                                      (the other view of the clip)
+    loss   = mean cross-entropy over the 2B rows
+
+Each anchor has one positive and 2m - 2 negatives. Gradients flow through the gathered negatives
+(``distributed.gather_with_grad``), so with DDP averaging the update equals the single-process update on the global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .distributed import gather_no_grad, gather_with_grad, rank
+
+
+@dataclass
+class ContrastiveLossOutput:
+    """NT-Xent result: ``loss`` (scalar), top-1 ``accuracy`` of picking the positive (scalar, no grad), ``logits``."""
+
+    loss: torch.Tensor
+    accuracy: torch.Tensor
+    logits: torch.Tensor
+    labels: torch.Tensor
+
+
+def nt_xent_loss(
+    z0: torch.Tensor, z1: torch.Tensor, temperature: float | torch.Tensor = 0.1, gather_distributed: bool = True
+) -> ContrastiveLossOutput:
+    """NT-Xent between two views. ``z0``/``z1``: (B, d) projector outputs (normalised here). See the module docstring."""
+    if z0.shape != z1.shape or z0.ndim != 2:
+        raise ValueError(f"z0 and z1 must both be (batch, dim); got {tuple(z0.shape)} and {tuple(z1.shape)}.")
+    batch = z0.shape[0]
+    z0 = F.normalize(z0.float(), dim=-1)
+    z1 = F.normalize(z1.float(), dim=-1)
+    if gather_distributed:
+        all0, all1 = gather_with_grad(z0), gather_with_grad(z1)
+        offset = rank() * batch
+    else:
+        all0, all1, offset = z0, z1, 0
+    m = all0.shape[0]
+    labels = torch.arange(batch, device=z0.device) + offset
+    self_mask = F.one_hot(labels, m).bool()  # (B, m): True at each row's own column
+    l00 = (z0 @ all0.T / temperature)[~self_mask].view(batch, m - 1)
+    l11 = (z1 @ all1.T / temperature)[~self_mask].view(batch, m - 1)
+    l01 = z0 @ all1.T / temperature
+    l10 = z1 @ all0.T / temperature
+    logits = torch.cat([torch.cat([l01, l00], dim=1), torch.cat([l10, l11], dim=1)], dim=0)
+    targets = torch.cat([labels, labels])
+    loss = F.cross_entropy(logits, targets)
+    with torch.no_grad():
+        accuracy = (logits.argmax(dim=1) == targets).float().mean()
+    return ContrastiveLossOutput(loss=loss, accuracy=accuracy, logits=logits, labels=targets)
+
+
+class LearnableTemperature(nn.Module):
+    """τ = 1 / exp(s), clamped to [min_tau, max_tau], with s initialised to log(1 / init_tau) (CLIP style)."""
+
+    def __init__(self, init_tau: float = 0.07, min_tau: float = 0.01, max_tau: float = 1.0) -> None:
+        super().__init__()
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_tau)))
+        self.min_tau, self.max_tau = min_tau, max_tau
+
+    def forward(self) -> torch.Tensor:
+        return (1.0 / self.logit_scale.exp()).clamp(self.min_tau, self.max_tau)
+
+
+@torch.no_grad()
+def alignment_uniformity(z0: torch.Tensor, z1: torch.Tensor, t: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wang & Isola's metrics on L2-normalised embeddings (lower is better for both):
+    alignment = E ||z0 - z1||², uniformity = log E exp(-t ||zi - zj||²) over distinct pairs of the gathered views."""
+    z0 = F.normalize(z0.float(), dim=-1)
+    z1 = F.normalize(z1.float(), dim=-1)
+    alignment = (z0 - z1).pow(2).sum(dim=1).mean()
+    z = gather_no_grad(torch.cat([z0, z1]))
+    if z.shape[0] < 2:
+        return alignment, torch.zeros((), device=z.device)
+    sq = torch.pdist(z).pow(2)
+    uniformity = sq.mul(-t).exp().mean().log()
+    return alignment, uniformity
+
+
+@torch.no_grad()
+def local_intrinsic_dimension(features: torch.Tensor, k: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Method-of-moments LID of each row against the gathered rows (monitoring only, as in the original):
+    ``m = mean(a[1:k])``, ``lid = m / (a[k] - m)`` with ``a`` the sorted distances (``a[0]`` = self). Returns mean and
+    variance over rows."""
+    features = features.float()
+    reference = gather_no_grad(features)
+    k = min(k, reference.shape[0] - 1)
+    if k < 2:
+        zero = torch.zeros((), device=features.device)
+        return zero, zero
+    dist = torch.cdist(features, reference).sort(dim=1).values
+    m = dist[:, 1:k].mean(dim=1)
+    lid = m / (dist[:, k] - m).clamp_min(1e-12)
+    return lid.mean(), lid.var(unbiased=False)

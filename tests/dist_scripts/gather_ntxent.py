@@ -1,0 +1,52 @@
+"""Run under torchrun with 2 processes: DDP pre-training step with gathered negatives; rank 0 saves loss and grads."""
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining, apply_masking  # noqa: E402
+
+
+def build(seed=0):
+    torch.manual_seed(seed)
+    config = AudioMosaicConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                               max_length=64, num_mel_bins=32, drop_path_rate=0.0, projection_hidden_size=16,
+                               projection_dim=8)
+    model = AudioMosaicForPreTraining(config)
+    model.train()
+    model.projector.eval()  # per-process BatchNorm statistics would differ from the single-process batch
+    return model
+
+
+def global_batch(batch=8):
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(batch, 2, 64, 32, generator=g)
+    ids = [apply_masking(name, (4, 2), batch, ratio, generator=g).ids_keep
+           for name, ratio in (("time", 0.6), ("freq", 0.4))]
+    return x, ids
+
+
+def main(out_path):
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = build()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    x, ids = global_batch()
+    n = x.shape[0] // world
+    sl = slice(rank * n, (rank + 1) * n)
+    out = ddp(x[sl], ids_keep=[i[sl] for i in ids])
+    out.loss.backward()
+    losses = [torch.zeros(()) for _ in range(world)]
+    dist.all_gather(losses, out.loss.detach())
+    if rank == 0:
+        grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+        torch.save({"loss": torch.stack(losses).mean(), "grads": grads, "acc": out.accuracy}, out_path)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

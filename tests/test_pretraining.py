@@ -1,0 +1,291 @@
+"""Masking strategies, NT-Xent, the pre-training model, and multi-process gathering."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_audiomosaic import (
+    MASKING_STRATEGIES,
+    AudioMosaicConfig,
+    AudioMosaicForAudioClassification,
+    AudioMosaicForPreTraining,
+    AudioMosaicModel,
+    apply_masking,
+    nt_xent_loss,
+)
+from modeling_audiomosaic.masking import keep_count, register_masking_strategy
+
+GRID_1024 = (64, 8)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------------------------ masking
+@pytest.mark.parametrize(
+    "name, ratio, kept",
+    [("original_time", 0.6, 192), ("original_freq", 0.4, 304), ("time", 0.6, 200), ("freq", 0.4, 256),
+     ("random", 0.75, 128), ("random", 0.8, 102), ("time_freq", (0.2, 0.2), 306)],
+)
+def test_keep_counts_1024(name, ratio, kept):
+    out = apply_masking(name, GRID_1024, 5, ratio, generator=_gen())
+    assert out.ids_keep.shape == (5, kept)
+    assert (out.mask.sum(1) == 512 - kept).all()
+    # mask and ids agree, indices sorted and unique
+    assert (~out.mask.gather(1, out.ids_keep)).all()
+    assert (out.ids_keep.diff(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize(
+    "grid, counts",  # (original_time, original_freq, time, freq) at 0.6 / 0.4 (reference §5.4)
+    [((32, 8), (96, 152, 96, 128)), ((8, 8), (24, 32, 24, 32))],
+)
+def test_keep_counts_other_sizes(grid, counts):
+    names = ["original_time", "original_freq", "time", "freq"]
+    ratios = [0.6, 0.4, 0.6, 0.4]
+    got = tuple(apply_masking(n, grid, 2, r, generator=_gen()).num_kept for n, r in zip(names, ratios))
+    assert got == counts
+
+
+def _tf(ids, f=8):
+    return ids // f, ids % f
+
+
+def test_true_grid_patterns():
+    t_out = apply_masking("time", GRID_1024, 3, 0.6, generator=_gen(1))
+    for row in t_out.ids_keep:
+        t, f = _tf(row)
+        times = t.unique()
+        assert len(times) == 25
+        for tt in times:  # every kept time column has all 8 bands
+            assert sorted(f[t == tt].tolist()) == list(range(8))
+    f_out = apply_masking("freq", GRID_1024, 3, 0.4, generator=_gen(2))
+    for row in f_out.ids_keep:
+        t, f = _tf(row)
+        bands = f.unique()
+        assert len(bands) == 4
+        for b in bands:
+            assert sorted(t[f == b].tolist()) == list(range(64))
+
+
+def test_original_grid_patterns():
+    """original_time keeps 3 chunks of 8 consecutive time patches (all bands); original_freq keeps columns
+    b = (t mod 8) * 8 + f of the swapped (8, 64) view: the same 38 columns in each of the 8 chunks."""
+    out = apply_masking("original_time", GRID_1024, 4, 0.6, generator=_gen(3))
+    for row in out.ids_keep:
+        chunks = (row // 64).unique()
+        assert len(chunks) == 3
+        for a in chunks:
+            assert sorted(row[row // 64 == a].tolist()) == list(range(64 * int(a), 64 * int(a) + 64))
+    out = apply_masking("original_freq", GRID_1024, 4, 0.4, generator=_gen(4))
+    for row in out.ids_keep:
+        cols = [set((row[row // 64 == a] % 64).tolist()) for a in range(8)]
+        assert all(len(c) == 38 for c in cols) and all(c == cols[0] for c in cols)
+        # it is not band masking: typically every band is still visible
+        t, f = _tf(row)
+    # over many samples almost every sample keeps all 8 bands (a band vanishes in ~0.6% of samples)
+    many = apply_masking("original_freq", GRID_1024, 400, 0.4, generator=_gen(5)).ids_keep
+    all_bands = torch.tensor([len((r % 8).unique()) == 8 for r in many]).float().mean()
+    assert all_bands > 0.95
+
+
+def test_masking_is_per_sample_and_deterministic():
+    a = apply_masking("time", GRID_1024, 8, 0.6, generator=_gen(7)).ids_keep
+    b = apply_masking("time", GRID_1024, 8, 0.6, generator=_gen(7)).ids_keep
+    c = apply_masking("time", GRID_1024, 8, 0.6, generator=_gen(8)).ids_keep
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert len({tuple(r.tolist()) for r in a}) == 8  # samples draw their own masks
+    # random masking is uniform: every patch kept with probability 0.25
+    freq = torch.zeros(512)
+    for seed in range(40):
+        ids = apply_masking("random", GRID_1024, 25, 0.75, generator=_gen(seed)).ids_keep
+        freq += torch.bincount(ids.flatten(), minlength=512)
+    freq /= 40 * 25
+    assert abs(freq.mean().item() - 0.25) < 1e-6 and freq.std().item() < 0.05
+
+
+def test_masking_errors_and_registry():
+    assert set(MASKING_STRATEGIES) >= {"time", "freq", "original_time", "original_freq", "random"}
+    with pytest.raises(ValueError, match="Unknown masking strategy"):
+        apply_masking("blocks", GRID_1024, 2, 0.5)
+    with pytest.raises(ValueError, match="mask ratio"):
+        apply_masking("time", GRID_1024, 2, 1.0)
+    with pytest.raises(ValueError, match="patch_weights"):
+        apply_masking("time", GRID_1024, 2, 0.5, patch_weights=torch.ones(2, 512))
+    with pytest.raises(ValueError, match="keeps no patch"):
+        apply_masking("freq", (4, 2), 2, 0.6)
+    with pytest.raises(ValueError, match="already exists"):
+        register_masking_strategy("time", MASKING_STRATEGIES["time"])
+    assert keep_count(64, 0.6) == 25 and keep_count(8, 0.4) == 4
+
+
+# ----------------------------------------------------------------------------------------------------------- NT-Xent
+def reference_nt_xent(z0, z1, tau):
+    """Direct formula: for every anchor, -log softmax over all other 2N-1 embeddings, positive = its other view."""
+    z = torch.nn.functional.normalize(torch.cat([z0, z1]).double(), dim=1)
+    n = z0.shape[0]
+    losses, correct = [], 0
+    for i in range(2 * n):
+        pos = (i + n) % (2 * n)
+        sims = {j: float(z[i] @ z[j]) / tau for j in range(2 * n) if j != i}
+        denom = sum(math.exp(s) for s in sims.values())
+        losses.append(-(sims[pos] - math.log(denom)))
+        correct += int(max(sims, key=sims.get) == pos)
+    return sum(losses) / len(losses), correct / (2 * n)
+
+
+def test_nt_xent_matches_direct_formula():
+    torch.manual_seed(0)
+    z0, z1 = torch.randn(6, 5), torch.randn(6, 5)
+    for tau in (0.1, 0.5):
+        out = nt_xent_loss(z0, z1, tau, gather_distributed=True)  # single process: gather is the identity
+        ref_loss, ref_acc = reference_nt_xent(z0, z1, tau)
+        assert abs(out.loss.item() - ref_loss) < 1e-5
+        assert abs(out.accuracy.item() - ref_acc) < 1e-9
+        assert out.logits.shape == (12, 11)
+    # identical views with orthogonal clips: loss near its minimum and accuracy 1
+    eye = torch.eye(4)
+    assert nt_xent_loss(eye, eye, 0.1).accuracy.item() == 1.0
+    with pytest.raises(ValueError, match="z0 and z1"):
+        nt_xent_loss(torch.randn(3, 4), torch.randn(2, 4))
+
+
+# ----------------------------------------------------------------------------------------------- pre-training model
+def tiny_pretrain_config(**kw):
+    values = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_length=64,
+                  num_mel_bins=32, drop_path_rate=0.0, projection_hidden_size=16, projection_dim=8)
+    values.update(kw)
+    return AudioMosaicConfig(**values)
+
+
+def test_pretraining_forward_counts_and_loss():
+    model = AudioMosaicForPreTraining(AudioMosaicConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                                        intermediate_size=64, projection_hidden_size=16,
+                                                        projection_dim=8)).train()
+    x = torch.randn(4, 2, 1024, 128)
+    out = model(x, generator=_gen())
+    assert out.num_kept_tokens == (201, 257)
+    assert out.z.shape == (2, 4, 8) and out.pooled_output.shape == (2, 4, 32)
+    assert out.loss.requires_grad and 0 <= out.accuracy.item() <= 1
+    torch.testing.assert_close(out.loss, nt_xent_loss(out.z[0], out.z[1], 0.1).loss)
+    model.config.mask_grid = "original"
+    assert model(x, generator=_gen()).num_kept_tokens == (193, 305)
+    model.eval()  # eval mode: no masking unless asked
+    with torch.no_grad():
+        assert model(x).num_kept_tokens == (513, 513)
+        assert model(x, apply_masking=True).num_kept_tokens == (193, 305)
+
+
+def test_masked_view_equals_encoder_on_kept_tokens():
+    """Dropping tokens = running the encoder on the gathered kept tokens only (nothing else leaks in)."""
+    model = AudioMosaicForPreTraining(tiny_pretrain_config()).eval()
+    x = torch.randn(3, 64, 32)
+    ids = apply_masking("time", (4, 2), 3, 0.5, generator=_gen()).ids_keep
+    with torch.no_grad():
+        tokens = model.audiomosaic(x, ids_keep=ids).last_hidden_state
+        emb = model.audiomosaic.embeddings(x)
+        manual = torch.cat([emb[:, :1], torch.gather(emb[:, 1:], 1, ids[..., None].expand(-1, -1, 32))], 1)
+        for layer in model.audiomosaic.layers:
+            manual = layer(manual)[0]
+    torch.testing.assert_close(tokens, manual)
+    assert tokens.shape[1] == 1 + ids.shape[1]
+
+
+def test_pretraining_gradients_and_frozen_bn_bias():
+    model = AudioMosaicForPreTraining(tiny_pretrain_config()).train()
+    out = model(torch.randn(4, 2, 64, 32), generator=_gen())
+    out.loss.backward()
+    assert not model.projector[4].bias.requires_grad and model.projector[4].bias.grad is None
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+
+
+def test_learnable_temperature():
+    model = AudioMosaicForPreTraining(tiny_pretrain_config(learnable_temperature=True, temperature=0.07)).train()
+    out = model(torch.randn(4, 2, 64, 32), generator=_gen())
+    assert abs(out.temperature.item() - 0.07) < 1e-6
+    out.loss.backward()
+    assert model.learnable_temperature.logit_scale.grad is not None
+
+
+def test_pretraining_checkpoint_loads_into_encoder_and_classifier(tmp_path):
+    from transformers import AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining
+
+    model = AudioMosaicForPreTraining(tiny_pretrain_config()).train()
+    model(torch.randn(4, 2, 64, 32), generator=_gen()).loss.backward()  # update BN running stats
+    model.eval()
+    model.save_pretrained(tmp_path)
+    re = AutoModelForPreTraining.from_pretrained(tmp_path).eval()
+    assert type(re) is AudioMosaicForPreTraining
+    x = torch.randn(2, 64, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(re(x).z, model(x).z, rtol=0, atol=0)
+        enc = AutoModel.from_pretrained(tmp_path).eval()
+        torch.testing.assert_close(enc(x).pooler_output, model.audiomosaic(x).pooler_output, rtol=0, atol=0)
+        clf = AutoModelForAudioClassification.from_pretrained(tmp_path, num_labels=3).eval()
+        torch.testing.assert_close(clf.audiomosaic.pooler.fc_norm.weight, model.audiomosaic.pooler.fc_norm.weight)
+    state = model.state_dict()
+    assert {"projector.1.running_mean", "projector.4.num_batches_tracked", "projector.4.bias"} <= set(state)
+
+
+def test_partial_activation_checkpointing_same_gradients():
+    model = AudioMosaicForPreTraining(tiny_pretrain_config(num_hidden_layers=4, checkpointing_fraction=0.7)).train()
+    x = torch.randn(4, 2, 64, 32)
+
+    def run():
+        model.zero_grad()
+        out = model(x, generator=_gen(3))
+        out.loss.backward()
+        return out.loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss_a, grads_a = run()
+    model.audiomosaic.set_activation_checkpointing(True)
+    assert [layer.gradient_checkpointing for layer in model.audiomosaic.layers] == [True, True, False, False]
+    loss_b, grads_b = run()
+    torch.testing.assert_close(loss_a, loss_b)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
+
+
+# -------------------------------------------------------------------------------------------------- multi-process
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.dist
+def test_two_process_gather_equals_single_process(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
+    import gather_ntxent
+
+    out_file = tmp_path / "dist.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(Path(__file__).parent / "dist_scripts" / "gather_ntxent.py"),
+           str(out_file)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dist_result = torch.load(out_file, weights_only=True)
+
+    model = gather_ntxent.build()
+    x, ids = gather_ntxent.global_batch()
+    out = model(x, ids_keep=ids)
+    out.loss.backward()
+    assert abs(dist_result["loss"].item() - out.loss.item()) < 1e-5
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        # relative to the gradient's scale: the CLS gradient is ~1e4 here (CLS is initialised at std 1e-6 and then
+        # LayerNorm-ed, which divides by its tiny spread), so float32 rounding alone is ~1e-3 in absolute terms
+        diff = (dist_result["grads"][name] - p.grad).abs().max().item()
+        assert diff <= 1e-5 * max(1.0, p.grad.abs().max().item()), (name, diff)
