@@ -1,0 +1,91 @@
+"""`Trainer` subclass for AudioMosaic pre-training (any `AudioMosaicForPreTraining` objective).
+
+What it adds to `transformers.Trainer`:
+
+* the loss comes from the model (`outputs.loss`, a per-batch mean); `loss_is_scaled_for_ga = False` so Trainer divides
+  it by the gradient-accumulation steps (and the model sets `accepts_loss_kwargs = False`, see transformers_notes §1.4);
+* the original's weight-decay exclusions: no decay for every 1-D parameter (biases, norms), `cls_token`, the position
+  table and the learnable temperature;
+* the model's monitoring metrics (positive-pair accuracy, alignment, uniformity, LID, temperature, kept tokens per view)
+  averaged over the logging interval and logged next to the loss (TensorBoard via `report_to="tensorboard"`);
+* non-finite losses are skipped (zero gradient for that batch) and counted in the logs instead of poisoning the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from transformers import Trainer
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+NO_DECAY_NAMES = ("cls_token", "position_embeddings", "logit_scale", "logit_bias", "mask_token")
+LOGGED_METRICS = ("accuracy", "alignment", "uniformity", "lid_mean", "lid_var", "temperature")
+
+
+def decay_parameter_names(model: nn.Module) -> list[str]:
+    """Names of the parameters that get weight decay: matrices and convolution kernels only."""
+    return [
+        name
+        for name, param in model.named_parameters()
+        if param.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)
+    ]
+
+
+class AudioMosaicPretrainingTrainer(Trainer):
+    """Trainer for `AudioMosaicForPreTraining`; see the module docstring."""
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._metric_sums: dict[str, float] = defaultdict(float)
+        self._metric_count = 0
+        self.nonfinite_losses = 0
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        return decay_parameter_names(model)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if model.training:
+            self._record_metrics(outputs)
+            if not torch.isfinite(loss.detach()).all():
+                self.nonfinite_losses += 1
+                logger.warning(
+                    f"non-finite loss {loss.item()} at step {self.state.global_step}: batch skipped "
+                    f"({self.nonfinite_losses} so far)"
+                )
+                # a zero loss connected to every trainable parameter: gradients are exactly 0 for this batch
+                loss = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
+        return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def _record_metrics(self, outputs) -> None:
+        for name in LOGGED_METRICS:
+            value = getattr(outputs, name, None)
+            if value is not None:
+                value = float(value)
+                if math.isfinite(value):
+                    self._metric_sums[name] += value
+        kept = getattr(outputs, "num_kept_tokens", None)
+        if kept:
+            for view, count in enumerate(kept):
+                self._metric_sums[f"kept_tokens_view{view}"] += float(count)
+        self._metric_count += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._metric_count:
+            for name, total in self._metric_sums.items():
+                logs[name] = round(total / self._metric_count, 5)
+            self._metric_sums.clear()
+            self._metric_count = 0
+        if self.nonfinite_losses:
+            logs["nonfinite_losses_skipped"] = self.nonfinite_losses
+        super().log(logs, start_time)

@@ -1,0 +1,56 @@
+"""AudioMosaic for transformers: contrastive masked audio representation learning, transformers-native.
+
+Install torch first (a CPU or CUDA build of your choice, >= 2.1); this package never forces a newer torch:
+
+    pip install torch==2.13.0
+    pip install -e ".[dev,train]"
+
+Note: timm (used only by the parity tests as an independent reference) depends on torchvision, which would pull a
+different torch build; install it with ``pip install --no-deps timm==1.0.31`` (run_scripts/setup_env.sh does).
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+README = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else ""
+
+extras = {
+    "dev": ["pytest>=8", "scikit-learn>=1.3", "soundfile>=0.12"],
+    "train": ["accelerate>=1.15,<2", "datasets>=5.2,<6", "tensorboard>=2.15", "pyyaml>=6", "matplotlib>=3.8"],
+    "llm": ["peft>=0.21,<0.22", "accelerate>=1.15,<2", "gguf>=0.10"],
+    "bench": ["onnxruntime>=1.18", "onnx>=1.15", "matplotlib>=3.8"],
+    "eval": ["evaluate>=0.4,<0.5", "scikit-learn>=1.3"],
+}
+extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
+
+setup(
+    name="audiomosaic-transformers",
+    version="0.1.0",
+    description="AudioMosaic (contrastive masked audio representation learning) for Hugging Face transformers",
+    long_description=README,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=["modeling_audiomosaic", "feature_extraction"],
+    package_data={"modeling_audiomosaic": ["labels/*.csv"]},
+    include_package_data=True,
+    install_requires=[
+        "torch>=2.1",  # deliberately unpinned above: keep the build you installed (CPU wheels, CUDA builds, ...)
+        "transformers>=5.23,<6",
+        "safetensors>=0.8",
+        "huggingface_hub>=1.0",
+        "numpy>=1.24",
+        "soundfile>=0.12",
+        "soxr>=0.3",
+        "scipy>=1.10",
+        "tqdm>=4.60",
+    ],
+    extras_require=extras,
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
