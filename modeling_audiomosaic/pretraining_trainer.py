@@ -8,7 +8,8 @@ What it adds to `transformers.Trainer`:
   table and the learnable temperature;
 * the model's monitoring metrics (positive-pair accuracy, alignment, uniformity, LID, temperature, kept tokens per view)
   averaged over the logging interval and logged next to the loss (TensorBoard via `report_to="tensorboard"`);
-* non-finite losses are skipped (zero gradient for that batch) and counted in the logs instead of poisoning the run.
+* non-finite losses are skipped (zero gradient for that batch) and counted in the logs instead of poisoning the run;
+* bad audio items skipped by the data layer (reported by the collator as ``num_skipped``) are counted and logged.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._metric_sums: dict[str, float] = defaultdict(float)
         self._metric_count = 0
         self.nonfinite_losses = 0
+        self.data_items_skipped = 0
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        skipped = inputs.pop("num_skipped", 0)
+        if model.training:
+            self.data_items_skipped += int(skipped)
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:
@@ -88,4 +93,6 @@ class AudioMosaicPretrainingTrainer(Trainer):
             self._metric_count = 0
         if self.nonfinite_losses:
             logs["nonfinite_losses_skipped"] = self.nonfinite_losses
+        if "loss" in logs:
+            logs["data_items_skipped"] = self.data_items_skipped  # undecodable/empty audio, this process
         super().log(logs, start_time)

@@ -59,7 +59,7 @@ def test_auto_classes_by_import(tmp_path):
 
 REMOTE_SCRIPT = textwrap.dedent(
     """
-    import importlib.abc, json, sys
+    import importlib.abc, json, os, sys
     blocked = ("modeling_audiomosaic", "feature_extraction")
 
     class Block(importlib.abc.MetaPathFinder):
@@ -69,7 +69,7 @@ REMOTE_SCRIPT = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p and "{repo}" not in p]
+    sys.path = [p for p in sys.path if p and os.path.abspath(p) != "{repo}"]
     for name in blocked:
         try:
             __import__(name)

@@ -595,11 +595,15 @@ def test_remote_code_loading_in_clean_process(tmp_path):
     where the project packages are not importable."""
     extractor = AudioMosaicFeatureExtractor.from_preset("esc50")
     model_dir = tmp_path / "model"
+    previous = AudioMosaicFeatureExtractor.__dict__.get("_auto_class")  # set when modeling_audiomosaic is imported
     try:
         AudioMosaicFeatureExtractor.register_for_auto_class()
         extractor.save_pretrained(model_dir)
     finally:
-        del AudioMosaicFeatureExtractor._auto_class  # back to the inherited default
+        if previous is None:
+            del AudioMosaicFeatureExtractor._auto_class  # back to the inherited default
+        else:
+            AudioMosaicFeatureExtractor._auto_class = previous
     assert (model_dir / "feature_extraction_audiomosaic.py").exists()
     config = json.loads((model_dir / "preprocessor_config.json").read_text())
     assert config["auto_map"]["AutoFeatureExtractor"].endswith("AudioMosaicFeatureExtractor")
@@ -610,10 +614,18 @@ def test_remote_code_loading_in_clean_process(tmp_path):
     np.save(tmp_path / "expected.npy", expected)
     script = textwrap.dedent(
         f"""
-        import sys
+        import importlib.abc, sys
+
+        class _Block(importlib.abc.MetaPathFinder):  # an editable install would otherwise still find the package
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("feature_extraction", "modeling_audiomosaic"):
+                    raise ImportError(name + " is blocked in this process")
+                return None
+
+        sys.meta_path.insert(0, _Block())
+        sys.path = [p for p in sys.path if p.rstrip("/") != {str(ROOT)!r}]
         import numpy as np
         from transformers import AutoFeatureExtractor
-        assert not any(p.rstrip("/") == {str(ROOT)!r} for p in sys.path)
         try:
             import feature_extraction  # noqa: F401
             raise SystemExit("project package must not be importable here")

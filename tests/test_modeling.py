@@ -246,7 +246,7 @@ def test_gradient_checkpointing_same_gradients():
         return loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
 
     loss_a, ga = grads(model)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     assert all(layer.gradient_checkpointing for layer in model.audiomosaic.layers)
     loss_b, gb = grads(model)
     torch.testing.assert_close(loss_a, loss_b)

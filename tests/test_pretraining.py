@@ -269,12 +269,21 @@ def test_two_process_gather_equals_single_process(tmp_path):
     import gather_ntxent
 
     out_file = tmp_path / "dist.pt"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(Path(__file__).parent / "dist_scripts" / "gather_ntxent.py"),
-           str(out_file)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    script = str(Path(__file__).parent / "dist_scripts" / "gather_ntxent.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    proc = None
+    for attempt in range(2):  # a second attempt (new port) only if the first one timed out
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(_free_port()), script, str(out_file)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=180)
+            break
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # torchrun and both workers
+            stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
     dist_result = torch.load(out_file, weights_only=True)
 
     model = gather_ntxent.build()

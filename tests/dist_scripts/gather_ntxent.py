@@ -1,5 +1,6 @@
 """Run under torchrun with 2 processes: DDP pre-training step with gathered negatives; rank 0 saves loss and grads."""
 
+import datetime
 import os
 import sys
 
@@ -30,7 +31,7 @@ def global_batch(batch=8):
 
 
 def main(out_path):
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     model = build()
     ddp = torch.nn.parallel.DistributedDataParallel(model)

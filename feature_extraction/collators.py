@@ -1,0 +1,153 @@
+"""Collators and dataset wrappers for pre-training.
+
+* `EpochTaggedDataset` / `EpochTaggedIterableDataset` add ``epoch``, ``index`` and ``num_skipped`` (bad items skipped
+  while producing this example, counted in whichever DataLoader worker decoded it) to every example, and forward
+  ``set_epoch`` (Trainer calls it every epoch).
+* `PretrainingViewsCollator` turns a list of examples into ``{"input_values": (B, num_views, frames, mel)}`` with a
+  `ContrastiveViewGenerator`. Its randomness is a pure function of ``(seed, epoch, example ids)``, so a resumed run
+  produces exactly the views of the uninterrupted one, whichever worker builds the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def _skip_total(dataset: Any) -> int:
+    counter = getattr(dataset, "skip_counter", None)
+    return int(counter.num_skipped) if counter is not None else 0
+
+
+class EpochTaggedDataset(torch.utils.data.Dataset):
+    """Map-style wrapper adding ``epoch``, ``index`` and ``num_skipped`` to each example of ``dataset``."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        before = _skip_total(self.dataset)
+        example = dict(self.dataset[index])
+        example.update(epoch=self.epoch, index=int(index), num_skipped=_skip_total(self.dataset) - before)
+        return example
+
+    @property
+    def skip_counter(self):
+        return getattr(self.dataset, "skip_counter", None)
+
+
+class EpochTaggedIterableDataset(torch.utils.data.IterableDataset):
+    """Iterable wrapper adding ``epoch``, a running ``index`` and ``num_skipped`` to each streamed example."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    @property
+    def n_shards(self) -> int:
+        return getattr(self.dataset, "n_shards", 1)
+
+    def shard(self, num_shards: int, index: int, **kwargs) -> "EpochTaggedIterableDataset":
+        """Used by accelerate (``dispatch_batches=False``) to give each rank its own shards."""
+        wrapped = EpochTaggedIterableDataset(self.dataset.shard(num_shards=num_shards, index=index, **kwargs))
+        wrapped.epoch = self.epoch
+        return wrapped
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        before = _skip_total(self.dataset)
+        for index, example in enumerate(self.dataset):
+            now = _skip_total(self.dataset)
+            example = dict(example)
+            example.update(epoch=self.epoch, index=index, num_skipped=now - before)
+            before = now
+            yield example
+
+    @property
+    def skip_counter(self):
+        return getattr(self.dataset, "skip_counter", None)
+
+
+def batch_seed(seed: int, epoch: int, ids: Sequence[Any]) -> int:
+    """A 63-bit seed that depends only on ``seed``, ``epoch`` and the examples' ids (stable across processes)."""
+    text = f"{seed}|{epoch}|" + "|".join(str(i) for i in ids)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") & ((1 << 63) - 1)
+
+
+class PretrainingViewsCollator:
+    """Build the views of a batch: ``{"input_values": (B, V, frames, mel), "num_skipped": int}``.
+
+    Clips longer than ``crop_samples`` (default: the samples the spectrogram length needs,
+    ``view_generator.num_samples``) are first cut to a random window of that length, drawn from the same generator.
+
+    Args:
+        view_generator: a `feature_extraction.ContrastiveViewGenerator` (augmentation + fbank of every view).
+        seed: base seed; the batch's generator is seeded from ``(seed, epoch, ids)``.
+        audio_key: field holding the 1-D float32 waveform.
+        crop_samples: random-window length for long clips (``None``: ``view_generator.num_samples``; ``0``: no crop).
+    """
+
+    def __init__(self, view_generator: Any, seed: int = 0, audio_key: str = "audio",
+                 crop_samples: int | None = None) -> None:
+        self.view_generator = view_generator
+        self.seed = int(seed)
+        self.audio_key = audio_key
+        self.crop_samples = getattr(view_generator, "num_samples", 0) if crop_samples is None else int(crop_samples)
+        self.epoch = 0  # used when examples carry no "epoch" (streams); set by `EpochCallback`
+
+    def _crop(self, waves: list[np.ndarray], generator: torch.Generator) -> list[np.ndarray]:
+        if not self.crop_samples:
+            return waves
+        out = []
+        for wave in waves:
+            extra = len(wave) - self.crop_samples
+            if extra > 0:
+                start = int(torch.randint(0, extra + 1, (1,), generator=generator))
+                wave = wave[start : start + self.crop_samples]
+            out.append(wave)
+        return out
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        if not examples:
+            raise ValueError("PretrainingViewsCollator got an empty batch.")
+        waves = [np.asarray(example[self.audio_key], dtype=np.float32) for example in examples]
+        ids = [example.get("id", example.get("index", i)) for i, example in enumerate(examples)]
+        epoch = int(examples[0].get("epoch", self.epoch))
+        generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, ids))
+        views = self.view_generator(self._crop(waves, generator), generator=generator)
+        return {
+            "input_values": views,
+            "num_skipped": int(sum(int(example.get("num_skipped", 0)) for example in examples)),
+        }
+
+
+class CollatorEpochCallback:
+    """`TrainerCallback`-compatible hook that tells the collator the epoch (for streamed examples without one)."""
+
+    def __init__(self, collator: PretrainingViewsCollator) -> None:
+        self.collator = collator
+
+    def __getattr__(self, name):  # every other TrainerCallback event is a no-op
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(round(state.epoch)) if state.epoch is not None else 0

@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""Pre-train AudioMosaic (or another objective of `AudioMosaicForPreTraining`) with 🤗 Trainer.
+
+Works the same on one CPU, several CPU processes (gloo) and GPUs (DDP / FSDP through accelerate):
+
+    python run_scripts/run_pretrain.py --config run_scripts/recipes/pretrain_cpu_demo.yaml --train_path data/
+    accelerate launch --multi_gpu --num_processes 2 run_scripts/run_pretrain.py --config ... --use_cpu true   # CPU, 2 procs
+    accelerate launch --config_file run_scripts/accelerate/multi_gpu_ddp.yaml run_scripts/run_pretrain.py \
+        --config run_scripts/recipes/pretrain_paper.yaml --dataset_name <hub audio dataset>
+
+Arguments: a YAML recipe (``--config``) sets defaults; any command-line flag overrides it. The three argument groups
+are `ModelArguments`, `DataArguments` (below) and `transformers.TrainingArguments`.
+
+Data: ``--train_path`` (folder of audio, AudioSet-style JSON manifest, CSV, parquet, webdataset shards) or
+``--dataset_name`` (``datasets.load_dataset``; Hub ids stream with ``--streaming``). Bad files are skipped and counted
+(``data_items_skipped`` in the logs). Views (augmentation + fbank) are built in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import transformers  # noqa: E402
+from transformers import HfArgumentParser, TrainingArguments, set_seed  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+
+import modeling_audiomosaic  # noqa: E402,F401
+from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
+from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
+from feature_extraction.collators import (  # noqa: E402
+    CollatorEpochCallback,
+    EpochTaggedDataset,
+    PretrainingViewsCollator,
+)
+from feature_extraction.data import load_audio_dataset  # noqa: E402
+from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining  # noqa: E402
+from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer  # noqa: E402
+
+logger = logging.getLogger("run_pretrain")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Initialise from a saved AudioMosaic folder (any head); else from scratch."}
+    )
+    input_preset: str = field(default="audioset", metadata={"help": "audioset (1024 frames) | esc50 | speechcommands"})
+    model_size: str = field(default="base", metadata={"help": "tiny | small | base (ViT-B/16)"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'JSON dict of AudioMosaicConfig fields, e.g. \'{"num_hidden_layers": 4}\''}
+    )
+    masking_mode: str = field(default="tf", metadata={"help": "tf | tt | ff | random | none | custom"})
+    mask_grid: str = field(default="true", metadata={"help": "true | original (released code's swapped grid)"})
+    mask_ratio_time: float = field(default=0.6)
+    mask_ratio_freq: float = field(default=0.4)
+    mask_ratio: float = field(default=0.75, metadata={"help": "ratio of masking_mode=random"})
+    temperature: float = field(default=0.1)
+    learnable_temperature: bool = field(default=False)
+    drop_path_rate: float = field(default=0.1)
+    checkpointing_fraction: float = field(
+        default=0.0, metadata={"help": "activation-checkpoint the first fraction of blocks (recipe: 0.7); 0 = off"}
+    )
+    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm in the projector under multi-GPU"})
+
+
+@dataclass
+class DataArguments:
+    train_path: str | None = field(default=None, metadata={"help": "local folder / manifest / csv / parquet / tar"})
+    dataset_name: str | None = field(default=None, metadata={"help": "datasets.load_dataset name (Hub id or builder)"})
+    dataset_config_name: str | None = field(default=None)
+    data_files: str | None = field(default=None, metadata={"help": "data_files for builders such as parquet"})
+    dataset_split: str = field(default="train")
+    source_type: str = field(default="auto")
+    audio_column: str = field(default="auto")
+    streaming: bool = field(default=False)
+    shuffle_buffer_size: int = field(default=1000)
+    crop_seconds: float | None = field(
+        default=None, metadata={"help": "random window cut from longer clips (default: the spectrogram length)"}
+    )
+    augmentation: str = field(default="original", metadata={"help": "waveform chain preset: original | light | none"})
+    roll_and_gain: bool = field(default=True)
+    max_train_samples: int | None = field(default=None)
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse `--config recipe.yaml` (defaults) and command-line overrides into the three dataclasses."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if "--config" in argv:
+        index = argv.index("--config")
+        recipe_path = argv[index + 1]
+        del argv[index : index + 2]
+        with open(recipe_path, encoding="utf-8") as handle:
+            recipe = yaml.safe_load(handle) or {}
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise ValueError(f"{recipe_path}: unknown option(s) {unknown}")
+        parser.set_defaults(**recipe)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    return model_args, data_args, training_args
+
+
+def build_config(model_args: ModelArguments) -> AudioMosaicConfig:
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    fields = dict(
+        masking_mode=model_args.masking_mode,
+        mask_grid=model_args.mask_grid,
+        mask_ratio_time=model_args.mask_ratio_time,
+        mask_ratio_freq=model_args.mask_ratio_freq,
+        mask_ratio=model_args.mask_ratio,
+        temperature=model_args.temperature,
+        learnable_temperature=model_args.learnable_temperature,
+        drop_path_rate=model_args.drop_path_rate,
+        checkpointing_fraction=model_args.checkpointing_fraction,
+    )
+    if model_args.model_name_or_path:
+        config = AudioMosaicConfig.from_pretrained(model_args.model_name_or_path, **fields, **overrides)
+    else:
+        config = AudioMosaicConfig.from_preset(model_args.input_preset, model_args.model_size, **fields, **overrides)
+    return config
+
+
+def build_model(model_args: ModelArguments, config: AudioMosaicConfig) -> AudioMosaicForPreTraining:
+    if model_args.model_name_or_path:
+        model = AudioMosaicForPreTraining.from_pretrained(model_args.model_name_or_path, config=config)
+    else:
+        model = AudioMosaicForPreTraining(config)
+    if model_args.checkpointing_fraction > 0:
+        model.audiomosaic.set_activation_checkpointing(True, model_args.checkpointing_fraction)
+    return model
+
+
+def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
+    # no cropping here: the collator cuts long clips with a generator seeded by (seed, epoch, ids), so resumed runs
+    # see exactly the same windows
+    common = dict(label_column=None, streaming=data_args.streaming)
+    if data_args.audio_column != "auto":
+        common["audio_column"] = data_args.audio_column
+    if data_args.dataset_name:
+        dataset = load_audio_dataset(
+            dataset_name=data_args.dataset_name, config_name=data_args.dataset_config_name,
+            split=data_args.dataset_split, data_files=data_args.data_files, **common,
+        )
+    elif data_args.train_path:
+        dataset = load_audio_dataset(data_args.train_path, source_type=data_args.source_type, **common)
+    else:
+        raise ValueError("give --train_path (local audio) or --dataset_name (datasets.load_dataset)")
+    if data_args.streaming:
+        dataset = dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+        if data_args.max_train_samples:
+            dataset = dataset.take(data_args.max_train_samples)
+        # a real `datasets.IterableDataset`, so that accelerate (dispatch_batches=False) gives each rank its own
+        # shards instead of every rank decoding everything; rows carry `num_skipped` (bad items dropped before them)
+        return dataset.hf_dataset
+    if data_args.max_train_samples:
+        dataset = dataset.select(range(min(data_args.max_train_samples, len(dataset))))
+    return EpochTaggedDataset(dataset)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    training_args.remove_unused_columns = False  # the collator's keys are the model's inputs
+    training_args.dataloader_drop_last = True  # all_gather needs equal batch sizes on every rank
+    if data_args.streaming:
+        if training_args.max_steps <= 0:
+            raise ValueError("--streaming needs --max_steps (an iterable dataset has no length)")
+        training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
+    set_seed(training_args.seed)
+
+    config = build_config(model_args)
+    model = build_model(model_args, config)
+    if (
+        model_args.sync_batchnorm
+        and torch.cuda.is_available()
+        and training_args.world_size > 1
+        and not training_args.use_cpu
+    ):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # projector BNs (CUDA only in torch)
+    feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)
+    view_generator = ContrastiveViewGenerator(
+        feature_extractor, augmentation=data_args.augmentation, num_views=2, roll_and_gain=data_args.roll_and_gain
+    )
+    train_dataset = build_dataset(data_args, training_args)
+    collator = PretrainingViewsCollator(
+        view_generator,
+        seed=training_args.seed,
+        crop_samples=None if data_args.crop_seconds is None else int(data_args.crop_seconds * 16000),
+    )
+    trainer = AudioMosaicPretrainingTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        callbacks=[CollatorEpochCallback(collator)],
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint == "last":  # resume from the newest checkpoint-* folder of output_dir
+        checkpoint = get_last_checkpoint(training_args.output_dir)
+        if checkpoint is None:
+            raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        feature_extractor.save_pretrained(training_args.output_dir)
+        skip = getattr(train_dataset, "skip_counter", None)
+        summary = {
+            "train_loss": result.training_loss,
+            "global_step": result.global_step,
+            "data_items_skipped": trainer.data_items_skipped,
+            "nonfinite_losses_skipped": trainer.nonfinite_losses,
+            "skip_summary_rank0_main_process": skip.summary() if skip is not None else None,
+            "log_history": trainer.state.log_history,
+        }
+        with open(os.path.join(training_args.output_dir, "pretrain_summary.json"), "w") as handle:
+            json.dump(summary, handle, indent=2, default=str)
+        logger.info("finished: loss %.4f after %d steps", result.training_loss, result.global_step)
+    trainer.accelerator.end_training()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return {"train_loss": result.training_loss, "global_step": result.global_step,
+            "log_history": trainer.state.log_history}
+
+
+if __name__ == "__main__":
+    main()
