@@ -27,9 +27,9 @@ PIP=("$PY" -m pip install -q --disable-pip-version-check)
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
   || "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -e "$REPO[dev,train,llm,eval]" "torch==2.13.0"
-# timm is only the independent reference of the parity tests; --no-deps keeps torchvision (and another torch) out
-"$PY" -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('timm') else 1)" \
-  || "${PIP[@]}" --no-deps "timm==1.0.31"
+# timm is only the independent reference of the parity tests. --no-deps keeps torchvision (and another torch) out,
+# and --target keeps it off sys.path: an importable timm makes `accelerate launch` crash on the missing torchvision.
+[ -d "$VENV/timm_reference/timm" ] || "${PIP[@]}" --no-deps --target "$VENV/timm_reference" "timm==1.0.31"
 "$PY" - <<'PYEOF'
 import torch, transformers
 assert torch.__version__.startswith("2.13.0"), f"torch was replaced: {torch.__version__}"

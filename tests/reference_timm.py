@@ -12,6 +12,7 @@ missing (it raises if anything actually uses it).
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 from functools import partial
@@ -77,6 +78,12 @@ def _install_torchvision_stub() -> None:
 
 
 _install_torchvision_stub()
+
+# timm is installed OUTSIDE site-packages (pip --target <venv>/timm_reference, see run_scripts/setup_env.sh): when it is
+# importable, `accelerate launch` imports it at start-up and dies on the missing torchvision.
+_TIMM_DIR = os.environ.get("AUDIOMOSAIC_TIMM_PATH", os.path.join(sys.prefix, "timm_reference"))
+if os.path.isdir(_TIMM_DIR) and _TIMM_DIR not in sys.path:
+    sys.path.insert(0, _TIMM_DIR)
 
 from timm.layers import PatchEmbed  # noqa: E402
 from timm.models.vision_transformer import VisionTransformer  # noqa: E402

@@ -51,3 +51,8 @@ def main(out_path):
 
 if __name__ == "__main__":
     main(sys.argv[1])
+    # gloo's background threads occasionally hang the interpreter's teardown after all work is done (seen ~1 run in
+    # 10 on this machine); everything is written and the process group is destroyed, so leave without teardown
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
