@@ -228,13 +228,30 @@ class AudioMosaicEmbeddings(nn.Module):
             )
         return input_values
 
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_values: torch.Tensor, ids_keep: torch.LongTensor | None = None) -> torch.Tensor:
+        """Embed `(B, [1,] T, F)` spectrograms into `(B, 1 + N, D)` tokens (CLS first).
+
+        With `ids_keep` (B, K) only those patch tokens are kept, right after the convolution: every later stem
+        operation is per token, so this equals dropping them after `norm_pre` (the original) while never storing
+        activations of dropped tokens.
+        """
         input_values = self.check_input(input_values)
-        embeddings = self.patch_embeddings(input_values.to(self.patch_embeddings.projection.weight.dtype))
-        num_tokens = embeddings.shape[1]
-        cls_tokens = self.cls_token.expand(embeddings.shape[0], -1, -1)
-        embeddings = torch.cat((cls_tokens, embeddings), dim=1)
-        embeddings = embeddings + self.position_embeddings[:, : num_tokens + 1]
+        projection = self.patch_embeddings.projection
+        patches = projection(input_values.to(projection.weight.dtype)).flatten(2).transpose(1, 2)  # (B, L, D)
+        batch, num_patches, dim = patches.shape
+        positions = self.position_embeddings[:, 1 : num_patches + 1].expand(batch, -1, -1)
+        if ids_keep is not None:
+            if ids_keep.ndim != 2 or ids_keep.shape[0] != batch:
+                raise ValueError(f"ids_keep must have shape (batch={batch}, num_kept); got {tuple(ids_keep.shape)}.")
+            ids_keep = ids_keep.to(patches.device)
+            if ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= num_patches):
+                raise ValueError(f"ids_keep must index the {num_patches} patch tokens of the input.")
+            index = ids_keep.unsqueeze(-1).expand(-1, -1, dim)
+            patches = torch.gather(patches, 1, index)
+            positions = torch.gather(positions, 1, index)
+        patches = self.patch_embeddings.norm(patches) + positions
+        cls_tokens = (self.cls_token + self.position_embeddings[:, :1]).expand(batch, -1, -1)
+        embeddings = torch.cat((cls_tokens, patches), dim=1)
         embeddings = self.dropout(embeddings)
         return self.pre_layernorm(embeddings)
 
@@ -477,23 +494,6 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
         cls_valid = torch.ones_like(token_valid[:, :1])
         return torch.cat([cls_valid, token_valid], dim=1)
 
-    @staticmethod
-    def keep_tokens(
-        hidden_states: torch.Tensor, ids_keep: torch.LongTensor, token_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Gather CLS + the patch tokens `ids_keep` (B, K) from `(B, 1 + L, D)` tokens (and the token mask)."""
-        batch, length, dim = hidden_states.shape
-        if ids_keep.ndim != 2 or ids_keep.shape[0] != batch:
-            raise ValueError(f"ids_keep must have shape (batch={batch}, num_kept); got {tuple(ids_keep.shape)}.")
-        ids_keep = ids_keep.to(hidden_states.device)
-        if ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= length - 1):
-            raise ValueError(f"ids_keep must index the {length - 1} patch tokens of the input.")
-        kept = torch.gather(hidden_states[:, 1:], 1, ids_keep.unsqueeze(-1).expand(-1, -1, dim))
-        hidden_states = torch.cat([hidden_states[:, :1], kept], dim=1)
-        if token_mask is not None:
-            token_mask = torch.cat([token_mask[:, :1], torch.gather(token_mask[:, 1:], 1, ids_keep)], dim=1)
-        return hidden_states, token_mask
-
     def set_activation_checkpointing(self, enabled: bool = True, fraction: float | None = None) -> None:
         """Checkpoint the first `int(num_layers * fraction)` blocks (`fraction` defaults to
         `config.checkpointing_fraction`); the recipe checkpoints 8 of 12 blocks (0.7)."""
@@ -535,13 +535,13 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
-        hidden_states = self.embeddings(input_values)
+        hidden_states = self.embeddings(input_values, ids_keep=ids_keep)
         token_mask = None
         if attention_mask is not None:
             num_frames = input_values.shape[-2]
             token_mask = self.token_mask_from_attention_mask(attention_mask.to(hidden_states.device), num_frames)
-        if ids_keep is not None:
-            hidden_states, token_mask = self.keep_tokens(hidden_states, ids_keep, token_mask)
+            if ids_keep is not None:
+                token_mask = torch.cat([token_mask[:, :1], torch.gather(token_mask[:, 1:], 1, ids_keep)], dim=1)
         if token_mask is not None and bool(token_mask.all()):
             token_mask = None
         attn_mask = None

@@ -1,0 +1,38 @@
+"""The benchmark runner's contract (no timing assertions: ratios are recorded in docs/RESULTS.md, not tested)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
+import run_benchmarks  # noqa: E402
+
+
+def test_features_benchmark_json_contract(capsys):
+    results = run_benchmarks.main(["--only", "features_vs_ast", "--repeats", "1", "--json"])
+    assert len(results) == 1
+    result = results[0]
+    assert {"name", "ratio", "target", "passed", "machine"} <= set(result)
+    assert result["max_abs_diff"] < 1e-3
+    assert capsys.readouterr().out.strip().startswith('{"name": "features_vs_ast"')
+
+
+def test_masked_views_save_less_than_055_of_full_view_activations():
+    """Deterministic part of `pretrain_step`: activation bytes autograd keeps, masked vs full views (1024 x 128)."""
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining
+
+    cfg = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256, drop_path_rate=0.0)
+    model = AudioMosaicForPreTraining(AudioMosaicConfig(masking_mode="tf", **cfg)).train()
+    x = torch.randn(2, 2, 1024, 128)
+
+    def run(mode):
+        model.config.masking_mode = mode
+        return lambda: model(x, generator=torch.Generator().manual_seed(0)).loss
+
+    masked = run_benchmarks.saved_activation_bytes(run("tf"), model)
+    full = run_benchmarks.saved_activation_bytes(run("none"), model)
+    assert masked / full <= 0.55
+    assert masked / full > 0.3  # ~ (201 + 257) / (2 x 513) = 0.45 of the tokens
