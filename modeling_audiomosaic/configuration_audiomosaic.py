@@ -65,6 +65,9 @@ class AudioMosaicConfig(PreTrainedConfig):
         probe_layer (`int`, defaults to -1): block index read by the `"layer"` head (negative counts from the end).
         attentive_probe_heads (`int`, defaults to 1): heads of the `"attentive"` head.
         classifier_dropout (`float`, defaults to 0.0): dropout before the classification Linear.
+        token_drop_time (`float`, defaults to 0.0), token_drop_freq (`float`, defaults to 0.0): fine-tuning 2-D token
+            drop of [`AudioMosaicForAudioClassification`] in training mode (the original uses 0.2 / 0.2: whole time
+            columns and frequency bands of patches are dropped before the encoder); 0 disables it.
         projection_hidden_size (`int`, defaults to 512): hidden width of the contrastive projector (pre-training).
         projection_dim (`int`, defaults to 128): output width of the contrastive projector (pre-training).
         objective (`str`, defaults to `"contrastive"`): pre-training objective (NT-Xent between two masked views).
@@ -115,6 +118,8 @@ class AudioMosaicConfig(PreTrainedConfig):
     probe_layer: int = -1
     attentive_probe_heads: int = 1
     classifier_dropout: float = 0.0
+    token_drop_time: float = 0.0
+    token_drop_freq: float = 0.0
     projection_hidden_size: int = 512
     projection_dim: int = 128
     # ---- pre-training (AudioMosaicForPreTraining) ----

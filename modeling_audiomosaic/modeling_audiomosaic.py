@@ -673,6 +673,17 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
             self.audiomosaic.pooler.train(mode)
         return self
 
+    def sample_token_drop(self, input_values: torch.Tensor, generator: torch.Generator | None = None):
+        """Fine-tuning token drop (training mode): keep `int(T'(1 - token_drop_time))` random time columns and
+        `int(F'(1 - token_drop_freq))` random bands of patches, per clip (e.g. 51 x 6 = 306 of 512 at 0.2 / 0.2)."""
+        from .masking import apply_masking
+
+        frames = input_values.shape[-2]
+        grid = (frames // self.config.patch_size, self.config.num_freq_patches)
+        ratios = (self.config.token_drop_time, self.config.token_drop_freq)
+        return apply_masking("time_freq", grid, input_values.shape[0], ratios, generator=generator,
+                             device=input_values.device).ids_keep
+
     def _layer_outputs(self, outputs: AudioMosaicModelOutput) -> list[torch.Tensor]:
         # Original probes read [B_0, ..., B_{L-1}, final] where final = norm(B_{L-1}) (norm is Identity in the release)
         return list(outputs.hidden_states[1:]) + [outputs.last_hidden_state]
@@ -682,6 +693,7 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        ids_keep: torch.LongTensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -689,16 +701,20 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
     ) -> AudioMosaicClassifierOutput | tuple:
         r"""
         Args:
-            input_values, attention_mask: see [`AudioMosaicModel.forward`].
+            input_values, attention_mask, ids_keep: see [`AudioMosaicModel.forward`]. In training mode with
+                `config.token_drop_time/freq > 0`, `ids_keep` is drawn by [`sample_token_drop`] when not given.
             labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices (single-label), `(batch_size,
                 num_labels)` multi-hot floats (multi-label) or `(batch_size,)` floats (regression with one label).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         head = self.config.classifier_head
         need_layers = head != "linear"
+        if ids_keep is None and self.training and (self.config.token_drop_time > 0 or self.config.token_drop_freq > 0):
+            ids_keep = self.sample_token_drop(input_values)
         outputs = self.audiomosaic(
             input_values,
             attention_mask=attention_mask,
+            ids_keep=ids_keep,
             output_attentions=output_attentions,
             output_hidden_states=True if need_layers else output_hidden_states,
             return_dict=True,

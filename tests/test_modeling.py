@@ -318,3 +318,19 @@ def test_encoder_checkpoint_loads_into_classifier(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(clf.audiomosaic(x).pooler_output, base(x).pooler_output, rtol=0, atol=0)
     assert clf.classifier.dense.out_features == 6
+
+
+def test_finetuning_token_drop_counts_and_eval_mode():
+    """The original fine-tuning 2-D drop at 0.2 / 0.2 keeps 51 x 6 = 306 patches (+ CLS) for 1024 frames, only in
+    training mode."""
+    config = AudioMosaicConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                               num_labels=3, token_drop_time=0.2, token_drop_freq=0.2)
+    model = AudioMosaicForAudioClassification(config).train()
+    x = torch.randn(2, 1024, 128)
+    assert model(x, output_hidden_states=True).hidden_states[0].shape[1] == 307
+    model.eval()
+    assert model(x, output_hidden_states=True).hidden_states[0].shape[1] == 513
+    spc = AudioMosaicForAudioClassification(AudioMosaicConfig.from_preset(
+        "speechcommands", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+        num_labels=3, token_drop_time=0.2, token_drop_freq=0.2)).train()
+    assert spc(torch.randn(2, 128, 128), output_hidden_states=True).hidden_states[0].shape[1] == 37
