@@ -1,0 +1,133 @@
+"""Plots and the log-mel baseline of the README demo (run_demo.py). Matplotlib with the Agg backend, PNG output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def plot_training_loss(log_history: list[dict], path: Path, title: str = "AudioMosaic pre-training") -> None:
+    """Loss (and positive-pair accuracy on a second axis) against the optimizer step."""
+    rows = [h for h in log_history if "loss" in h and "step" in h]
+    if not rows:
+        return
+    steps = [h["step"] for h in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.plot(steps, [h["loss"] for h in rows], color="tab:blue", lw=1.2, label="NT-Xent loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss", color="tab:blue")
+    if any("accuracy" in h for h in rows):
+        ax2 = ax.twinx()
+        ax2.plot(steps, [h.get("accuracy", np.nan) for h in rows], color="tab:orange", lw=1.0, alpha=0.8)
+        ax2.set_ylabel("positive-pair top-1 accuracy", color="tab:orange")
+        ax2.set_ylim(0, 1)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_probe_bars(results: dict[str, dict[str, float]], path: Path, metric: str = "accuracy") -> None:
+    """Grouped bars: one group per task, one bar per model (pre-trained, random init, log-mel + LR, ...)."""
+    tasks = list(results)
+    models = list(next(iter(results.values())))
+    width = 0.8 / len(models)
+    fig, ax = plt.subplots(figsize=(7.0, 3.6))
+    for i, model in enumerate(models):
+        values = [results[task].get(model, np.nan) for task in tasks]
+        bars = ax.bar(np.arange(len(tasks)) + i * width - 0.4 + width / 2, values, width, label=model)
+        for bar, value in zip(bars, values):
+            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"{value:.2f}", ha="center",
+                    va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(tasks)))
+    ax.set_xticklabels(tasks)
+    ax.set_ylabel(f"test {metric}")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Linear probe on the offline tasks (test split)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_masked_views(views: torch.Tensor, ids_keep: list[torch.Tensor | None], patch_size: int, path: Path,
+                      titles: tuple[str, str] = ("view 0: time-masked", "view 1: frequency-masked")) -> None:
+    """One clip's two augmented views with the dropped patches greyed out. `views` (2, T, F); `ids_keep` per view."""
+    fig, axes = plt.subplots(1, len(views), figsize=(9.0, 3.2), sharey=True)
+    for ax, view, ids, title in zip(np.atleast_1d(axes), views, ids_keep, titles):
+        spec = view.T.numpy().copy()  # (F, T)
+        num_t, num_f = view.shape[0] // patch_size, view.shape[1] // patch_size
+        if ids is not None:
+            keep = np.zeros(num_t * num_f, dtype=bool)
+            keep[ids.numpy()] = True
+            keep = keep.reshape(num_t, num_f)  # time-major tokens
+            mask = np.repeat(np.repeat(~keep, patch_size, axis=0), patch_size, axis=1).T  # (F, T)
+            spec = np.ma.masked_array(spec, mask=mask)
+        ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+        ax.set_facecolor("#d0d0d0")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("frame (10 ms)")
+    np.atleast_1d(axes)[0].set_ylabel("mel bin")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_embedding_map(embeddings: np.ndarray, labels: list[str], path: Path, title: str) -> None:
+    """2-D map (PCA to 50 dims, then t-SNE) of embeddings coloured by class."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = embeddings - embeddings.mean(0)
+    if x.shape[1] > 50 and x.shape[0] > 50:
+        x = PCA(n_components=50, random_state=0).fit_transform(x)
+    perplexity = max(5.0, min(30.0, (len(x) - 1) / 3))
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
+    classes = sorted(set(labels))
+    cmap = plt.get_cmap("tab20", len(classes))
+    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    for i, name in enumerate(classes):
+        sel = np.array([label == name for label in labels])
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=9, color=cmap(i), label=name)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    ax.legend(fontsize=6, markerscale=1.5, ncol=2, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def logmel_statistics(features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> np.ndarray:
+    """The log-mel baseline's clip features: per mel bin mean and std over the valid frames -> (B, 2 * bins)."""
+    if attention_mask is None:
+        attention_mask = torch.ones(features.shape[:2])
+    weights = attention_mask.to(features.dtype).unsqueeze(-1)
+    count = weights.sum(1).clamp_min(1.0)
+    mean = (features * weights).sum(1) / count
+    var = ((features - mean.unsqueeze(1)) ** 2 * weights).sum(1) / count
+    return torch.cat([mean, var.sqrt()], dim=1).numpy()
+
+
+def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, seed: int = 0) -> dict:
+    """Standardised features + multinomial logistic regression; C chosen on the validation split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_x)
+    train_x, val_x, test_x = (scaler.transform(x) for x in (train_x, val_x, test_x))
+    best = None
+    for c in (0.01, 0.1, 1.0, 10.0):
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(train_x, train_y)
+        val_acc = float((clf.predict(val_x) == np.asarray(val_y)).mean())
+        if best is None or val_acc > best[0]:
+            best = (val_acc, c, clf)
+    val_acc, c, clf = best
+    return {"validation_accuracy": val_acc, "test_accuracy": float((clf.predict(test_x) == np.asarray(test_y)).mean()),
+            "C": c}
