@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import transformers  # noqa: E402
-from transformers import HfArgumentParser, TrainingArguments, set_seed  # noqa: E402
+from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
 import modeling_audiomosaic  # noqa: E402,F401
@@ -92,6 +93,9 @@ class DataArguments:
     augmentation: str = field(default="original", metadata={"help": "waveform chain preset: original | light | none"})
     roll_and_gain: bool = field(default=True)
     max_train_samples: int | None = field(default=None)
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "stop (and save) after this much wall-clock training time: a fixed budget"}
+    )
 
 
 def parse_args(argv: list[str] | None = None):
@@ -111,6 +115,29 @@ def parse_args(argv: list[str] | None = None):
         parser.set_defaults(**recipe)
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     return model_args, data_args, training_args
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training once `seconds` of wall-clock time have passed (checked after every optimizer step).
+
+    Every rank decides on its own clock, so under multi-process training the decision is all-reduced (max) to keep
+    the ranks in step."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = torch.tensor(float(time.monotonic() - self.start > self.seconds), device=args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+        if over.item() > 0:
+            control.should_training_stop = True
+            control.should_save = True
+        return control
 
 
 def build_config(model_args: ModelArguments) -> AudioMosaicConfig:
@@ -206,7 +233,8 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_dataset,
         data_collator=collator,
-        callbacks=[CollatorEpochCallback(collator)],
+        callbacks=[CollatorEpochCallback(collator)]
+        + ([TimeBudgetCallback(data_args.max_train_minutes * 60.0)] if data_args.max_train_minutes else []),
     )
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":  # resume from the newest checkpoint-* folder of output_dir

@@ -152,3 +152,11 @@ def test_two_process_accelerate_launch(audio_dir, recipe, tmp_path):
     epochs = [h["epoch"] for h in summary["log_history"] if "loss" in h]
     assert abs(epochs[-1] - 4 / 3) < 0.01, epochs
     assert all(np.isfinite(list(_losses(summary["log_history"]).values())))
+
+
+def test_time_budget_stops_training(audio_dir, recipe, tmp_path):
+    result = run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir),
+                                "--output_dir", str(tmp_path / "budget"), "--max_steps", "1000",
+                                "--max_train_minutes", "0.0001"])
+    assert 1 <= result["global_step"] < 1000
+    assert (tmp_path / "budget" / "model.safetensors").exists()
