@@ -130,4 +130,4 @@ def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, se
             best = (val_acc, c, clf)
     val_acc, c, clf = best
     return {"validation_accuracy": val_acc, "test_accuracy": float((clf.predict(test_x) == np.asarray(test_y)).mean()),
-            "C": c}
+            "C": c, "scaler": scaler, "classifier": clf}
