@@ -15,8 +15,8 @@ import torch  # noqa: E402
 def plot_training_loss(log_history: list[dict], path: Path, title: str = "AudioMosaic pre-training") -> None:
     """Loss (and positive-pair accuracy on a second axis) against the optimizer step."""
     rows = [h for h in log_history if "loss" in h and "step" in h]
-    if not rows:
-        return
+    if not rows:  # fewer steps than the logging interval: fall back to the run's mean training loss
+        rows = [{"step": h["step"], "loss": h["train_loss"]} for h in log_history if "train_loss" in h]
     steps = [h["step"] for h in rows]
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     ax.plot(steps, [h["loss"] for h in rows], color="tab:blue", lw=1.2, label="NT-Xent loss")
