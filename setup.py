@@ -33,8 +33,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["modeling_audiomosaic", "feature_extraction"],
-    package_data={"modeling_audiomosaic": ["labels/*.csv"]},
+    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "feature_extraction"],
+    # the metrics are local `evaluate` modules (one folder each), loaded offline with evaluate.load(<folder>)
+    package_data={"modeling_audiomosaic": ["labels/*.csv", "metrics/*/*.py", "metrics/*/*.md"]},
     include_package_data=True,
     install_requires=[
         "torch>=2.1",  # deliberately unpinned above: keep the build you installed (CPU wheels, CUDA builds, ...)
