@@ -1,8 +1,8 @@
 """Collators and dataset wrappers for pre-training.
 
-* `EpochTaggedDataset` / `EpochTaggedIterableDataset` add ``epoch``, ``index`` and ``num_skipped`` (bad items skipped
-  while producing this example, counted in whichever DataLoader worker decoded it) to every example, and forward
-  ``set_epoch`` (Trainer calls it every epoch).
+* `EpochTaggedDataset` adds ``epoch``, ``index`` and ``num_skipped`` (bad items skipped while producing this example,
+  counted in whichever DataLoader worker decoded it) to every example, and forwards ``set_epoch`` (Trainer calls it
+  every epoch). Streams carry ``num_skipped`` from the data layer itself.
 * `PretrainingViewsCollator` turns a list of examples into ``{"input_values": (B, num_views, frames, mel)}`` with a
   `ContrastiveViewGenerator`. Its randomness is a pure function of ``(seed, epoch, example ids)``, so a resumed run
   produces exactly the views of the uninterrupted one, whichever worker builds the batch.
@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,42 +43,6 @@ class EpochTaggedDataset(torch.utils.data.Dataset):
         example = dict(self.dataset[index])
         example.update(epoch=self.epoch, index=int(index), num_skipped=_skip_total(self.dataset) - before)
         return example
-
-    @property
-    def skip_counter(self):
-        return getattr(self.dataset, "skip_counter", None)
-
-
-class EpochTaggedIterableDataset(torch.utils.data.IterableDataset):
-    """Iterable wrapper adding ``epoch``, a running ``index`` and ``num_skipped`` to each streamed example."""
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    @property
-    def n_shards(self) -> int:
-        return getattr(self.dataset, "n_shards", 1)
-
-    def shard(self, num_shards: int, index: int, **kwargs) -> "EpochTaggedIterableDataset":
-        """Used by accelerate (``dispatch_batches=False``) to give each rank its own shards."""
-        wrapped = EpochTaggedIterableDataset(self.dataset.shard(num_shards=num_shards, index=index, **kwargs))
-        wrapped.epoch = self.epoch
-        return wrapped
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        before = _skip_total(self.dataset)
-        for index, example in enumerate(self.dataset):
-            now = _skip_total(self.dataset)
-            example = dict(example)
-            example.update(epoch=self.epoch, index=index, num_skipped=now - before)
-            before = now
-            yield example
 
     @property
     def skip_counter(self):

@@ -44,6 +44,7 @@ extractor are saved in ``output_dir``, loadable by ``pipeline("audio-classificat
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import logging
 import math
@@ -57,18 +58,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "run_scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "run_scripts"))
 
 import transformers  # noqa: E402
+from script_args import parse_with_recipe  # noqa: E402
 from transformers import (  # noqa: E402
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
-    HfArgumentParser,
     TrainingArguments,
     set_seed,
 )
@@ -192,21 +194,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 def parse_args(argv: list[str] | None = None):
     """Parse `--config recipe.yaml` (defaults) and command-line overrides into the three dataclasses."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    if "--config" in argv:
-        index = argv.index("--config")
-        recipe_path = argv[index + 1]
-        del argv[index : index + 2]
-        with open(recipe_path, encoding="utf-8") as handle:
-            recipe = yaml.safe_load(handle) or {}
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise ValueError(f"{recipe_path}: unknown option(s) {unknown}")
-        parser.set_defaults(**recipe)
-    return parser.parse_args_into_dataclasses(args=argv)
+    dataclass_types = (ModelArguments, DataArguments, TrainingArguments)
+    return tuple(parse_with_recipe(dataclass_types, argv, defaults=TRAINING_DEFAULTS))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -512,9 +501,12 @@ def main(argv: list[str] | None = None) -> dict:
         train_model = model
         train_data, split_data = train_dataset, eval_sets
         data_collator, eval_data_collator = train_collator, eval_collator
-        if (audiomosaic and not model_args.freeze_encoder and model.config.classifier_head == "layer"
-                and training_args.ddp_find_unused_parameters is None):
-            training_args.ddp_find_unused_parameters = True  # blocks after probe_layer get no gradient
+
+    if training_args.ddp_find_unused_parameters is None:  # Trainer's default (True) costs a graph traversal
+        # only a fine-tuned layer probe leaves parameters unused (the blocks after probe_layer)
+        training_args.ddp_find_unused_parameters = bool(
+            audiomosaic and not cache and not model_args.freeze_encoder and model.config.classifier_head == "layer"
+        )
 
     trainer = AudioClassificationTrainer(
         model=train_model,
@@ -607,11 +599,28 @@ def main(argv: list[str] | None = None) -> dict:
             json.dump(summary, handle, indent=2, default=_json_default)
         logger.info("validation: %s | test: %s | best step %s", results.get("validation"), results.get("test"),
                     best_step)
-    trainer.accelerator.end_training()
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+    shutdown(trainer)
     return summary
+
+
+def shutdown(trainer: AudioClassificationTrainer) -> None:
+    """Release the DDP wrapper *before* the process group goes away, then destroy the group.
+
+    A DDP reducer that outlives its (destroyed) gloo group can block forever in its destructor when `main()` returns;
+    leaving the group alive instead can abort at interpreter exit (transformers_notes §1.13). So: barrier, drop every
+    reference to the wrapped model (Trainer + accelerate), collect, destroy.
+    """
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if distributed:
+        torch.distributed.barrier()
+    accelerator = trainer.accelerator
+    trainer.model_wrapped = trainer.model
+    trainer.optimizer = trainer.lr_scheduler = None
+    accelerator.free_memory()  # drops accelerate's references to the prepared model/optimizer/dataloaders + gc
+    gc.collect()
+    accelerator.end_training()  # destroys the process group (accelerate >= 1.x)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _json_default(value: Any) -> Any:

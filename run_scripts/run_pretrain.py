@@ -27,16 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+if str(REPO / "run_scripts") not in sys.path:
+    sys.path.insert(0, str(REPO / "run_scripts"))
 
 import transformers  # noqa: E402
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments, set_seed  # noqa: E402
+from transformers import TrainerCallback, TrainingArguments, set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
+from script_args import parse_with_recipe  # noqa: E402
 import modeling_audiomosaic  # noqa: E402,F401
 from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
 from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
@@ -100,21 +102,7 @@ class DataArguments:
 
 def parse_args(argv: list[str] | None = None):
     """Parse `--config recipe.yaml` (defaults) and command-line overrides into the three dataclasses."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    if "--config" in argv:
-        index = argv.index("--config")
-        recipe_path = argv[index + 1]
-        del argv[index : index + 2]
-        with open(recipe_path, encoding="utf-8") as handle:
-            recipe = yaml.safe_load(handle) or {}
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(recipe) - known)
-        if unknown:
-            raise ValueError(f"{recipe_path}: unknown option(s) {unknown}")
-        parser.set_defaults(**recipe)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    return model_args, data_args, training_args
+    return tuple(parse_with_recipe((ModelArguments, DataArguments, TrainingArguments), argv))
 
 
 class TimeBudgetCallback(TrainerCallback):
@@ -258,12 +246,19 @@ def main(argv: list[str] | None = None) -> dict:
             json.dump(summary, handle, indent=2, default=str)
         logger.info("finished: loss %.4f after %d steps", result.training_loss, result.global_step)
     trainer.accelerator.end_training()
+    history = trainer.state.log_history
+    del trainer, model  # drop the DDP wrapper before the process group goes away
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    return {"train_loss": result.training_loss, "global_step": result.global_step,
-            "log_history": trainer.state.log_history}
+    return {"train_loss": result.training_loss, "global_step": result.global_step, "log_history": history}
 
 
 if __name__ == "__main__":
     main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Everything is saved and the process group destroyed; leave without interpreter teardown, which can block
+        # forever in gloo/DDP background threads (seen with 2 CPU processes on this machine).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -1,0 +1,32 @@
+"""Argument parsing shared by the run scripts: a YAML recipe (``--config``) gives defaults, flags override them."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+
+def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None, defaults: dict[str, Any] | None = None):
+    """Parse ``argv`` into ``dataclass_types`` with `HfArgumentParser`; ``--config recipe.yaml`` sets defaults.
+
+    Unknown recipe keys raise a ``ValueError`` naming them (a typo must not be silently ignored).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if defaults:
+        parser.set_defaults(**defaults)
+    if "--config" in argv:
+        index = argv.index("--config")
+        recipe_path = argv[index + 1]
+        del argv[index : index + 2]
+        with open(recipe_path, encoding="utf-8") as handle:
+            recipe = yaml.safe_load(handle) or {}
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(recipe) - known)
+        if unknown:
+            raise ValueError(f"{recipe_path}: unknown option(s) {unknown}")
+        parser.set_defaults(**recipe)
+    return parser.parse_args_into_dataclasses(args=argv)
