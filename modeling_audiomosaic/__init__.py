@@ -19,7 +19,7 @@ from .modeling_audiomosaic import (
 from .masking import MASKING_STRATEGIES, MaskingOutput, apply_masking, register_masking_strategy
 from .modeling_pretraining import AudioMosaicForPreTraining, AudioMosaicForPreTrainingOutput
 from .objective_contrastive import nt_xent_loss
-from .registration import register_auto_classes, set_auto_map
+from .registration import register_auto_classes
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
 
 register_auto_classes()
@@ -50,5 +50,4 @@ __all__ = [
     "pool_tokens",
     "sincos_2d_position_embedding",
     "register_auto_classes",
-    "set_auto_map",
 ]

@@ -402,11 +402,12 @@ class AudioMosaicPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    _full_auto_map = AUTO_MAP  # every Auto class the saved code files can serve (heads in other files extend it)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does; when registered for remote code, `config.json` gets the full `auto_map`."""
         if getattr(self, "_auto_class", None) is not None:
-            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._full_auto_map}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()

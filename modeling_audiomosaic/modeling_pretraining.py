@@ -88,6 +88,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
     """
 
     accepts_loss_kwargs = False  # per-batch mean loss; do not let Trainer rescale it by num_items_in_batch
+    _full_auto_map = PRETRAINING_AUTO_MAP
 
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__(config)
@@ -97,11 +98,6 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         self.projector = build_projector(config)
         self.learnable_temperature = LearnableTemperature(config.temperature) if config.learnable_temperature else None
         self.post_init()
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if getattr(self, "_auto_class", None) is not None:
-            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **PRETRAINING_AUTO_MAP}
-        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def get_temperature(self) -> torch.Tensor:
         if self.learnable_temperature is not None:

@@ -18,20 +18,13 @@ from transformers import (
     AutoModel,
     AutoModelForAudioClassification,
     AutoModelForPreTraining,
-    PreTrainedConfig,
 )
 
 from .configuration_audiomosaic import AudioMosaicConfig
-from .modeling_audiomosaic import AUTO_MAP, AudioMosaicForAudioClassification, AudioMosaicModel
+from .modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel
 from .modeling_pretraining import AudioMosaicForPreTraining
 
 _REGISTERED = False
-
-
-def set_auto_map(config: PreTrainedConfig) -> PreTrainedConfig:
-    """Write the full AudioMosaic ``auto_map`` into ``config`` (every Auto class, not only the saved one's)."""
-    config.auto_map = {**(getattr(config, "auto_map", None) or {}), **AUTO_MAP}
-    return config
 
 
 def register_auto_classes() -> None:
