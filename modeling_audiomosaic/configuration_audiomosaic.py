@@ -14,7 +14,12 @@ from transformers.configuration_utils import PreTrainedConfig
 
 POOLING_MODES = ("mean", "cls", "mean_patches")
 CLASSIFIER_HEADS = ("linear", "layer", "weighted_sum", "attentive")
-MASKING_MODES = ("tf", "tt", "ff", "random", "none", "custom")
+MASKING_MODES = ("tf", "tt", "ff", "random", "dwm", "inverse_block", "none", "custom")
+OBJECTIVES = ("contrastive", "mae", "distill")
+DECODER_POSITION_EMBEDDINGS = ("1d", "2d")
+DISTILL_ALIGNMENTS = ("bilinear", "pool")
+DISTILL_DISTANCES = ("l2", "cosine")
+SUPERVISED_LOSSES = ("bce", "ce")
 
 # Released input sizes (frames x mel bins); see the feature extractor presets for the matching normalisation.
 INPUT_PRESETS: dict[str, dict[str, Any]] = {
@@ -70,13 +75,44 @@ class AudioMosaicConfig(PreTrainedConfig):
             columns and frequency bands of patches are dropped before the encoder); 0 disables it.
         projection_hidden_size (`int`, defaults to 512): hidden width of the contrastive projector (pre-training).
         projection_dim (`int`, defaults to 128): output width of the contrastive projector (pre-training).
-        objective (`str`, defaults to `"contrastive"`): pre-training objective (NT-Xent between two masked views).
-        masking_mode (`str`, defaults to `"tf"`): masks of the two views: `"tf"` (view 0 time, view 1 frequency — the
-            method), `"tt"`, `"ff"`, `"random"` (unstructured, `mask_ratio`), `"none"`, or `"custom"` (`view_masking`).
+        objective (`str`, defaults to `"contrastive"`): pre-training objective(s) of [`AudioMosaicForPreTraining`],
+            `"+"`-joined: `"contrastive"` (AudioMosaic: NT-Xent between two masked views), `"mae"` (MSM-MAE: a decoder
+            reconstructs the masked patches' log-mel pixels), `"distill"` (MAM-CLAP: a decoder regresses a frozen
+            teacher's patch features at masked and visible positions), e.g. `"contrastive+mae"`.
+        contrastive_weight, mae_weight, distill_weight (`float`, defaults to 1.0): weights of the objectives' losses.
+        supervised_weight (`float`, defaults to 0.0): λ_cls of the SupMAM supervised branch (a Linear classifier on the
+            pooled, `fc_norm`-ed features of every view, `num_labels` outputs); 0 disables it. Needs `labels`.
+        supervised_loss (`str`, defaults to `"bce"`): `"bce"` (multi-label, AudioSet) or `"ce"` (single-label).
+        num_views (`int`, *optional*): views per clip; defaults to 2 with the contrastive objective, else 1.
+        masking_mode (`str`, *optional*): masks of the views: `"tf"` (view 0 time, view 1 frequency — the method),
+            `"tt"`, `"ff"`, `"random"` (unstructured MAE masking, `mask_ratio`), `"dwm"` (dispersion-weighted,
+            `mask_ratio`), `"inverse_block"` (EAT-style, `mask_ratio`), `"none"`, or `"custom"` (`view_masking`).
+            Defaults to `"tf"` with the contrastive objective, else `"random"`.
         mask_grid (`str`, defaults to `"true"`): `"true"` masks real time columns / frequency bands; `"original"`
             reproduces the released code's swapped-grid masks (193 / 305 tokens for 1024 frames).
         mask_ratio_time (`float`, defaults to 0.6), mask_ratio_freq (`float`, defaults to 0.4): stripe mask ratios.
-        mask_ratio (`float`, defaults to 0.75): ratio of the `"random"` mode.
+        mask_ratio (`float`, defaults to 0.75): ratio of the `"random"`, `"dwm"` and `"inverse_block"` modes (MSM-MAE
+            0.75; M2D/DWM 0.7; EAT inverse block and MAM-CLAP 0.8).
+        dwm_metric (`str`, defaults to `"mad"`): DWM patch weight (`"mad"` mean absolute deviation or `"variance"`).
+        dwm_probabilistic (`bool`, defaults to `True`): sample the DWM masked set ∝ weight (`False`: top-k ablation).
+        dwm_start_epoch (`int`, defaults to 50), dwm_hint_k (`float`, defaults to 2.0), dwm_abs_hint_ratio (`float`,
+            defaults to -1.0): DWM hint curriculum `h = 1` before `dwm_start_epoch`, then `1 - (epoch / epochs) ** k`;
+            `dwm_abs_hint_ratio >= 0` fixes `h` (see `masking.dwm_hint_ratio`; set per epoch by the Trainer callback).
+        block_mask_size (`int`, defaults to 5), block_mask_prob_adjust (`float`, defaults to 0.07): inverse-block
+            masking's square size and centre-count adjustment (EAT / data2vec 2.0 values).
+        decoder_hidden_size (`int`, defaults to 384), decoder_num_hidden_layers (`int`, defaults to 4),
+            decoder_num_attention_heads (`int`, defaults to 6), decoder_intermediate_size (`int`, defaults to 1536):
+            the MAE / distillation decoder (MSM-MAE's `dec384d4b`; MAM-CLAP's unverified default is 512-d, 8 blocks).
+        decoder_position_embedding (`str`, defaults to `"1d"`): fixed sin-cos decoder positions, `"1d"` over the
+            token index (MSM-MAE) or `"2d"` on the (time, frequency) grid.
+        norm_pix_loss (`bool`, defaults to `False`): MAE targets normalised per patch (mean / sqrt(var + 1e-6)).
+        distill_teacher_hidden_size (`int`, *optional*): width of the teacher's features (required for `"distill"`).
+        distill_teacher_layer (`int`, defaults to -1): teacher hidden state used as the target (-1: last).
+        distill_alignment (`str`, defaults to `"bilinear"`): `"bilinear"` resizes the teacher's (time, freq) map to the
+            student's patch grid; `"pool"` average-pools the student's predictions to the teacher's grid.
+        distill_distance (`str`, defaults to `"l2"`): `"l2"` (MSE of L2-normalised features) or `"cosine"` (2 - 2 cos).
+        distill_masked_weight (`float`, defaults to 1.0), distill_visible_weight (`float`, defaults to 1.0): weights
+            of the masked-position and visible-position distillation terms.
         view_masking (`list`, *optional*): with `masking_mode="custom"`, one `[strategy, ratio]` per view, strategies
             from `modeling_audiomosaic.masking.MASKING_STRATEGIES`.
         temperature (`float`, defaults to 0.1): NT-Xent temperature (initial value if `learnable_temperature`).
@@ -124,7 +160,13 @@ class AudioMosaicConfig(PreTrainedConfig):
     projection_dim: int = 128
     # ---- pre-training (AudioMosaicForPreTraining) ----
     objective: str = "contrastive"
-    masking_mode: str = "tf"
+    contrastive_weight: float = 1.0
+    mae_weight: float = 1.0
+    distill_weight: float = 1.0
+    supervised_weight: float = 0.0
+    supervised_loss: str = "bce"
+    num_views: int | None = None
+    masking_mode: str | None = None
     mask_grid: str = "true"
     mask_ratio_time: float = 0.6
     mask_ratio_freq: float = 0.4
@@ -134,6 +176,26 @@ class AudioMosaicConfig(PreTrainedConfig):
     learnable_temperature: bool = False
     gather_distributed: bool = True
     checkpointing_fraction: float = 1.0
+    # ---- seed systems: DWM / inverse-block masking, MAE / distillation decoder ----
+    dwm_metric: str = "mad"
+    dwm_probabilistic: bool = True
+    dwm_start_epoch: int = 50
+    dwm_hint_k: float = 2.0
+    dwm_abs_hint_ratio: float = -1.0
+    block_mask_size: int = 5
+    block_mask_prob_adjust: float = 0.07
+    decoder_hidden_size: int = 384
+    decoder_num_hidden_layers: int = 4
+    decoder_num_attention_heads: int = 6
+    decoder_intermediate_size: int = 1536
+    decoder_position_embedding: str = "1d"
+    norm_pix_loss: bool = False
+    distill_teacher_hidden_size: int | None = None
+    distill_teacher_layer: int = -1
+    distill_alignment: str = "bilinear"
+    distill_distance: str = "l2"
+    distill_masked_weight: float = 1.0
+    distill_visible_weight: float = 1.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -159,9 +221,41 @@ class AudioMosaicConfig(PreTrainedConfig):
             raise ValueError(
                 f"probe_layer={self.probe_layer} is out of range for {self.num_hidden_layers} hidden layers."
             )
-        if self.masking_mode not in MASKING_MODES:
+        unknown = [name for name in self.objectives if name not in OBJECTIVES]
+        if unknown or not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(
+                f"objective={self.objective!r} is not supported; join one or more of {OBJECTIVES} with '+' "
+                f"(e.g. 'contrastive+mae')."
+            )
+        if self.masking_mode is not None and self.masking_mode not in MASKING_MODES:
             raise ValueError(f"masking_mode={self.masking_mode!r} is not supported; choose one of {MASKING_MODES}.")
-        if self.masking_mode == "custom" and not self.view_masking:
+        if self.num_views is not None and self.num_views < 1:
+            raise ValueError(f"num_views must be >= 1, got {self.num_views}.")
+        if "contrastive" in self.objectives and self.pretraining_num_views != 2:
+            raise ValueError(f"the contrastive objective needs num_views=2, got {self.num_views}.")
+        for name, value, allowed in (
+            ("supervised_loss", self.supervised_loss, SUPERVISED_LOSSES),
+            ("decoder_position_embedding", self.decoder_position_embedding, DECODER_POSITION_EMBEDDINGS),
+            ("distill_alignment", self.distill_alignment, DISTILL_ALIGNMENTS),
+            ("distill_distance", self.distill_distance, DISTILL_DISTANCES),
+            ("dwm_metric", self.dwm_metric, ("mad", "variance")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not supported; choose one of {allowed}.")
+        for name in ("contrastive_weight", "mae_weight", "distill_weight", "supervised_weight",
+                     "distill_masked_weight", "distill_visible_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.decoder_hidden_size % self.decoder_num_attention_heads != 0:
+            raise ValueError(
+                f"decoder_hidden_size ({self.decoder_hidden_size}) must be divisible by decoder_num_attention_heads "
+                f"({self.decoder_num_attention_heads})."
+            )
+        if "distill" in self.objectives and not self.distill_teacher_hidden_size:
+            raise ValueError(
+                "the distill objective needs distill_teacher_hidden_size (the width of the teacher's features)."
+            )
+        if self.resolved_masking_mode == "custom" and not self.view_masking:
             raise ValueError('masking_mode="custom" needs view_masking=[[strategy, ratio], ...] (one per view).')
         if self.mask_grid not in ("true", "original"):
             raise ValueError(f'mask_grid must be "true" or "original", got {self.mask_grid!r}.')
@@ -173,8 +267,30 @@ class AudioMosaicConfig(PreTrainedConfig):
                 f"({self.attentive_probe_heads})."
             )
 
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """The pre-training objectives named by `objective` (e.g. `("contrastive", "mae")`)."""
+        return tuple(part.strip() for part in str(self.objective).split("+") if part.strip())
+
+    @property
+    def pretraining_num_views(self) -> int:
+        """Views per clip in pre-training: `num_views`, else 2 for the contrastive objective and 1 otherwise."""
+        if self.num_views is not None:
+            return int(self.num_views)
+        if self.masking_mode == "custom" and self.view_masking and "contrastive" not in self.objectives:
+            return len(self.view_masking)
+        return 2 if "contrastive" in self.objectives else 1
+
+    @property
+    def resolved_masking_mode(self) -> str:
+        """`masking_mode`, or its default: `"tf"` with the contrastive objective, `"random"` otherwise."""
+        if self.masking_mode is not None:
+            return self.masking_mode
+        return "tf" if "contrastive" in self.objectives else "random"
+
     def view_masking_specs(self) -> list[tuple[str, float]]:
         """The `(strategy, ratio)` of each pre-training view, from `masking_mode` / `mask_grid` / ratios."""
+        views = self.pretraining_num_views
         prefix = "original_" if self.mask_grid == "original" else ""
         time = (prefix + "time", self.mask_ratio_time)
         freq = (prefix + "freq", self.mask_ratio_freq)
@@ -182,12 +298,20 @@ class AudioMosaicConfig(PreTrainedConfig):
             "tf": [time, freq],
             "tt": [time, time],
             "ff": [freq, freq],
-            "random": [("random", self.mask_ratio)] * 2,
-            "none": [("none", 0.0)] * 2,
+            "random": [("random", self.mask_ratio)] * views,
+            "dwm": [("dwm", self.mask_ratio)] * views,
+            "inverse_block": [("inverse_block", self.mask_ratio)] * views,
+            "none": [("none", 0.0)] * views,
         }
-        if self.masking_mode == "custom":
-            return [(str(name), ratio) for name, ratio in self.view_masking]
-        return modes[self.masking_mode]
+        mode = self.resolved_masking_mode
+        if mode == "custom":
+            specs = [(str(name), ratio) for name, ratio in self.view_masking]
+            if len(specs) != views:
+                raise ValueError(f"view_masking has {len(specs)} entries for {views} views.")
+            return specs
+        if mode in ("tf", "tt", "ff"):  # the pair, repeated if more views are asked for
+            return [modes[mode][index % 2] for index in range(views)]
+        return modes[mode]
 
     @property
     def num_time_patches(self) -> int:
@@ -221,4 +345,4 @@ class AudioMosaicConfig(PreTrainedConfig):
         return cls(**values)
 
 
-__all__ = ["AudioMosaicConfig", "INPUT_PRESETS", "SIZE_PRESETS", "POOLING_MODES", "CLASSIFIER_HEADS"]
+__all__ = ["AudioMosaicConfig", "INPUT_PRESETS", "SIZE_PRESETS", "POOLING_MODES", "CLASSIFIER_HEADS", "OBJECTIVES"]

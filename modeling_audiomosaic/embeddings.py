@@ -67,7 +67,6 @@ Determinism: the model is put in eval mode for the call (its mode is restored af
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Sequence

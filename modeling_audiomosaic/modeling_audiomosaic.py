@@ -16,7 +16,6 @@ This file is copied next to saved models and loaded as remote code (``trust_remo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 

@@ -1,5 +1,16 @@
 # Copyright 2026 The AudioMosaic for Transformers authors. Licensed under the Apache License, Version 2.0.
-"""AudioMosaic pre-training model: two masked views per clip -> shared encoder -> projector -> NT-Xent.
+"""AudioMosaic pre-training model: masked views -> shared encoder -> objective heads -> one loss.
+
+One framework for the method and the seed systems it is compared with (masking strategy x objective x supervision):
+
+* `contrastive` (AudioMosaic): projector + NT-Xent between two masked views (negatives all-gathered with gradient);
+* `mae` (MSM-MAE): a light decoder with mask tokens reconstructs the masked patches' log-mel pixels (MSE);
+* `distill` (MAM-CLAP): the decoder regresses a frozen teacher's patch features at masked and visible positions;
+* `supervised_weight > 0` (SupMAM): a classifier on the pooled features, trained with the clip labels.
+
+The masks of every view come from `modeling_audiomosaic.masking` (any strategy with any objective); the encoder is
+always the same `AudioMosaicModel`, so every checkpoint loads into `AudioMosaicModel` and
+`AudioMosaicForAudioClassification`.
 
 Imports only torch, transformers and sibling modules (copied next to saved models as remote code).
 """
@@ -11,17 +22,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_audiomosaic import AudioMosaicConfig
-from .masking import apply_masking
+from .masking import apply_masking, dispersion_weights, dwm_hint_ratio, get_masking_strategy
 from .modeling_audiomosaic import AUTO_MAP, AudioMosaicModel, AudioMosaicPreTrainedModel, pool_tokens
+from .modeling_decoder import AudioMosaicDecoder
 from .objective_contrastive import (
     LearnableTemperature,
     alignment_uniformity,
     local_intrinsic_dimension,
     nt_xent_loss,
 )
+from .objective_distill import DistillationTeacher, distillation_loss
+from .objective_mae import mae_reconstruction_loss, patchify
+from .objective_supervised import supervised_loss
 
 PRETRAINING_AUTO_MAP = {**AUTO_MAP, "AutoModelForPreTraining": "modeling_pretraining.AudioMosaicForPreTraining"}
 
@@ -31,20 +47,35 @@ class AudioMosaicForPreTrainingOutput(ModelOutput):
     """Output of [`AudioMosaicForPreTraining`].
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`): NT-Xent loss over the (gathered) batch.
-        z (`torch.FloatTensor` of shape `(num_views, batch_size, projection_dim)`): projector outputs (not normalised).
+        loss (`torch.FloatTensor` of shape `()`): weighted sum of the objectives' losses (+ λ_cls x supervised).
+        contrastive_loss, mae_loss, distill_loss, supervised_loss (`torch.FloatTensor` of shape `()`): each term
+            (unweighted; `None` when the objective is off); MAE / distillation / supervised terms average the views.
+        distill_loss_masked, distill_loss_visible (`torch.FloatTensor` of shape `()`): the two distillation terms.
+        z (`torch.FloatTensor` of shape `(num_views, batch_size, projection_dim)`): projector outputs (contrastive).
         pooled_output (`torch.FloatTensor` of shape `(num_views, batch_size, hidden_size)`): `fc_norm(pool(tokens))`.
-        accuracy (`torch.FloatTensor` of shape `()`): top-1 accuracy of picking the positive among all candidates.
+        reconstruction (`torch.FloatTensor` of shape `(num_views, batch_size, num_patches, patch_size**2)`): MAE
+            pixel predictions (in the normalised target space if `norm_pix_loss`).
+        logits (`torch.FloatTensor` of shape `(num_views, batch_size, num_labels)`): supervised branch.
+        accuracy (`torch.FloatTensor` of shape `()`): contrastive top-1 accuracy of picking the positive.
         alignment, uniformity (`torch.FloatTensor` of shape `()`): Wang & Isola metrics of the normalised `z`.
         lid_mean, lid_var (`torch.FloatTensor` of shape `()`): local intrinsic dimension of the pooled features.
         temperature (`torch.FloatTensor` of shape `()`): the temperature used.
         num_kept_tokens (`tuple(int)`): tokens (CLS included) each view's encoder saw.
         ids_keep (`tuple(torch.LongTensor)`): kept patch indices of each view (`None` for an unmasked view).
+        mask (`tuple(torch.BoolTensor)`): `(batch_size, num_patches)` dropped patches of each view (`None` if unmasked).
     """
 
     loss: torch.FloatTensor | None = None
+    contrastive_loss: torch.FloatTensor | None = None
+    mae_loss: torch.FloatTensor | None = None
+    distill_loss: torch.FloatTensor | None = None
+    distill_loss_masked: torch.FloatTensor | None = None
+    distill_loss_visible: torch.FloatTensor | None = None
+    supervised_loss: torch.FloatTensor | None = None
     z: torch.FloatTensor | None = None
     pooled_output: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
     accuracy: torch.FloatTensor | None = None
     alignment: torch.FloatTensor | None = None
     uniformity: torch.FloatTensor | None = None
@@ -53,6 +84,7 @@ class AudioMosaicForPreTrainingOutput(ModelOutput):
     temperature: torch.FloatTensor | None = None
     num_kept_tokens: tuple[int, ...] | None = None
     ids_keep: tuple[torch.LongTensor | None, ...] | None = None
+    mask: tuple[torch.BoolTensor | None, ...] | None = None
 
 
 class BatchNorm1dNoBias(nn.BatchNorm1d):
@@ -77,11 +109,24 @@ def build_projector(config: AudioMosaicConfig) -> nn.Sequential:
     )
 
 
+
 class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
-    """AudioMosaic contrastive pre-training: each clip gives `num_views` spectrograms (differently augmented waveforms);
-    view `v` is masked by `config.view_masking_specs()[v]` (training mode, or `apply_masking=True`), the dropped patch
-    tokens never enter the encoder, and the projected mean-pooled embeddings of the two views of a clip are pulled
-    together against every other view in the (all-gathered) batch.
+    """AudioMosaic pre-training with any combination of objectives (see the module docstring).
+
+    Each clip gives `config.pretraining_num_views` spectrograms (differently augmented waveforms; 2 for the contrastive
+    objective). View `v` is masked by `config.view_masking_specs()[v]` (training mode, or `apply_masking=True`); the
+    dropped patch tokens never enter the encoder. Then, per `config.objective`:
+
+    * `contrastive`: the projected mean-pooled embeddings of a clip's two views are pulled together against every other
+      view in the (all-gathered) batch (NT-Xent);
+    * `mae`: `decoder` + `mae_head` predict every patch's pixels; MSE on the masked patches of each view;
+    * `distill`: `decoder` + `distill_head` predict the frozen teacher's features (attach it with
+      [`~AudioMosaicForPreTraining.set_distillation_teacher`]; it is not part of the checkpoint) at masked and visible
+      positions;
+    * `supervised_weight > 0`: `supervised_head` classifies the pooled features of every view (needs `labels`).
+
+    The DWM hint curriculum is driven by [`~AudioMosaicForPreTraining.set_masking_epoch`] (called every epoch by the
+    pre-training Trainer); until then DWM masks at hint ratio 1 (plain random masking), as at epoch 0.
 
     The encoder lives under `self.audiomosaic` (the shared `base_model_prefix`), so a checkpoint of this model loads
     into [`AudioMosaicModel`] and [`AudioMosaicForAudioClassification`] (the pretrained `fc_norm` included).
@@ -92,28 +137,94 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
 
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__(config)
-        if config.objective != "contrastive":
-            raise ValueError(f"objective={config.objective!r} is not supported yet (only 'contrastive').")
+        objectives = config.objectives
         self.audiomosaic = AudioMosaicModel(config)
-        self.projector = build_projector(config)
-        self.learnable_temperature = LearnableTemperature(config.temperature) if config.learnable_temperature else None
+        self.projector = build_projector(config) if "contrastive" in objectives else None
+        self.learnable_temperature = (
+            LearnableTemperature(config.temperature)
+            if config.learnable_temperature and "contrastive" in objectives
+            else None
+        )
+        needs_decoder = "mae" in objectives or "distill" in objectives
+        self.decoder = AudioMosaicDecoder(config) if needs_decoder else None
+        self.mae_head = (
+            nn.Linear(config.decoder_hidden_size, config.patch_size**2) if "mae" in objectives else None
+        )
+        self.distill_head = (
+            nn.Linear(config.decoder_hidden_size, config.distill_teacher_hidden_size)
+            if "distill" in objectives
+            else None
+        )
+        self.supervised_head = (
+            nn.Linear(config.hidden_size, config.num_labels) if config.supervised_weight > 0 else None
+        )
+        self._teacher: list[DistillationTeacher] = []  # a list: the frozen teacher is not a submodule / not saved
+        self.masking_hint_ratio = dwm_hint_ratio(
+            0, 1, config.dwm_start_epoch, config.dwm_hint_k, config.dwm_abs_hint_ratio
+        )
         self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, AudioMosaicDecoder):
+            init.normal_(module.mask_token, std=0.02)
+
+    # ------------------------------------------------------------------ teacher / curriculum
+    def set_distillation_teacher(self, teacher: nn.Module | DistillationTeacher | None, **teacher_kwargs) -> None:
+        """Attach the frozen teacher of the `distill` objective (any model [`DistillationTeacher`] can read).
+
+        The teacher is kept outside the module tree: it is neither trained, nor saved, nor wrapped by DDP/FSDP.
+        """
+        if teacher is None:
+            self._teacher = []
+            return
+        if not isinstance(teacher, DistillationTeacher):
+            teacher = DistillationTeacher(teacher, layer=self.config.distill_teacher_layer, **teacher_kwargs)
+        if self.config.distill_teacher_hidden_size != teacher.feature_dim:
+            raise ValueError(
+                f"the teacher's features are {teacher.feature_dim}-d but config.distill_teacher_hidden_size is "
+                f"{self.config.distill_teacher_hidden_size}."
+            )
+        self._teacher = [teacher]
+
+    @property
+    def distillation_teacher(self) -> DistillationTeacher | None:
+        return self._teacher[0] if self._teacher else None
+
+    def set_masking_epoch(self, epoch: int, total_epochs: int) -> float:
+        """Set the DWM hint ratio for `epoch` (0-based) of `total_epochs` from the config's curriculum; returns it."""
+        config = self.config
+        self.masking_hint_ratio = dwm_hint_ratio(
+            epoch, total_epochs, config.dwm_start_epoch, config.dwm_hint_k, config.dwm_abs_hint_ratio
+        )
+        return self.masking_hint_ratio
 
     def get_temperature(self) -> torch.Tensor:
         if self.learnable_temperature is not None:
             return self.learnable_temperature()
         return torch.tensor(self.config.temperature)
 
+    # ------------------------------------------------------------------ masking
     def _split_views(self, input_values: torch.Tensor) -> list[torch.Tensor]:
-        num_views = len(self.config.view_masking_specs())
+        num_views = self.config.pretraining_num_views
         if input_values.ndim == 4 and input_values.shape[1] == num_views:
             return list(input_values.unbind(dim=1))
         if input_values.ndim == 3 or (input_values.ndim == 4 and input_values.shape[1] == 1):
-            return [input_values] * num_views  # one spectrogram for all views: views differ only by their masks
+            spec = input_values if input_values.ndim == 3 else input_values[:, 0]
+            return [spec] * num_views  # one spectrogram for all views: views differ only by their masks
         raise ValueError(
             f"input_values must be (batch, {num_views} views, frames, mel_bins) or one spectrogram per clip "
             f"(batch, frames, mel_bins); got {tuple(input_values.shape)}."
         )
+
+    def masking_options(self, strategy: str) -> dict:
+        """Extra keyword arguments of a masking strategy, from the config (and the DWM curriculum state)."""
+        if strategy == "dwm":
+            return {"hint_ratio": self.masking_hint_ratio, "probabilistic": self.config.dwm_probabilistic}
+        if strategy == "inverse_block":
+            return {"block_size": self.config.block_mask_size, "mask_prob_adjust": self.config.block_mask_prob_adjust}
+        return {}
 
     def mask_view(self, spec: torch.Tensor, view: int, generator: torch.Generator | None = None):
         """Draw view `view`'s mask for spectrograms `spec` (B, T, F) → `MaskingOutput` (or `None` if unmasked)."""
@@ -122,12 +233,21 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             return None
         frames = spec.shape[-2]
         grid = (frames // self.config.patch_size, self.config.num_freq_patches)
-        return apply_masking(strategy, grid, spec.shape[0], ratio, generator=generator, device=spec.device)
+        weights = None
+        if getattr(get_masking_strategy(strategy), "uses_patch_weights", False):
+            weights = dispersion_weights(spec.detach(), self.config.patch_size, self.config.dwm_metric)
+        return apply_masking(
+            strategy, grid, spec.shape[0], ratio, patch_weights=weights, generator=generator, device=spec.device,
+            **self.masking_options(strategy),
+        )
 
+    # ------------------------------------------------------------------ forward
     def forward(
         self,
         input_values: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        teacher_inputs: dict | None = None,
         ids_keep: list[torch.LongTensor | None] | None = None,
         apply_masking: bool | None = None,
         generator: torch.Generator | None = None,
@@ -141,47 +261,132 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 normalised log-mel features (e.g. from `feature_extraction.ContrastiveViewGenerator`); a
                 `(batch_size, frames, num_mel_bins)` tensor is used for every view.
             attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*): frame padding mask.
+            labels (`torch.Tensor`, *optional*): clip labels of the supervised branch: `(batch_size, num_labels)`
+                multi-hot (`supervised_loss="bce"`) or `(batch_size,)` class indices (`"ce"`); -100 marks unlabelled.
+            teacher_inputs (`dict`, *optional*): inputs of a distillation teacher that cannot read the spectrogram
+                (e.g. CLAP's `input_features`); an AudioMosaic teacher reads view 0 unmasked.
             ids_keep (`list` of `torch.LongTensor`, *optional*): explicit kept patch indices per view (overrides the
                 configured masking; `None` entries mean no masking).
             apply_masking (`bool`, *optional*): mask even in eval mode (default: mask only in training mode, as the
                 original).
             generator (`torch.Generator`, *optional*): source of randomness for the masks.
-            return_loss (`bool`, defaults to `True`): compute the NT-Xent loss and metrics.
+            return_loss (`bool`, defaults to `True`): compute the losses and metrics.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        config = self.config
+        objectives = config.objectives
         views = self._split_views(input_values)
         masking = self.training if apply_masking is None else apply_masking
         if ids_keep is not None and len(ids_keep) != len(views):
             raise ValueError(f"ids_keep has {len(ids_keep)} entries for {len(views)} views.")
+        frames = views[0].shape[-2]
+        grid = (frames // config.patch_size, config.num_freq_patches)
+        num_patches = grid[0] * grid[1]
+        full_token_mask = None
+        if attention_mask is not None:
+            full_token_mask = self.audiomosaic.token_mask_from_attention_mask(
+                attention_mask.to(views[0].device), frames
+            )
+        valid = full_token_mask[:, 1:] if full_token_mask is not None else None
 
-        zs, pooled, features, kept, kept_ids = [], [], [], [], []
+        teacher_map = None
+        if return_loss and "distill" in objectives:
+            teacher = self.distillation_teacher
+            if teacher is None:
+                raise ValueError("the distill objective needs a teacher: call model.set_distillation_teacher(...).")
+            teacher.to(views[0].device)
+            teacher_map = teacher(input_values=views[0], teacher_inputs=teacher_inputs)
+
+        zs, pooled, features, kept, kept_ids, masks = [], [], [], [], [], []
+        reconstructions, logits, mae_terms, distill_terms, supervised_terms = [], [], [], [], []
         for view, spec in enumerate(views):
             if ids_keep is not None:
                 ids = ids_keep[view]
+                mask = None
+                if ids is not None:
+                    mask = torch.ones(spec.shape[0], num_patches, dtype=torch.bool, device=spec.device)
+                    mask.scatter_(1, ids.to(spec.device), False)
             else:
-                mask = self.mask_view(spec, view, generator) if masking else None
-                ids = mask.ids_keep if mask is not None else None
+                drawn = self.mask_view(spec, view, generator) if masking else None
+                ids = drawn.ids_keep if drawn is not None else None
+                mask = drawn.mask if drawn is not None else None
             out = self.audiomosaic(spec, attention_mask=attention_mask, ids_keep=ids, return_dict=True)
-            feature = pool_tokens(out.last_hidden_state, self.config.pooling, out.token_mask)
+            feature = pool_tokens(out.last_hidden_state, config.pooling, out.token_mask)
             normed = self.audiomosaic.pooler.fc_norm(feature)
-            zs.append(self.projector(normed))
             pooled.append(normed)
             features.append(feature)
             kept.append(out.last_hidden_state.shape[1])
             kept_ids.append(ids)
-        z = torch.stack(zs)
+            masks.append(mask)
+            if self.projector is not None:
+                zs.append(self.projector(normed))
+            if self.decoder is not None:
+                decoded = self.decoder(out.last_hidden_state, ids, num_patches, full_token_mask)
+                view_mask = mask if mask is not None else torch.zeros(
+                    spec.shape[0], num_patches, dtype=torch.bool, device=spec.device
+                )
+                if self.mae_head is not None:
+                    prediction = self.mae_head(decoded)
+                    reconstructions.append(prediction)
+                    if return_loss:
+                        target = patchify(spec, config.patch_size)
+                        mae_terms.append(
+                            mae_reconstruction_loss(prediction, target, view_mask, config.norm_pix_loss, valid)
+                        )
+                if self.distill_head is not None and teacher_map is not None:
+                    distill_terms.append(
+                        distillation_loss(
+                            self.distill_head(decoded), teacher_map, grid, view_mask,
+                            alignment=config.distill_alignment, distance=config.distill_distance,
+                            masked_weight=config.distill_masked_weight, visible_weight=config.distill_visible_weight,
+                            valid=valid,
+                        )
+                    )
+            if self.supervised_head is not None:
+                view_logits = self.supervised_head(normed)
+                logits.append(view_logits)
+                if return_loss and labels is not None:
+                    supervised_terms.append(supervised_loss(view_logits, labels, config.supervised_loss))
+
         output = AudioMosaicForPreTrainingOutput(
-            z=z, pooled_output=torch.stack(pooled), num_kept_tokens=tuple(kept), ids_keep=tuple(kept_ids)
+            z=torch.stack(zs) if zs else None,
+            pooled_output=torch.stack(pooled),
+            reconstruction=torch.stack(reconstructions) if reconstructions else None,
+            logits=torch.stack(logits) if logits else None,
+            num_kept_tokens=tuple(kept),
+            ids_keep=tuple(kept_ids),
+            mask=tuple(masks),
         )
         if return_loss:
-            if len(views) != 2:
-                raise ValueError(f"the contrastive objective needs exactly 2 views, got {len(views)}.")
-            temperature = self.get_temperature().to(z.device)
-            result = nt_xent_loss(z[0], z[1], temperature, gather_distributed=self.config.gather_distributed)
-            output.loss = result.loss
-            output.accuracy = result.accuracy
-            output.temperature = temperature.detach()
-            output.alignment, output.uniformity = alignment_uniformity(z[0], z[1])
+            total = 0.0
+            if "contrastive" in objectives:
+                if len(views) != 2:
+                    raise ValueError(f"the contrastive objective needs exactly 2 views, got {len(views)}.")
+                z = output.z
+                temperature = self.get_temperature().to(z.device)
+                result = nt_xent_loss(z[0], z[1], temperature, gather_distributed=config.gather_distributed)
+                output.contrastive_loss = result.loss
+                output.accuracy = result.accuracy
+                output.temperature = temperature.detach()
+                output.alignment, output.uniformity = alignment_uniformity(z[0], z[1])
+                total = total + config.contrastive_weight * result.loss
+            if mae_terms:
+                output.mae_loss = torch.stack(mae_terms).mean()
+                total = total + config.mae_weight * output.mae_loss
+            if distill_terms:
+                output.distill_loss = torch.stack([term.loss for term in distill_terms]).mean()
+                output.distill_loss_masked = torch.stack([term.loss_masked for term in distill_terms]).mean().detach()
+                output.distill_loss_visible = torch.stack([term.loss_visible for term in distill_terms]).mean().detach()
+                total = total + config.distill_weight * output.distill_loss
+            if self.supervised_head is not None:
+                if labels is None:
+                    raise ValueError(
+                        f"supervised_weight={config.supervised_weight} needs labels (the SupMAM branch); pass labels "
+                        "or set supervised_weight=0."
+                    )
+                output.supervised_loss = torch.stack(supervised_terms).mean()
+                total = total + config.supervised_weight * output.supervised_loss
+            output.loss = total
             output.lid_mean, output.lid_var = local_intrinsic_dimension(torch.cat(features).detach())
         return output if return_dict else output.to_tuple()
 

@@ -6,7 +6,9 @@ What it adds to `transformers.Trainer`:
   it by the gradient-accumulation steps (and the model sets `accepts_loss_kwargs = False`, see transformers_notes §1.4);
 * the original's weight-decay exclusions: no decay for every 1-D parameter (biases, norms), `cls_token`, the position
   table and the learnable temperature;
-* the model's monitoring metrics (positive-pair accuracy, alignment, uniformity, LID, temperature, kept tokens per view)
+* the DWM hint curriculum: `MaskingCurriculumCallback` calls `model.set_masking_epoch(epoch, epochs)` every epoch;
+* the model's monitoring metrics (each objective's loss, positive-pair accuracy, alignment, uniformity, LID,
+  temperature, DWM hint ratio, kept tokens per view)
   averaged over the logging interval and logged next to the loss (TensorBoard via `report_to="tensorboard"`);
 * non-finite losses are skipped (zero gradient for that batch) and counted in the logs instead of poisoning the run;
 * bad audio items skipped by the data layer (reported by the collator as ``num_skipped``) are counted and logged.
@@ -20,13 +22,32 @@ from collections import defaultdict
 import torch
 from torch import nn
 
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
 NO_DECAY_NAMES = ("cls_token", "position_embeddings", "logit_scale", "logit_bias", "mask_token")
-LOGGED_METRICS = ("accuracy", "alignment", "uniformity", "lid_mean", "lid_var", "temperature")
+LOGGED_METRICS = (
+    "contrastive_loss", "mae_loss", "distill_loss", "distill_loss_masked", "distill_loss_visible", "supervised_loss",
+    "accuracy", "alignment", "uniformity", "lid_mean", "lid_var", "temperature",
+)
+
+
+class MaskingCurriculumCallback(TrainerCallback):
+    """Sets the model's per-epoch masking state (the DWM hint ratio) at the start of every epoch.
+
+    The epoch is Trainer's (0-based, integer part) and the total is `state.num_train_epochs` (Trainer derives it from
+    `max_steps` when training is step-based), so `h = 1 - (epoch / total) ** k` follows the reference curriculum.
+    """
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        target = getattr(model, "module", model)  # unwrap DDP if a wrapper is passed
+        if target is not None and hasattr(target, "set_masking_epoch"):
+            epoch = int(state.epoch or 0)
+            total = max(int(math.ceil(state.num_train_epochs or 1)), 1)
+            target.set_masking_epoch(epoch, total)
+
 
 
 def decay_parameter_names(model: nn.Module) -> list[str]:
@@ -49,6 +70,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._metric_count = 0
         self.nonfinite_losses = 0
         self.data_items_skipped = 0
+        if hasattr(self.model, "set_masking_epoch"):
+            self.add_callback(MaskingCurriculumCallback())
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)
@@ -79,6 +102,11 @@ class AudioMosaicPretrainingTrainer(Trainer):
                 value = float(value)
                 if math.isfinite(value):
                     self._metric_sums[name] += value
+        model = self.model
+        if getattr(model, "masking_hint_ratio", None) is not None and any(
+            name == "dwm" for name, _ in model.config.view_masking_specs()
+        ):
+            self._metric_sums["dwm_hint_ratio"] += float(model.masking_hint_ratio)
         kept = getattr(outputs, "num_kept_tokens", None)
         if kept:
             for view, count in enumerate(kept):

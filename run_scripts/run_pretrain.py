@@ -47,7 +47,7 @@ from feature_extraction.collators import (  # noqa: E402
     EpochTaggedDataset,
     PretrainingViewsCollator,
 )
-from feature_extraction.data import load_audio_dataset  # noqa: E402
+from feature_extraction.data import build_label_vocabulary, load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining  # noqa: E402
 from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer  # noqa: E402
 
@@ -64,11 +64,27 @@ class ModelArguments:
     config_overrides: str | None = field(
         default=None, metadata={"help": 'JSON dict of AudioMosaicConfig fields, e.g. \'{"num_hidden_layers": 4}\''}
     )
-    masking_mode: str = field(default="tf", metadata={"help": "tf | tt | ff | random | none | custom"})
+    objective: str = field(
+        default="contrastive",
+        metadata={"help": "contrastive | mae | distill, '+'-joined (e.g. contrastive+mae); see AudioMosaicConfig"},
+    )
+    supervised_weight: float = field(
+        default=0.0, metadata={"help": "λ_cls of the SupMAM supervised branch (needs --label_column); 0 = off"}
+    )
+    supervised_loss: str = field(default="bce", metadata={"help": "bce (multi-label) | ce (single-label)"})
+    teacher_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "frozen teacher of the distill objective (a local AudioMosaic or CLAP folder)"},
+    )
+    masking_mode: str | None = field(
+        default=None,
+        metadata={"help": "tf | tt | ff | random | dwm | inverse_block | none | custom (default: tf if contrastive, "
+                          "else random)"},
+    )
     mask_grid: str = field(default="true", metadata={"help": "true | original (released code's swapped grid)"})
     mask_ratio_time: float = field(default=0.6)
     mask_ratio_freq: float = field(default=0.4)
-    mask_ratio: float = field(default=0.75, metadata={"help": "ratio of masking_mode=random"})
+    mask_ratio: float = field(default=0.75, metadata={"help": "ratio of masking_mode=random / dwm / inverse_block"})
     temperature: float = field(default=0.1)
     learnable_temperature: bool = field(default=False)
     drop_path_rate: float = field(default=0.1)
@@ -87,6 +103,10 @@ class DataArguments:
     dataset_split: str = field(default="train")
     source_type: str = field(default="auto")
     audio_column: str = field(default="auto")
+    label_column: str | None = field(
+        default=None, metadata={"help": "labels for the supervised branch (--supervised_weight > 0); unlabelled rows "
+                                        "are ignored by it"},
+    )
     streaming: bool = field(default=False)
     shuffle_buffer_size: int = field(default=1000)
     crop_seconds: float | None = field(
@@ -128,9 +148,16 @@ class TimeBudgetCallback(TrainerCallback):
         return control
 
 
-def build_config(model_args: ModelArguments) -> AudioMosaicConfig:
+def build_config(model_args: ModelArguments, teacher=None, vocabulary=None) -> AudioMosaicConfig:
     overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if teacher is not None:
+        overrides.setdefault("distill_teacher_hidden_size", teacher.feature_dim)
+    if vocabulary is not None:
+        overrides.update(vocabulary.config_kwargs())
     fields = dict(
+        objective=model_args.objective,
+        supervised_weight=model_args.supervised_weight,
+        supervised_loss=model_args.supervised_loss,
         masking_mode=model_args.masking_mode,
         mask_grid=model_args.mask_grid,
         mask_ratio_time=model_args.mask_ratio_time,
@@ -148,11 +175,39 @@ def build_config(model_args: ModelArguments) -> AudioMosaicConfig:
     return config
 
 
-def build_model(model_args: ModelArguments, config: AudioMosaicConfig) -> AudioMosaicForPreTraining:
+def load_teacher(model_args: ModelArguments):
+    """The frozen distillation teacher and, if it needs its own inputs, its feature extractor (local folders only)."""
+    if not model_args.teacher_name_or_path:
+        return None, None
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from modeling_audiomosaic.objective_distill import DistillationTeacher
+
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    layer = int(overrides.get("distill_teacher_layer", -1))
+    teacher = DistillationTeacher(AutoModel.from_pretrained(model_args.teacher_name_or_path), layer=layer)
+    extractor = None
+    if teacher.needs_own_inputs:
+        extractor = AutoFeatureExtractor.from_pretrained(model_args.teacher_name_or_path)
+    logger.info("distillation teacher: %s (%s, %d-d features)", model_args.teacher_name_or_path, teacher.kind,
+                teacher.feature_dim)
+    return teacher, extractor
+
+
+def build_model(model_args: ModelArguments, config: AudioMosaicConfig, teacher=None) -> AudioMosaicForPreTraining:
     if model_args.model_name_or_path:
         model = AudioMosaicForPreTraining.from_pretrained(model_args.model_name_or_path, config=config)
     else:
         model = AudioMosaicForPreTraining(config)
+    if "distill" in config.objectives:
+        if teacher is None:
+            raise ValueError("--objective with distill needs --teacher_name_or_path (a frozen teacher model folder)")
+        if teacher.kind == "audiomosaic" and teacher.model.config.num_mel_bins != config.num_mel_bins:
+            raise ValueError(
+                f"the AudioMosaic teacher reads {teacher.model.config.num_mel_bins} mel bins, the student "
+                f"{config.num_mel_bins}: they must match (the teacher reads the student's spectrogram)."
+            )
+        model.set_distillation_teacher(teacher)
     if model_args.checkpointing_fraction > 0:
         model.audiomosaic.set_activation_checkpointing(True, model_args.checkpointing_fraction)
     return model
@@ -161,7 +216,7 @@ def build_model(model_args: ModelArguments, config: AudioMosaicConfig) -> AudioM
 def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     # no cropping here: the collator cuts long clips with a generator seeded by (seed, epoch, ids), so resumed runs
     # see exactly the same windows
-    common = dict(label_column=None, streaming=data_args.streaming)
+    common = dict(label_column=data_args.label_column, streaming=data_args.streaming)
     if data_args.audio_column != "auto":
         common["audio_column"] = data_args.audio_column
     if data_args.dataset_name:
@@ -197,8 +252,18 @@ def main(argv: list[str] | None = None) -> dict:
         training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
     set_seed(training_args.seed)
 
-    config = build_config(model_args)
-    model = build_model(model_args, config)
+    if model_args.supervised_weight > 0 and not data_args.label_column:
+        raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")
+    teacher, teacher_extractor = load_teacher(model_args)
+    train_dataset = build_dataset(data_args, training_args)
+    vocabulary = None
+    if model_args.supervised_weight > 0:
+        if data_args.streaming:
+            raise ValueError("the supervised branch needs a label vocabulary: not available with --streaming yet")
+        vocabulary = build_label_vocabulary(train_dataset.dataset, multi_label=model_args.supervised_loss == "bce")
+        logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
+    config = build_config(model_args, teacher, vocabulary)
+    model = build_model(model_args, config, teacher)
     if (
         model_args.sync_batchnorm
         and torch.cuda.is_available()
@@ -208,13 +273,15 @@ def main(argv: list[str] | None = None) -> dict:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # projector BNs (CUDA only in torch)
     feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)
     view_generator = ContrastiveViewGenerator(
-        feature_extractor, augmentation=data_args.augmentation, num_views=2, roll_and_gain=data_args.roll_and_gain
+        feature_extractor, augmentation=data_args.augmentation, num_views=config.pretraining_num_views,
+        roll_and_gain=data_args.roll_and_gain,
     )
-    train_dataset = build_dataset(data_args, training_args)
     collator = PretrainingViewsCollator(
         view_generator,
         seed=training_args.seed,
         crop_samples=None if data_args.crop_seconds is None else int(data_args.crop_seconds * 16000),
+        label_vocabulary=vocabulary,
+        teacher_feature_extractor=teacher_extractor,
     )
     trainer = AudioMosaicPretrainingTrainer(
         model=model,
@@ -245,20 +312,32 @@ def main(argv: list[str] | None = None) -> dict:
         with open(os.path.join(training_args.output_dir, "pretrain_summary.json"), "w") as handle:
             json.dump(summary, handle, indent=2, default=str)
         logger.info("finished: loss %.4f after %d steps", result.training_loss, result.global_step)
-    trainer.accelerator.end_training()
     history = trainer.state.log_history
-    del trainer, model  # drop the DDP wrapper before the process group goes away
+    result_dict = {"train_loss": result.training_loss, "global_step": result.global_step, "log_history": history}
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Multi-process: wait until every rank is done, then let the caller leave with os._exit WITHOUT destroying the
+        # process group or freeing the DDP model. `accelerator.end_training()` destroys the group, which leaves the
+        # DDP reducer holding its last reference; freeing the reducer then runs ~ProcessGroupGloo, which joins gloo's
+        # worker thread while holding the GIL, while that thread may still be releasing a finished collective whose
+        # tensors need the GIL: a deadlock at exit (found with py-spy; it hung ~1 run in 3 under load).
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    return {"train_loss": result.training_loss, "global_step": result.global_step, "log_history": history}
+        for callback in trainer.callback_handler.callbacks:  # flush trackers (TensorBoard closes on train end too)
+            if hasattr(callback, "tb_writer") and callback.tb_writer is not None:
+                callback.tb_writer.flush()
+        _KEEP_ALIVE.append((trainer, model))
+        return result_dict
+    trainer.accelerator.end_training()
+    return result_dict
+
+
+_KEEP_ALIVE: list = []  # distributed runs: objects that must not be freed before os._exit (see the end of main)
 
 
 if __name__ == "__main__":
     main()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Everything is saved and the process group destroyed; leave without interpreter teardown, which can block
-        # forever in gloo/DDP background threads (seen with 2 CPU processes on this machine).
+        # Everything is saved and every rank has passed the final barrier; leave without freeing the process group
+        # or the DDP model (see the end of main: freeing them can deadlock in gloo's destructor).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

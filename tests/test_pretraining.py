@@ -281,7 +281,9 @@ def test_two_process_gather_equals_single_process(tmp_path):
             stdout, stderr = proc.communicate(timeout=180)
             break
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)  # torchrun and both workers
+            os.killpg(proc.pid, 9)  # torchrun ...
+            # ... and its workers, which torchrun may start in sessions of their own; they hold the pipes
+            subprocess.run(["pkill", "-9", "-f", str(out_file)], check=False)
             stdout, stderr = proc.communicate()
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
     dist_result = torch.load(out_file, weights_only=True)

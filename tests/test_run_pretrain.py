@@ -130,7 +130,6 @@ def _free_port():
 
 
 @pytest.mark.dist
-@pytest.mark.slow  # intermittently hangs at process exit after all outputs are written (under investigation)
 def test_two_process_accelerate_launch(audio_dir, recipe, tmp_path):
     out = tmp_path / "dist"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

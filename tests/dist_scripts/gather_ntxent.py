@@ -46,13 +46,15 @@ def main(out_path):
         grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
         torch.save({"loss": torch.stack(losses).mean(), "grads": grads, "acc": out.accuracy}, out_path)
     dist.barrier()
-    dist.destroy_process_group()
+    # Leave WITHOUT freeing the DDP reducer or destroying the process group. Destroying the group first makes the
+    # reducer hold its last reference; freeing the reducer then runs ~ProcessGroupGloo, which joins gloo's worker
+    # thread while holding the GIL, and that thread may still be releasing a finished collective whose tensors need
+    # the GIL to be freed: a deadlock (py-spy: MainThread in ProcessGroupGloo::~ProcessGroupGloo -> thread::join,
+    # gloo runLoop in ~AsyncAllgatherWork -> gil_scoped_acquire). Everything is written, so exit right here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
     main(sys.argv[1])
-    # gloo's background threads occasionally hang the interpreter's teardown after all work is done (seen ~1 run in
-    # 10 on this machine); everything is written and the process group is destroyed, so leave without teardown
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

@@ -1,0 +1,296 @@
+#!/usr/bin/env python
+"""Equal-compute comparison of AudioMosaic and the seed systems on the offline corpus (issue 5).
+
+Every system is the same small encoder pre-trained by `run_pretrain.py` on the unlabelled pool for the SAME wall-clock
+budget on this machine (one run at a time, nothing else running; the lr schedule spans `--max_steps`, which none of the
+systems reaches within the budget), then linear-probed on the three offline tasks (frozen encoder, clip embeddings from
+`AudioMosaicEmbedder`, logistic regression with C chosen on validation, test used once), exactly as the demo.
+
+Systems (all `--config recipes/pretrain_cpu_compare.yaml`, 2.56 s crops = a 16 x 8 patch grid, so the released code's
+swapped-grid masks differ from the true-grid ones; on a square 8 x 8 grid they would coincide):
+
+* `audiomosaic_tf`        contrastive, view 0 time 0.6 / view 1 frequency 0.4 (the method)
+* `contrastive_random`    contrastive, unstructured masks at 0.5 on both views
+* `contrastive_original`  contrastive, the released code's swapped-grid `original_time` / `original_freq` masks
+* `msm_mae_random`        MAE pixel reconstruction, random 0.75 (MSM-MAE)
+* `msm_mae_dwm`           MAE, dispersion-weighted masking 0.75 with the hint curriculum (start epoch 1, k 2)
+* `msm_mae_inverse_block` MAE, EAT inverse-block masking 0.8 (5 x 5 blocks)
+* `mam_clap`              distillation from a frozen teacher, random 0.8; no CLAP weights install offline, so the
+                          teacher is this comparison's `audiomosaic_tf` encoder of the same seed (its cost not counted)
+* `supmam+<best two>`     the two best of the above with the supervised branch (λ_cls 1, BCE) on the labelled train
+                          clips of the pool (labels of the three tasks' train splits, prefixed by task)
+
+Plus the two baselines of the demo (same architecture randomly initialised; log-mel statistics).
+
+Results are cached per (system, seed) under `--output_dir`, so adding seeds later reuses finished runs:
+
+    python run_scripts/run_seed_comparison.py --seeds 0 1 2 --pretrain_minutes 4
+    python run_scripts/run_seed_comparison.py --seeds 0 --pretrain_minutes 0.3 --corpus_size tiny   # smoke test
+
+Writes `<output_dir>/comparison.json`, `comparison.md` (mean ± std over seeds) and `comparison.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "run_scripts"))
+
+import modeling_audiomosaic  # noqa: E402,F401
+from demo_plots import logistic_regression_probe  # noqa: E402
+from run_demo import SPLITS, TASKS, load_split, logmel_features  # noqa: E402
+
+RECIPE = REPO / "run_scripts" / "recipes" / "pretrain_cpu_compare.yaml"
+
+BASE_SYSTEMS: dict[str, list[str]] = {
+    "audiomosaic_tf": ["--objective", "contrastive", "--masking_mode", "tf"],
+    "contrastive_random": ["--objective", "contrastive", "--masking_mode", "random", "--mask_ratio", "0.5"],
+    "contrastive_original": ["--objective", "contrastive", "--masking_mode", "tf", "--mask_grid", "original"],
+    "msm_mae_random": ["--objective", "mae", "--masking_mode", "random", "--mask_ratio", "0.75"],
+    "msm_mae_dwm": ["--objective", "mae", "--masking_mode", "dwm", "--mask_ratio", "0.75"],
+    "msm_mae_inverse_block": ["--objective", "mae", "--masking_mode", "inverse_block", "--mask_ratio", "0.8"],
+    "mam_clap": ["--objective", "distill", "--masking_mode", "random", "--mask_ratio", "0.8",
+                 "--teacher_name_or_path", "{teacher}"],
+}
+PREDICTED = (
+    "What the seeds' papers predict: AudioMosaic reports its time/frequency masked views beating unstructured masks and "
+    "MAE-style pixel reconstruction on linear/fine-tuned evaluation; MSM-MAE (pixel MSE) is known to be weaker than "
+    "feature-target methods under a linear probe; DWM reports consistent gains over random and inverse-block masking "
+    "inside MAE/M2D training; MAM-CLAP and SupMAM report gains from a strong CLAP teacher and from labels."
+)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def labelled_pool_manifest(corpus: Path, out: Path) -> Path:
+    """The pool with the labels of clips that belong to a task's train split (task-prefixed); the rest unlabelled."""
+    pool = json.loads((corpus / "pretrain_pool" / "train.json").read_text())["data"]
+    labels = {}
+    for task in TASKS:
+        for rec in json.loads((corpus / task / "train.json").read_text())["data"]:
+            labels[(task, os.path.normpath(rec["wav"]))] = rec["labels"]
+    records, labelled = [], 0
+    for rec in pool:
+        rec = dict(rec)
+        task = rec.get("task")
+        key = (task, os.path.normpath(rec["wav"]).split(f"{task}/", 1)[-1]) if task else None
+        label = labels.get(key, "") if key else ""
+        rec["labels"] = f"{task}/{label}" if label else ""
+        labelled += bool(label)
+        rec["wav"] = str((corpus / "pretrain_pool" / rec["wav"]).resolve())
+        records.append(rec)
+    path = out / "pool_labelled.json"
+    path.write_text(json.dumps({"data": records}))
+    log(f"labelled pool: {labelled} of {len(records)} clips carry a train-split label")
+    return path
+
+
+def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, seed: int, minutes: float,
+             max_steps: int, extra: list[str]) -> dict:
+    """Run run_pretrain.py in a subprocess (a clean process per system); returns its summary."""
+    command = [
+        sys.executable, str(REPO / "run_scripts" / "run_pretrain.py"), "--config", str(RECIPE),
+        "--train_path", str(corpus), "--output_dir", str(run_dir), "--seed", str(seed),
+        "--max_train_minutes", str(minutes), "--max_steps", str(max_steps), "--save_steps", "1000000",
+        "--report_to", "none", *args_list, *extra,
+    ]
+    log(f"  pre-training {system} (seed {seed}, {minutes} min): {' '.join(command[2:])}")
+    start = time.time()
+    with open(run_dir.parent / f"{run_dir.name}.log", "w") as handle:
+        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+    summary = json.loads((run_dir / "pretrain_summary.json").read_text())
+    losses = [h for h in summary["log_history"] if "loss" in h]
+    return {"steps": summary["global_step"], "wall_s": round(time.time() - start, 1),
+            "final_loss": losses[-1]["loss"] if losses else None, "data_items_skipped": summary["data_items_skipped"]}
+
+
+class ProbeHarness:
+    """Loads the three tasks once and probes any encoder folder (or the baselines) on them."""
+
+    def __init__(self, corpus: Path) -> None:
+        self.data = {task: {split: load_split(corpus, task, split) for split in SPLITS} for task in TASKS}
+
+    def _probe(self, features: dict[str, dict[str, np.ndarray]], seed: int) -> dict:
+        out = {}
+        for task in TASKS:
+            labels = {s: self.data[task][s][1] for s in SPLITS}
+            f = features[task]
+            result = logistic_regression_probe(f["train"], labels["train"], f["validation"], labels["validation"],
+                                               f["test"], labels["test"], seed=seed)
+            out[task] = {"test_accuracy": result["test_accuracy"], "validation_accuracy": result["validation_accuracy"],
+                         "C": result["C"]}
+        return out
+
+    def probe_model(self, model: torch.nn.Module, fe, seed: int) -> dict:
+        from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
+
+        embedder = AudioMosaicEmbedder(model.eval(), fe, batch_size=64)
+        features = {t: {s: embedder.embed(self.data[t][s][0]).numpy() for s in SPLITS} for t in TASKS}
+        return self._probe(features, seed)
+
+    def probe_logmel(self, fe, seed: int) -> dict:
+        features = {t: {s: logmel_features(self.data[t][s][0], fe) for s in SPLITS} for t in TASKS}
+        return self._probe(features, seed)
+
+
+def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """system -> task (+ "mean") -> (mean, std, n) of the test accuracy over seeds."""
+    table = {}
+    for system, by_seed in results.items():
+        rows = {}
+        for task in (*TASKS, "mean"):
+            values = []
+            for result in by_seed.values():
+                if task == "mean":
+                    values.append(float(np.mean([result["probe"][t]["test_accuracy"] for t in TASKS])))
+                else:
+                    values.append(result["probe"][task]["test_accuracy"])
+            rows[task] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                          len(values))
+        table[system] = rows
+    return table
+
+
+def markdown_table(table: dict, results: dict) -> str:
+    lines = ["| system | keywords | esc | instruments | mean | steps | seeds |", "|---|---|---|---|---|---|---|"]
+    order = sorted(table, key=lambda s: -table[s]["mean"][0])
+    for system in order:
+        cells = [f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}" for m, s, n in (table[system][t] for t in
+                                                                            (*TASKS, "mean"))]
+        steps = [r.get("pretrain", {}).get("steps") for r in results[system].values()]
+        steps_text = "–" if not any(steps) else "/".join(str(s) for s in steps)
+        lines.append(f"| {system} | " + " | ".join(cells) + f" | {steps_text} | {table[system]['mean'][2]} |")
+    return "\n".join(lines)
+
+
+def plot(table: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = sorted(table, key=lambda s: -table[s]["mean"][0])
+    groups = (*TASKS, "mean")
+    width = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    for i, system in enumerate(systems):
+        means = [table[system][g][0] for g in groups]
+        stds = [table[system][g][1] for g in groups]
+        ax.bar(np.arange(len(groups)) + i * width - 0.4 + width / 2, means, width, yerr=stds, capsize=2, label=system)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylabel("test accuracy (linear probe)")
+    ax.set_ylim(0, 1.0)
+    ax.set_title("Equal wall-clock pre-training on the offline pool, linear probes (mean ± std over seeds)")
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", default=str(REPO / ".cache" / "seed_comparison"))
+    parser.add_argument("--corpus_size", default="default", choices=["tiny", "small", "default"])
+    parser.add_argument("--corpus_dir", default=None)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--pretrain_minutes", type=float, default=4.0, help="the equal wall-clock budget per system")
+    parser.add_argument("--max_steps", type=int, default=300, help="lr schedule length (not reached in the budget)")
+    parser.add_argument("--systems", nargs="*", default=None, help="subset of the base systems (default: all)")
+    parser.add_argument("--no_supmam", action="store_true", help="skip the SupMAM variants")
+    parser.add_argument("--extra_args", default="", help="more run_pretrain.py flags for every system (smoke tests)")
+    args = parser.parse_args(argv)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from build_offline_corpus import build_corpus
+    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic import AudioMosaicModel
+
+    corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=0)
+    pool = corpus / "pretrain_pool" / "train.json"
+    labelled_pool = labelled_pool_manifest(corpus, out)
+    harness = ProbeHarness(corpus)
+    extra = args.extra_args.split() if args.extra_args else []
+    systems = {k: v for k, v in BASE_SYSTEMS.items() if not args.systems or k in args.systems}
+    results: dict[str, dict[int, dict]] = {}
+
+    def run_system(name: str, flags: list[str], seed: int, train_path: Path) -> None:
+        cache = out / name / f"seed{seed}.json"
+        if cache.exists():
+            results.setdefault(name, {})[seed] = json.loads(cache.read_text())
+            log(f"  {name} seed {seed}: cached")
+            return
+        run_dir = out / name / f"seed{seed}"
+        flags = [f.format(teacher=out / "audiomosaic_tf" / f"seed{seed}") for f in flags]
+        info = pretrain(name, flags, run_dir, train_path, seed, args.pretrain_minutes, args.max_steps, extra)
+        fe = AudioMosaicFeatureExtractor.from_pretrained(run_dir)
+        probe = harness.probe_model(AudioMosaicModel.from_pretrained(run_dir), fe, seed)
+        record = {"pretrain": info, "probe": probe, "flags": flags}
+        cache.write_text(json.dumps(record, indent=2))
+        results.setdefault(name, {})[seed] = record
+        log(f"  {name} seed {seed}: " + ", ".join(f"{t} {probe[t]['test_accuracy']:.3f}" for t in TASKS)
+            + f" ({info['steps']} steps)")
+
+    for seed in args.seeds:
+        log(f"seed {seed}")
+        if "mam_clap" in systems and "audiomosaic_tf" not in systems:
+            raise ValueError("mam_clap uses audiomosaic_tf of the same seed as its teacher: include it")
+        for name, flags in systems.items():
+            run_system(name, flags, seed, pool)
+        # baselines (no pre-training)
+        for name in ("baseline_random_init", "baseline_logmel"):
+            cache = out / name / f"seed{seed}.json"
+            if not cache.exists():
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                ref = out / "audiomosaic_tf" / f"seed{seed}"
+                fe = AudioMosaicFeatureExtractor.from_pretrained(ref)
+                if name == "baseline_random_init":
+                    torch.manual_seed(seed)
+                    probe = harness.probe_model(AudioMosaicModel(AudioMosaicModel.from_pretrained(ref).config), fe, seed)
+                else:
+                    probe = harness.probe_logmel(fe, seed)
+                cache.write_text(json.dumps({"probe": probe}, indent=2))
+            results.setdefault(name, {})[seed] = json.loads(cache.read_text())
+
+    base_table = summarise({k: v for k, v in results.items() if k in systems})
+    best_two = sorted(base_table, key=lambda s: -base_table[s]["mean"][0])[:2]
+    if not args.no_supmam:
+        for seed in args.seeds:
+            for name in best_two:
+                flags = BASE_SYSTEMS[name] + ["--supervised_weight", "1.0", "--supervised_loss", "bce",
+                                              "--label_column", "labels"]
+                run_system(f"supmam+{name}", flags, seed, labelled_pool)
+
+    table = summarise(results)
+    markdown = markdown_table(table, results)
+    plot(table, out / "comparison.png")
+    text = (
+        f"Command: `python run_scripts/run_seed_comparison.py --seeds {' '.join(map(str, args.seeds))} "
+        f"--pretrain_minutes {args.pretrain_minutes} --max_steps {args.max_steps}`\n\n"
+        f"Budget: {args.pretrain_minutes} min of wall-clock pre-training per system on 2 CPU cores (one run at a time), "
+        f"same encoder, data, augmentation, batch and optimiser; linear probe = logistic regression on frozen clip "
+        f"embeddings, C on validation, test accuracy. SupMAM on top of: {', '.join(best_two)}.\n\n"
+        + markdown + "\n\n" + PREDICTED + "\n"
+    )
+    (out / "comparison.md").write_text(text)
+    (out / "comparison.json").write_text(json.dumps({"table": table, "results": results}, indent=2, default=str))
+    log(text)
+    return {"table": table, "best_two": best_two}
+
+
+if __name__ == "__main__":
+    main()
