@@ -109,6 +109,7 @@ def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, see
     ]
     log(f"  pre-training {system} (seed {seed}, {minutes} min): {' '.join(command[2:])}")
     start = time.time()
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(run_dir.parent / f"{run_dir.name}.log", "w") as handle:
         subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
     summary = json.loads((run_dir / "pretrain_summary.json").read_text())
