@@ -400,3 +400,24 @@ def test_run_pretrain_every_objective(labelled_manifest, tmp_path, extra, logged
     assert all(np.isfinite(h["loss"]) for h in result["log_history"] if "loss" in h)
     classifier = AudioMosaicForAudioClassification.from_pretrained(out, num_labels=3)
     assert classifier.config.objective == extra[1]
+
+
+PRETRAIN_RECIPES = sorted((REPO / "run_scripts" / "recipes").glob("pretrain_*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", PRETRAIN_RECIPES, ids=lambda p: p.name)
+def test_pretraining_recipes_parse_into_valid_configs(recipe):
+    sys.path.insert(0, str(REPO / "run_scripts"))
+    import run_pretrain
+
+    # bf16 needs a GPU to parse; everything else is as written
+    model_args, data_args, training_args = run_pretrain.parse_args(
+        ["--config", str(recipe), "--output_dir", "x", "--bf16", "false", "--torch_compile", "false"]
+    )
+
+    class Teacher:  # what build_config reads of a distillation teacher
+        feature_dim = 768
+
+    config = run_pretrain.build_config(model_args, Teacher() if "distill" in model_args.objective else None)
+    assert config.objectives == tuple(model_args.objective.split("+"))
+    assert len(config.view_masking_specs()) == config.pretraining_num_views
