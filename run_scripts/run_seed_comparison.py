@@ -1,10 +1,16 @@
 #!/usr/bin/env python
 """Equal-compute comparison of AudioMosaic and the seed systems on the offline corpus (issue 5).
 
-Every system is the same small encoder pre-trained by `run_pretrain.py` on the unlabelled pool for the SAME wall-clock
-budget on this machine (one run at a time, nothing else running; the lr schedule spans `--max_steps`, which none of the
-systems reaches within the budget), then linear-probed on the three offline tasks (frozen encoder, clip embeddings from
-`AudioMosaicEmbedder`, logistic regression with C chosen on validation, test used once), exactly as the demo.
+Every system is the same small encoder pre-trained by `run_pretrain.py` on the unlabelled pool for the SAME compute
+budget in multiply-accumulates (MACs), then linear-probed on the three offline tasks (frozen encoder, clip embeddings
+from `AudioMosaicEmbedder`, logistic regression with C chosen on validation, test used once), exactly as the demo.
+
+Compute budget: `--budget_steps N` steps of AudioMosaic (`audiomosaic_tf`) at the recipe's batch; every other system
+gets `N x MACs(audiomosaic step) / MACs(its step)` steps (its whole lr schedule), where a step's MACs are counted
+analytically from the config: per view, the encoder on its kept tokens (patch embedding, qkv/proj/MLP matmuls and the
+two attention matmuls), the decoder on all patches, x 3 for forward + backward, plus 1 x the frozen teacher's forward
+(MAM-CLAP). FLOPs = 2 x MACs. Counting, not timing, keeps the comparison fair on a noisy shared machine; measured
+wall-clock is reported next to it.
 
 Systems (all `--config recipes/pretrain_cpu_compare.yaml`, 2.56 s crops = a 16 x 8 patch grid, so the released code's
 swapped-grid masks differ from the true-grid ones; on a square 8 x 8 grid they would coincide):
@@ -24,8 +30,8 @@ Plus the two baselines of the demo (same architecture randomly initialised; log-
 
 Results are cached per (system, seed) under `--output_dir`, so adding seeds later reuses finished runs:
 
-    python run_scripts/run_seed_comparison.py --seeds 0 1 2 --pretrain_minutes 4
-    python run_scripts/run_seed_comparison.py --seeds 0 --pretrain_minutes 0.3 --corpus_size tiny   # smoke test
+    python run_scripts/run_seed_comparison.py --seeds 0 1 2 --budget_steps 200
+    python run_scripts/run_seed_comparison.py --seeds 0 --budget_steps 2 --corpus_size tiny   # smoke test
 
 Writes `<output_dir>/comparison.json`, `comparison.md` (mean ± std over seeds) and `comparison.png`.
 """
@@ -98,16 +104,83 @@ def labelled_pool_manifest(corpus: Path, out: Path) -> Path:
     return path
 
 
-def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, seed: int, minutes: float,
-             max_steps: int, extra: list[str]) -> dict:
+def encoder_macs(tokens: int, width: int, layers: int, mlp: int) -> int:
+    """Forward MACs of `layers` pre-LN blocks on `tokens` tokens (qkv, proj, MLP and the two attention matmuls)."""
+    return layers * (tokens * (4 * width * width + 2 * width * mlp) + 2 * tokens * tokens * width)
+
+
+def step_macs_per_clip(config) -> dict:
+    """Training MACs per clip of an `AudioMosaicConfig` (see the module docstring): forward+backward = 3 x forward.
+
+    Counted as implemented: the patch convolution runs on every patch before the masked ones are dropped; the encoder
+    blocks on the kept tokens + CLS; the decoder on all patches + CLS; the heads (projector, pixel / teacher-feature
+    predictions) on what they see. Checked against torch's FLOP counter in tests/test_seed_comparison.py.
+    """
+    from modeling_audiomosaic.masking import apply_masking, dispersion_weights
+
+    grid = (config.num_time_patches, config.num_freq_patches)
+    num = grid[0] * grid[1]
+    d = config.hidden_size
+    stem = num * config.patch_size**2 * d
+    views, forward = [], 0
+    for strategy, ratio in config.view_masking_specs():
+        if strategy == "none":
+            kept = num
+        else:
+            weights = dispersion_weights(torch.randn(1, config.max_length, config.num_mel_bins), config.patch_size) \
+                if strategy == "dwm" else None
+            kept = apply_masking(strategy, grid, 1, ratio, patch_weights=weights).num_kept
+        views.append(kept + 1)
+        forward += stem + encoder_macs(kept + 1, d, config.num_hidden_layers, config.intermediate_size)
+        if "contrastive" in config.objectives:
+            forward += d * config.projection_hidden_size + config.projection_hidden_size * config.projection_dim
+        if "mae" in config.objectives or "distill" in config.objectives:
+            width = config.decoder_hidden_size
+            forward += d * width * (kept + 1)  # decoder embedding
+            forward += encoder_macs(num + 1, width, config.decoder_num_hidden_layers, config.decoder_intermediate_size)
+            if "mae" in config.objectives:
+                forward += width * config.patch_size**2 * num
+            if "distill" in config.objectives:
+                forward += width * config.distill_teacher_hidden_size * num
+        if config.supervised_weight > 0:
+            forward += d * config.num_labels
+    teacher = 0
+    if "distill" in config.objectives:  # the frozen teacher (the same encoder size here) sees the whole clip
+        teacher = stem + encoder_macs(num + 1, d, config.num_hidden_layers, config.intermediate_size)
+    return {"tokens_per_view": views, "train_macs": 3 * forward + teacher, "teacher_forward_macs": teacher}
+
+
+def system_config(flags: list[str]):
+    """The AudioMosaicConfig a system's flags produce with the comparison recipe (teacher width = the encoder's)."""
+    import run_pretrain
+
+    model_args, _, _ = run_pretrain.parse_args(["--config", str(RECIPE), "--output_dir", "unused", *flags])
+
+    class _Teacher:
+        feature_dim = None
+
+    teacher = None
+    if "distill" in model_args.objective:
+        teacher = _Teacher()
+        teacher.feature_dim = json.loads(model_args.config_overrides)["hidden_size"]
+    vocabulary = None
+    if "--supervised_weight" in flags:
+        from feature_extraction.data import LabelVocabulary
+
+        vocabulary = LabelVocabulary(["a", "b"], multi_label=True)
+    return run_pretrain.build_config(model_args, teacher, vocabulary)
+
+
+def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, seed: int, max_steps: int,
+             extra: list[str]) -> dict:
     """Run run_pretrain.py in a subprocess (a clean process per system); returns its summary."""
     command = [
         sys.executable, str(REPO / "run_scripts" / "run_pretrain.py"), "--config", str(RECIPE),
         "--train_path", str(corpus), "--output_dir", str(run_dir), "--seed", str(seed),
-        "--max_train_minutes", str(minutes), "--max_steps", str(max_steps), "--save_steps", "1000000",
+        "--max_steps", str(max_steps), "--save_steps", "1000000",
         "--report_to", "none", *args_list, *extra,
     ]
-    log(f"  pre-training {system} (seed {seed}, {minutes} min): {' '.join(command[2:])}")
+    log(f"  pre-training {system} (seed {seed}, {max_steps} steps): {' '.join(command[2:])}")
     start = time.time()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(run_dir.parent / f"{run_dir.name}.log", "w") as handle:
@@ -165,15 +238,21 @@ def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict[str, tuple[
     return table
 
 
-def markdown_table(table: dict, results: dict) -> str:
-    lines = ["| system | keywords | esc | instruments | mean | steps | seeds |", "|---|---|---|---|---|---|---|"]
+def markdown_table(table: dict, results: dict, compute: dict) -> str:
+    lines = ["| system | keywords | esc | instruments | mean | steps | tokens per view | MMACs per clip-step | "
+             "wall-clock s | seeds |", "|---|---|---|---|---|---|---|---|---|---|"]
     order = sorted(table, key=lambda s: -table[s]["mean"][0])
     for system in order:
         cells = [f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}" for m, s, n in (table[system][t] for t in
                                                                             (*TASKS, "mean"))]
-        steps = [r.get("pretrain", {}).get("steps") for r in results[system].values()]
-        steps_text = "–" if not any(steps) else "/".join(str(s) for s in steps)
-        lines.append(f"| {system} | " + " | ".join(cells) + f" | {steps_text} | {table[system]['mean'][2]} |")
+        runs = [r["pretrain"] for r in results[system].values() if "pretrain" in r]
+        steps_text = "/".join(sorted({str(r["steps"]) for r in runs})) or "–"
+        wall = f"{np.mean([r['wall_s'] for r in runs]):.0f}" if runs else "–"
+        info = compute.get(system)
+        tokens = "+".join(map(str, info["tokens_per_view"])) if info else "–"
+        macs = f"{info['train_macs'] / 1e6:.0f}" if info else "–"
+        lines.append(f"| {system} | " + " | ".join(cells)
+                     + f" | {steps_text} | {tokens} | {macs} | {wall} | {table[system]['mean'][2]} |")
     return "\n".join(lines)
 
 
@@ -208,8 +287,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--corpus_size", default="default", choices=["tiny", "small", "default"])
     parser.add_argument("--corpus_dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--pretrain_minutes", type=float, default=4.0, help="the equal wall-clock budget per system")
-    parser.add_argument("--max_steps", type=int, default=300, help="lr schedule length (not reached in the budget)")
+    parser.add_argument("--budget_steps", type=int, default=200,
+                        help="the compute budget: this many AudioMosaic steps; other systems get equal MACs")
     parser.add_argument("--systems", nargs="*", default=None, help="subset of the base systems (default: all)")
     parser.add_argument("--no_supmam", action="store_true", help="skip the SupMAM variants")
     parser.add_argument("--extra_args", default="", help="more run_pretrain.py flags for every system (smoke tests)")
@@ -228,6 +307,19 @@ def main(argv=None) -> dict:
     extra = args.extra_args.split() if args.extra_args else []
     systems = {k: v for k, v in BASE_SYSTEMS.items() if not args.systems or k in args.systems}
     results: dict[str, dict[int, dict]] = {}
+    import run_pretrain
+
+    recipe_args = run_pretrain.parse_args(["--config", str(RECIPE), "--output_dir", "unused", *extra])
+    batch = recipe_args[2].per_device_train_batch_size
+    reference = step_macs_per_clip(system_config(BASE_SYSTEMS["audiomosaic_tf"]))
+    budget_macs = args.budget_steps * batch * reference["train_macs"]
+    log(f"compute budget: {budget_macs / 1e12:.1f} TMACs ({2 * budget_macs / 1e12:.1f} TFLOPs) per system = "
+        f"{args.budget_steps} AudioMosaic steps of batch {batch} ({reference['train_macs'] / 1e6:.0f} MMACs per clip)")
+    compute = {}
+    for name, flags in {**BASE_SYSTEMS, **{f"supmam+{k}": v + ["--supervised_weight", "1.0"]
+                                          for k, v in BASE_SYSTEMS.items()}}.items():
+        per_clip = step_macs_per_clip(system_config(flags))
+        compute[name] = {**per_clip, "steps": max(1, round(budget_macs / (per_clip["train_macs"] * batch)))}
 
     def run_system(name: str, flags: list[str], seed: int, train_path: Path) -> None:
         cache = out / name / f"seed{seed}.json"
@@ -236,8 +328,9 @@ def main(argv=None) -> dict:
             log(f"  {name} seed {seed}: cached")
             return
         run_dir = out / name / f"seed{seed}"
+        steps = compute[name]["steps"]
         flags = [f.format(teacher=out / "audiomosaic_tf" / f"seed{seed}") for f in flags]
-        info = pretrain(name, flags, run_dir, train_path, seed, args.pretrain_minutes, args.max_steps, extra)
+        info = pretrain(name, flags, run_dir, train_path, seed, steps, extra)
         fe = AudioMosaicFeatureExtractor.from_pretrained(run_dir)
         probe = harness.probe_model(AudioMosaicModel.from_pretrained(run_dir), fe, seed)
         record = {"pretrain": info, "probe": probe, "flags": flags}
@@ -277,18 +370,23 @@ def main(argv=None) -> dict:
                 run_system(f"supmam+{name}", flags, seed, labelled_pool)
 
     table = summarise(results)
-    markdown = markdown_table(table, results)
+    markdown = markdown_table(table, results, compute)
     plot(table, out / "comparison.png")
     text = (
         f"Command: `python run_scripts/run_seed_comparison.py --seeds {' '.join(map(str, args.seeds))} "
-        f"--pretrain_minutes {args.pretrain_minutes} --max_steps {args.max_steps}`\n\n"
-        f"Budget: {args.pretrain_minutes} min of wall-clock pre-training per system on 2 CPU cores (one run at a time), "
-        f"same encoder, data, augmentation, batch and optimiser; linear probe = logistic regression on frozen clip "
-        f"embeddings, C on validation, test accuracy. SupMAM on top of: {', '.join(best_two)}.\n\n"
+        f"--budget_steps {args.budget_steps}`\n\n"
+        f"Budget: {budget_macs / 1e12:.1f} TMACs ({2 * budget_macs / 1e12:.1f} TFLOPs) of training compute per system "
+        f"(= {args.budget_steps} AudioMosaic steps of batch {batch}; counted analytically, forward + backward = 3 x "
+        f"forward, frozen teacher 1 x), same encoder, data, augmentation, batch and optimiser, each system's lr "
+        f"schedule spanning its steps; linear probe = logistic regression on frozen clip embeddings, C on validation, "
+        f"test accuracy. SupMAM on top of: {', '.join(best_two)}. Baselines: no pre-training.\n\n"
         + markdown + "\n\n" + PREDICTED + "\n"
     )
     (out / "comparison.md").write_text(text)
-    (out / "comparison.json").write_text(json.dumps({"table": table, "results": results}, indent=2, default=str))
+    (out / "comparison.json").write_text(
+        json.dumps({"table": table, "results": results, "compute": compute, "budget_macs": budget_macs}, indent=2,
+                   default=str)
+    )
     log(text)
     return {"table": table, "best_two": best_two}
 
