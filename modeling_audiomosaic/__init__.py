@@ -21,6 +21,7 @@ from .modeling_pretraining import AudioMosaicForPreTraining, AudioMosaicForPreTr
 from .objective_contrastive import nt_xent_loss
 from .registration import register_auto_classes
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
+from .convert_original_checkpoint import convert_original_checkpoint
 
 register_auto_classes()
 
@@ -50,4 +51,5 @@ __all__ = [
     "pool_tokens",
     "sincos_2d_position_embedding",
     "register_auto_classes",
+    "convert_original_checkpoint",
 ]

@@ -115,7 +115,8 @@ def logmel_statistics(features: torch.Tensor, attention_mask: torch.Tensor | Non
     return torch.cat([mean, var.sqrt()], dim=1).numpy()
 
 
-def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, seed: int = 0) -> dict:
+def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, seed: int = 0,
+                              cs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -> dict:
     """Standardised features + multinomial logistic regression; C chosen on the validation split."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -123,7 +124,7 @@ def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, se
     scaler = StandardScaler().fit(train_x)
     train_x, val_x, test_x = (scaler.transform(x) for x in (train_x, val_x, test_x))
     best = None
-    for c in (0.01, 0.1, 1.0, 10.0):
+    for c in cs:
         clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(train_x, train_y)
         val_acc = float((clf.predict(val_x) == np.asarray(val_y)).mean())
         if best is None or val_acc > best[0]:
@@ -131,3 +132,28 @@ def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, se
     val_acc, c, clf = best
     return {"validation_accuracy": val_acc, "test_accuracy": float((clf.predict(test_x) == np.asarray(test_y)).mean()),
             "C": c, "scaler": scaler, "classifier": clf}
+
+
+def layer_sweep_probe(features: dict[str, np.ndarray], labels: dict[str, list], seed: int = 0,
+                      layers: list[int] | None = None) -> dict:
+    """Linear probes on every block's pooled output (`features[split]` is `(N, num_layers + 1, D)` from
+    `AudioMosaicEmbedder(layer="all")`; index 0 = embeddings, i = block i); the layer AND C are chosen on the
+    validation split, as AudioMosaic's layer-probe sweep; the test split is read once per layer for the record.
+
+    Returns the best probe (with `"layer"`), the last block's probe (`"last"`), and `per_layer` accuracies.
+    """
+    count = next(iter(features.values())).shape[1]
+    layers = list(range(1, count)) if layers is None else layers
+    per_layer, best, last = {}, None, None
+    for layer in layers:
+        probe = logistic_regression_probe(
+            features["train"][:, layer], labels["train"], features["validation"][:, layer], labels["validation"],
+            features["test"][:, layer], labels["test"], seed=seed,
+        )
+        probe["layer"] = layer
+        per_layer[layer] = {"validation_accuracy": probe["validation_accuracy"], "test_accuracy": probe["test_accuracy"]}
+        if best is None or probe["validation_accuracy"] > best["validation_accuracy"]:
+            best = probe
+        if layer == count - 1:
+            last = probe
+    return {"best": best, "last": last, "per_layer": per_layer}

@@ -7,8 +7,9 @@
    the pool for a fixed wall-clock budget.
 3. Linear-probe it on the three tasks beside two baselines in the same harness: the same architecture randomly
    initialised, and log-mel statistics. Clip embeddings come from `AudioMosaicEmbedder` (model-sized windows with
-   50% overlap, averaged), the probe is a multinomial logistic regression whose regularisation is chosen on the
-   validation split; the test split is used once.
+   50% overlap, averaged; every block's pooled output), the probe is a multinomial logistic regression whose block
+   and regularisation are chosen on the validation split (AudioMosaic's layer-probe sweep); the test split is used
+   once per block. The last block's numbers are reported too.
 4. Save the pre-trained encoder (`AutoModel`) and a keyword classifier (`pipeline("audio-classification")`), each
    with its feature extractor and a model card.
 5. Write `outputs/report.md` with the results table and PNG plots (training loss, probe accuracy per task, one clip's
@@ -34,6 +35,7 @@ sys.path.insert(0, str(REPO / "run_scripts"))
 
 import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
 from demo_plots import (  # noqa: E402
+    layer_sweep_probe,
     logistic_regression_probe,
     logmel_statistics,
     plot_embedding_map,
@@ -84,10 +86,14 @@ def write_model_card(folder: Path, title: str, body: str, tags: list[str], pipel
 
 
 def classifier_from_probe(encoder_dir: Path, probe: dict, classes: list[str]) -> AudioMosaicForAudioClassification:
-    """Fold the standardisation + logistic regression of a probe on `pooler_output` into the classifier head."""
+    """Fold the standardisation + logistic regression of a probe into the classifier head: on `pooler_output` for the
+    last block, else a `"layer"` head on block `probe["layer"]` (same pooling and `fc_norm` as the embedder)."""
     id2label = dict(enumerate(classes))
+    num_layers = AudioMosaicModel.config_class.from_pretrained(encoder_dir).num_hidden_layers
+    layer = probe.get("layer", num_layers)
+    head = {} if layer == num_layers else {"classifier_head": "layer", "probe_layer": layer - 1}
     model = AudioMosaicForAudioClassification.from_pretrained(
-        encoder_dir, num_labels=len(classes), id2label=id2label, label2id={v: k for k, v in id2label.items()}
+        encoder_dir, num_labels=len(classes), id2label=id2label, label2id={v: k for k, v in id2label.items()}, **head
     )
     scaler, clf = probe["scaler"], probe["classifier"]
     weight = clf.coef_ / scaler.scale_[None, :]
@@ -148,23 +154,32 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     random_init = AudioMosaicModel(pretrained.config).eval()
     embedders = {
-        MODEL_NAMES[0]: AudioMosaicEmbedder(pretrained, fe, batch_size=64),
-        MODEL_NAMES[1]: AudioMosaicEmbedder(random_init, fe, batch_size=64),
+        MODEL_NAMES[0]: AudioMosaicEmbedder(pretrained, fe, batch_size=64, layer="all"),
+        MODEL_NAMES[1]: AudioMosaicEmbedder(random_init, fe, batch_size=64, layer="all"),
     }
-    results, probes, test_embeddings = {}, {}, {}
+    results, probes, test_embeddings, last_block, per_layer = {}, {}, {}, {}, {}
     for task in TASKS:
         data = {split: load_split(corpus, task, split) for split in SPLITS}
         feats = {name: {s: emb.embed(data[s][0]).numpy() for s in SPLITS} for name, emb in embedders.items()}
         feats[MODEL_NAMES[2]] = {s: logmel_features(data[s][0], fe) for s in SPLITS}
-        results[task] = {}
+        results[task], last_block[task], per_layer[task] = {}, {}, {}
+        labels = {s: data[s][1] for s in SPLITS}
         for name in MODEL_NAMES:
-            f, labels = feats[name], {s: data[s][1] for s in SPLITS}
-            probe = logistic_regression_probe(f["train"], labels["train"], f["validation"], labels["validation"],
-                                              f["test"], labels["test"], seed=args.seed)
+            f = feats[name]
+            if name == MODEL_NAMES[2]:
+                probe = logistic_regression_probe(f["train"], labels["train"], f["validation"], labels["validation"],
+                                                  f["test"], labels["test"], seed=args.seed)
+            else:
+                sweep = layer_sweep_probe(f, labels, seed=args.seed)
+                probe = sweep["best"]
+                last_block[task][name] = sweep["last"]["test_accuracy"]
+                per_layer[task][name] = sweep["per_layer"]
             results[task][name] = probe
             probes[(task, name)] = probe
-        test_embeddings[task] = (feats[MODEL_NAMES[0]]["test"], data["test"][1])
-        log("      " + task + ": " + ", ".join(f"{n}: {results[task][n]['test_accuracy']:.3f}" for n in MODEL_NAMES))
+        best_layer = results[task][MODEL_NAMES[0]]["layer"]
+        test_embeddings[task] = (feats[MODEL_NAMES[0]]["test"][:, best_layer], data["test"][1])
+        log("      " + task + ": " + ", ".join(f"{n}: {results[task][n]['test_accuracy']:.3f}" for n in MODEL_NAMES)
+            + f" (pre-trained: block {best_layer} chosen on validation)")
     timings["probes_s"] = round(time.time() - t2, 1)
 
     # 4. saved models --------------------------------------------------------------------------------------------
@@ -176,9 +191,13 @@ def main(argv=None) -> dict:
     classifier = classifier_from_probe(pretrain_dir, probes[("keywords", MODEL_NAMES[0])], keyword_classes)
     classifier.save_pretrained(clf_dir)
     fe.save_pretrained(clf_dir)
-    accuracy_table = "\n".join(
-        f"| {task} | " + " | ".join(f"{results[task][n]['test_accuracy']:.3f}" for n in MODEL_NAMES) + " |"
-        for task in TASKS
+    def cell(task: str, name: str) -> str:
+        result = results[task][name]
+        return f"{result['test_accuracy']:.3f}" + (f" (block {result['layer']})" if "layer" in result else "")
+
+    accuracy_table = "\n".join(f"| {task} | " + " | ".join(cell(task, n) for n in MODEL_NAMES) + " |" for task in TASKS)
+    last_block_table = "\n".join(
+        f"| {task} | " + " | ".join(f"{last_block[task][n]:.3f}" for n in MODEL_NAMES[:2]) + " |" for task in TASKS
     )
     card_common = (
         f"A small AudioMosaic encoder ({sum(p.numel() for p in pretrained.parameters()) / 1e6:.1f}M parameters, "
@@ -241,7 +260,10 @@ def main(argv=None) -> dict:
         "pretrain": {"steps": summary["global_step"], "final_logged": last[-1] if last else None,
                      "data_items_skipped": summary["data_items_skipped"]},
         "probe": {t: {n: {k: v for k, v in results[t][n].items() if k in ("validation_accuracy", "test_accuracy",
-                                                                           "C")} for n in MODEL_NAMES} for t in TASKS},
+                                                                           "C", "layer")} for n in MODEL_NAMES}
+                  for t in TASKS},
+        "probe_last_block": last_block,
+        "probe_per_layer": per_layer,
         "pretrained_beats_both_baselines_on": wins,
         "pipeline_keyword_accuracy_first_100_test": pipe_correct / max(1, min(100, len(kw_test[1]))),
         "pipeline_on_file": {"file": str(example_file.relative_to(corpus)), "result": pipe_file},
@@ -260,9 +282,13 @@ def main(argv=None) -> dict:
         "augmented views, view 0 time-masked 0.6, view 1 frequency-masked 0.4), "
         f"{sum(p.numel() for p in pretrained.parameters()) / 1e6:.1f}M-parameter encoder.",
         "",
-        "## Linear probes (accuracy on the test split; regularisation chosen on validation)",
+        "## Linear probes (accuracy on the test split; block and regularisation chosen on validation)",
         "",
         table,
+        "",
+        "The same probes on the last block only:",
+        "",
+        "| task (test split) | " + " | ".join(MODEL_NAMES[:2]) + " |\n|---|---|---|\n" + last_block_table,
         "",
         f"The pre-trained model beats both baselines on **{wins} of 3** tasks.",
         "",

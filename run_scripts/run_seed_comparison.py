@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "run_scripts"))
 
 import modeling_audiomosaic  # noqa: E402,F401
-from demo_plots import logistic_regression_probe  # noqa: E402
+from demo_plots import layer_sweep_probe, logistic_regression_probe  # noqa: E402
 from run_demo import SPLITS, TASKS, load_split, logmel_features  # noqa: E402
 
 RECIPE = REPO / "run_scripts" / "recipes" / "pretrain_cpu_compare.yaml"
@@ -209,11 +209,20 @@ class ProbeHarness:
         return out
 
     def probe_model(self, model: torch.nn.Module, fe, seed: int) -> dict:
+        """Layer sweep as the demo: block and C chosen on validation; the last block's test accuracy recorded too."""
         from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
 
-        embedder = AudioMosaicEmbedder(model.eval(), fe, batch_size=64)
-        features = {t: {s: embedder.embed(self.data[t][s][0]).numpy() for s in SPLITS} for t in TASKS}
-        return self._probe(features, seed)
+        embedder = AudioMosaicEmbedder(model.eval(), fe, batch_size=64, layer="all")
+        out = {}
+        for task in TASKS:
+            features = {s: embedder.embed(self.data[task][s][0]).numpy() for s in SPLITS}
+            labels = {s: self.data[task][s][1] for s in SPLITS}
+            sweep = layer_sweep_probe(features, labels, seed=seed)
+            best = sweep["best"]
+            out[task] = {"test_accuracy": best["test_accuracy"], "validation_accuracy": best["validation_accuracy"],
+                         "C": best["C"], "layer": best["layer"], "last_block_test_accuracy": sweep["last"]["test_accuracy"],
+                         "per_layer": sweep["per_layer"]}
+        return out
 
     def probe_logmel(self, fe, seed: int) -> dict:
         features = {t: {s: logmel_features(self.data[t][s][0], fe) for s in SPLITS} for t in TASKS}
@@ -239,8 +248,8 @@ def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict[str, tuple[
 
 
 def markdown_table(table: dict, results: dict, compute: dict) -> str:
-    lines = ["| system | keywords | esc | instruments | mean | steps | tokens per view | MMACs per clip-step | "
-             "wall-clock s | seeds |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | keywords | esc | instruments | mean | mean, last block | blocks chosen | steps | tokens per view | "
+             "MMACs per clip-step | wall-clock s | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = sorted(table, key=lambda s: -table[s]["mean"][0])
     for system in order:
         cells = [f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}" for m, s, n in (table[system][t] for t in
@@ -251,7 +260,12 @@ def markdown_table(table: dict, results: dict, compute: dict) -> str:
         info = compute.get(system)
         tokens = "+".join(map(str, info["tokens_per_view"])) if info else "–"
         macs = f"{info['train_macs'] / 1e6:.0f}" if info else "–"
-        lines.append(f"| {system} | " + " | ".join(cells)
+        last = [np.mean([r["probe"][t].get("last_block_test_accuracy", np.nan) for t in TASKS])
+                for r in results[system].values()]
+        last_text = "–" if np.isnan(last).all() else f"{np.nanmean(last):.3f}"
+        blocks = ",".join(str(r["probe"][t]["layer"]) for r in results[system].values() for t in TASKS
+                          if "layer" in r["probe"][t]) or "–"
+        lines.append(f"| {system} | " + " | ".join(cells) + f" | {last_text} | {blocks}"
                      + f" | {steps_text} | {tokens} | {macs} | {wall} | {table[system]['mean'][2]} |")
     return "\n".join(lines)
 
@@ -378,8 +392,8 @@ def main(argv=None) -> dict:
         f"Budget: {budget_macs / 1e12:.1f} TMACs ({2 * budget_macs / 1e12:.1f} TFLOPs) of training compute per system "
         f"(= {args.budget_steps} AudioMosaic steps of batch {batch}; counted analytically, forward + backward = 3 x "
         f"forward, frozen teacher 1 x), same encoder, data, augmentation, batch and optimiser, each system's lr "
-        f"schedule spanning its steps; linear probe = logistic regression on frozen clip embeddings, C on validation, "
-        f"test accuracy. SupMAM on top of: {', '.join(best_two)}. Baselines: no pre-training.\n\n"
+        f"schedule spanning its steps; linear probe = logistic regression on frozen clip embeddings of every block, "
+        f"block and C chosen on validation (blocks listed per task: keywords, esc, instruments), test accuracy. SupMAM on top of: {', '.join(best_two)}. Baselines: no pre-training.\n\n"
         + markdown + "\n\n" + PREDICTED + "\n"
     )
     (out / "comparison.md").write_text(text)
