@@ -19,7 +19,16 @@ from .modeling_audiomosaic import (
 from .masking import MASKING_STRATEGIES, MaskingOutput, apply_masking, register_masking_strategy
 from .modeling_pretraining import AudioMosaicForPreTraining, AudioMosaicForPreTrainingOutput
 from .objective_contrastive import nt_xent_loss
-from .registration import register_auto_classes
+from .configuration_audio_llm import AudioMosaicLLMConfig
+from .modeling_audio_llm import (
+    AudioMosaicAudioProjector,
+    AudioMosaicCausalLMOutputWithPast,
+    AudioMosaicForConditionalGeneration,
+    AudioMosaicLLMPreTrainedModel,
+    pool_audio_tokens,
+)
+from .processing_audiomosaic import LTU_CHAT_TEMPLATE, AudioMosaicProcessor
+from .registration import register_audio_llm_classes, register_auto_classes
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
 from .convert_original_checkpoint import convert_original_checkpoint
 
@@ -51,5 +60,14 @@ __all__ = [
     "pool_tokens",
     "sincos_2d_position_embedding",
     "register_auto_classes",
+    "register_audio_llm_classes",
+    "AudioMosaicLLMConfig",
+    "AudioMosaicForConditionalGeneration",
+    "AudioMosaicLLMPreTrainedModel",
+    "AudioMosaicAudioProjector",
+    "AudioMosaicCausalLMOutputWithPast",
+    "AudioMosaicProcessor",
+    "LTU_CHAT_TEMPLATE",
+    "pool_audio_tokens",
     "convert_original_checkpoint",
 ]

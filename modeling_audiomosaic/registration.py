@@ -8,6 +8,9 @@ Two mechanisms are set up, both on ``import modeling_audiomosaic``:
 2. **By remote code**: ``register_for_auto_class`` makes ``save_pretrained`` copy the defining modules next to the
    weights and write an ``auto_map`` listing *every* Auto class, so the folder also loads with
    ``trust_remote_code=True`` in a process where this package is not installed.
+
+The audio-language model (``model_type == "audiomosaic_llm"``) is registered by import only
+(``AutoConfig``/``AutoModelForCausalLM``/``AutoProcessor``), see :func:`register_audio_llm_classes`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from transformers import (
     AutoFeatureExtractor,
     AutoModel,
     AutoModelForAudioClassification,
+    AutoModelForCausalLM,
     AutoModelForPreTraining,
+    AutoProcessor,
 )
 
 from .configuration_audiomosaic import AudioMosaicConfig
 from .modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel
+from .configuration_audio_llm import AudioMosaicLLMConfig
+from .modeling_audio_llm import AudioMosaicForConditionalGeneration
 from .modeling_pretraining import AudioMosaicForPreTraining
+from .processing_audiomosaic import AudioMosaicProcessor
 
 _REGISTERED = False
 
@@ -49,4 +57,15 @@ def register_auto_classes() -> None:
     if AudioMosaicFeatureExtractor is not None:
         AutoFeatureExtractor.register(AudioMosaicConfig, AudioMosaicFeatureExtractor, exist_ok=True)
         AudioMosaicFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
+        AutoFeatureExtractor.register(AudioMosaicLLMConfig, AudioMosaicFeatureExtractor, exist_ok=True)
+    register_audio_llm_classes()
     _REGISTERED = True
+
+
+def register_audio_llm_classes() -> None:
+    """Register the audio-language model (`model_type="audiomosaic_llm"`) by import: `AutoConfig`,
+    `AutoModelForCausalLM` (-> `AudioMosaicForConditionalGeneration`) and `AutoProcessor` (-> `AudioMosaicProcessor`).
+    Not registered for remote code: the processor depends on the sibling `feature_extraction` package."""
+    AutoConfig.register(AudioMosaicLLMConfig.model_type, AudioMosaicLLMConfig, exist_ok=True)
+    AutoModelForCausalLM.register(AudioMosaicLLMConfig, AudioMosaicForConditionalGeneration, exist_ok=True)
+    AutoProcessor.register(AudioMosaicLLMConfig, AudioMosaicProcessor, exist_ok=True)
