@@ -325,14 +325,14 @@ def main(argv=None) -> dict:
 
     recipe_args = run_pretrain.parse_args(["--config", str(RECIPE), "--output_dir", "unused", *extra])
     batch = recipe_args[2].per_device_train_batch_size
-    reference = step_macs_per_clip(system_config(BASE_SYSTEMS["audiomosaic_tf"]))
+    reference = step_macs_per_clip(system_config(BASE_SYSTEMS["audiomosaic_tf"] + extra))
     budget_macs = args.budget_steps * batch * reference["train_macs"]
     log(f"compute budget: {budget_macs / 1e12:.1f} TMACs ({2 * budget_macs / 1e12:.1f} TFLOPs) per system = "
         f"{args.budget_steps} AudioMosaic steps of batch {batch} ({reference['train_macs'] / 1e6:.0f} MMACs per clip)")
     compute = {}
     for name, flags in {**BASE_SYSTEMS, **{f"supmam+{k}": v + ["--supervised_weight", "1.0"]
                                           for k, v in BASE_SYSTEMS.items()}}.items():
-        per_clip = step_macs_per_clip(system_config(flags))
+        per_clip = step_macs_per_clip(system_config(flags + extra))
         compute[name] = {**per_clip, "steps": max(1, round(budget_macs / (per_clip["train_macs"] * batch)))}
 
     def run_system(name: str, flags: list[str], seed: int, train_path: Path) -> None:

@@ -59,7 +59,11 @@ def test_tiny_comparison_end_to_end(tmp_path):
     result = rsc.main([
         "--corpus_dir", str(corpus), "--corpus_size", "tiny", "--output_dir", str(tmp_path / "cmp"), "--seeds", "0",
         "--budget_steps", "2", "--systems", "audiomosaic_tf", "msm_mae_dwm",
-        "--extra_args", "--per_device_train_batch_size 8 --dataloader_num_workers 0",
+        "--extra_args", "--per_device_train_batch_size 8 --dataloader_num_workers 0 --config_overrides " + json.dumps(
+            {"max_length": 256, "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2,
+             "intermediate_size": 64, "projection_hidden_size": 32, "projection_dim": 16, "decoder_hidden_size": 16,
+             "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 32,
+             "dwm_start_epoch": 1}, separators=(",", ":")),
     ])
     assert set(result["best_two"]) == {"audiomosaic_tf", "msm_mae_dwm"}
     data = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
