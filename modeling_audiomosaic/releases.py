@@ -147,6 +147,32 @@ def _release(name: str, **fields: Any) -> tuple[str, ReleaseInfo]:
     return name, ReleaseInfo(repo_id=f"{OWNER}/{name}", **fields)
 
 
+def _spc_release(version: int, classes: int, description: str, accuracy: float, epochs: int,
+                 eval_clips: str) -> tuple[str, ReleaseInfo]:
+    return _release(
+        f"AudioMosaic-vit-b16-finetune-spc{version}",
+        original_class="AudioMosaicClassifier",
+        target_class="AudioMosaicForAudioClassification",
+        input_preset="speechcommands",
+        num_labels=classes,
+        label_set=f"speechcommands_v{version}",
+        classifier_head="linear",
+        problem_type="multi_label_classification",
+        task=f"Keyword spotting, Speech Commands v{version} ({description})",
+        datasets=("audioset", "speech_commands"),
+        metrics=(Metric("Accuracy", "accuracy", accuracy, f"Speech Commands v{version} ({classes} classes)"),),
+        pipeline_tag="audio-classification",
+        base_model=_PRETRAINED,
+        notes=(
+            "Trained with BCE on one-hot targets (hence `problem_type=\"multi_label_classification\"` and sigmoid "
+            f"scores in the pipeline); the reported accuracy is the argmax accuracy. The eval manifest has {eval_clips} "
+            "clips.",
+            f"Recipe: {epochs} epochs, batch 64, blr 1e-3, warmup 5, layer decay 0.75, token drop 0.2 / 0.2, mixup 0.8, "
+            "SpecAugment 48 / 48, additive noise + time roll.",
+        ),
+    )
+
+
 def _esc_release(k: int, accuracy: float) -> tuple[str, ReleaseInfo]:
     return _release(
         f"AudioMosaic-vit-b16-finetune-esc-split{k}",
@@ -273,50 +299,8 @@ RELEASES: dict[str, ReleaseInfo] = dict(
                 "code as is.",
             ),
         ),
-        _release(
-            "AudioMosaic-vit-b16-finetune-spc1",
-            original_class="AudioMosaicClassifier",
-            target_class="AudioMosaicForAudioClassification",
-            input_preset="speechcommands",
-            num_labels=11,
-            label_set="speechcommands_v1",
-            classifier_head="linear",
-            problem_type="multi_label_classification",
-            task="Keyword spotting, Speech Commands v1 (10 words + `_unknown_`, 11 classes)",
-            datasets=("audioset", "speech_commands"),
-            metrics=(Metric("Accuracy", "accuracy", 99.03, "Speech Commands v1 (11 classes)"),),
-            pipeline_tag="audio-classification",
-            base_model=_PRETRAINED,
-            notes=(
-                "Trained with BCE on one-hot targets (hence `problem_type=\"multi_label_classification\"` and sigmoid "
-                "scores in the pipeline); the reported accuracy is the argmax accuracy. The eval manifest has 6,835 "
-                "clips.",
-                "Recipe: 100 epochs, batch 64, blr 1e-3, warmup 5, layer decay 0.75, token drop 0.2 / 0.2, mixup 0.8, "
-                "SpecAugment 48 / 48, additive noise + time roll.",
-            ),
-        ),
-        _release(
-            "AudioMosaic-vit-b16-finetune-spc2",
-            original_class="AudioMosaicClassifier",
-            target_class="AudioMosaicForAudioClassification",
-            input_preset="speechcommands",
-            num_labels=35,
-            label_set="speechcommands_v2",
-            classifier_head="linear",
-            problem_type="multi_label_classification",
-            task="Keyword spotting, Speech Commands v2 (35 classes)",
-            datasets=("audioset", "speech_commands"),
-            metrics=(Metric("Accuracy", "accuracy", 98.34, "Speech Commands v2 (35 classes)"),),
-            pipeline_tag="audio-classification",
-            base_model=_PRETRAINED,
-            notes=(
-                "Trained with BCE on one-hot targets (hence `problem_type=\"multi_label_classification\"` and sigmoid "
-                "scores in the pipeline); the reported accuracy is the argmax accuracy. The eval manifest has 11,005 "
-                "clips.",
-                "Recipe: 200 epochs, batch 64, blr 1e-3, warmup 5, layer decay 0.75, token drop 0.2 / 0.2, mixup 0.8, "
-                "SpecAugment 48 / 48, additive noise + time roll.",
-            ),
-        ),
+        _spc_release(1, 11, "10 words + `_unknown_`, 11 classes", 99.03, 100, "6,835"),
+        _spc_release(2, 35, "35 classes", 98.34, 200, "11,005"),
         _esc_release(1, 97.25),
         _esc_release(2, 98.75),
         _esc_release(3, 97.00),
