@@ -71,11 +71,15 @@ def _rand(shape, generator, device):
     return torch.rand(shape, generator=generator, device=generator.device if generator is not None else device)
 
 
+def mask_from_ids_keep(ids_keep: torch.Tensor, num_patches: int) -> torch.BoolTensor:
+    """The ``(B, L)`` dropped-patch mask (``True`` = dropped) of kept indices ``(B, K)``."""
+    mask = torch.ones(ids_keep.shape[0], num_patches, dtype=torch.bool, device=ids_keep.device)
+    return mask.scatter_(1, ids_keep, False)
+
+
 def _finish(ids_keep: torch.Tensor, num_patches: int, device) -> MaskingOutput:
     ids_keep = ids_keep.sort(dim=1).values.to(device)
-    mask = torch.ones(ids_keep.shape[0], num_patches, dtype=torch.bool, device=ids_keep.device)
-    mask.scatter_(1, ids_keep, False)
-    return MaskingOutput(ids_keep=ids_keep, mask=mask)
+    return MaskingOutput(ids_keep=ids_keep, mask=mask_from_ids_keep(ids_keep, num_patches))
 
 
 def _stripes(rows: int, cols: int, keep_axis: int, n_keep: int, batch_size: int, generator, device) -> torch.Tensor:
@@ -389,6 +393,7 @@ __all__ = [
     "apply_masking",
     "get_masking_strategy",
     "keep_count",
+    "mask_from_ids_keep",
     "register_masking_strategy",
     "time_masking",
     "freq_masking",

@@ -26,7 +26,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_audiomosaic import AudioMosaicConfig
-from .masking import apply_masking, dispersion_weights, dwm_hint_ratio, get_masking_strategy
+from .masking import apply_masking, dispersion_weights, dwm_hint_ratio, get_masking_strategy, mask_from_ids_keep
 from .modeling_audiomosaic import AUTO_MAP, AudioMosaicModel, AudioMosaicPreTrainedModel, pool_tokens
 from .modeling_decoder import AudioMosaicDecoder
 from .objective_contrastive import (
@@ -294,7 +294,8 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             teacher = self.distillation_teacher
             if teacher is None:
                 raise ValueError("the distill objective needs a teacher: call model.set_distillation_teacher(...).")
-            teacher.to(views[0].device)
+            if next(teacher.model.parameters()).device != views[0].device:
+                teacher.to(views[0].device)  # once, not every step
             teacher_map = teacher(input_values=views[0], teacher_inputs=teacher_inputs)
 
         zs, pooled, features, kept, kept_ids, masks = [], [], [], [], [], []
@@ -302,10 +303,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         for view, spec in enumerate(views):
             if ids_keep is not None:
                 ids = ids_keep[view]
-                mask = None
-                if ids is not None:
-                    mask = torch.ones(spec.shape[0], num_patches, dtype=torch.bool, device=spec.device)
-                    mask.scatter_(1, ids.to(spec.device), False)
+                mask = mask_from_ids_keep(ids.to(spec.device), num_patches) if ids is not None else None
             else:
                 drawn = self.mask_view(spec, view, generator) if masking else None
                 ids = drawn.ids_keep if drawn is not None else None

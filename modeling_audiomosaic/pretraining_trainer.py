@@ -72,6 +72,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self.data_items_skipped = 0
         if hasattr(self.model, "set_masking_epoch"):
             self.add_callback(MaskingCurriculumCallback())
+        specs = self.model.config.view_masking_specs() if hasattr(self.model.config, "view_masking_specs") else []
+        self._log_hint_ratio = any(name == "dwm" for name, _ in specs)  # fixed by the config: decide once
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)
@@ -102,11 +104,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
                 value = float(value)
                 if math.isfinite(value):
                     self._metric_sums[name] += value
-        model = self.model
-        if getattr(model, "masking_hint_ratio", None) is not None and any(
-            name == "dwm" for name, _ in model.config.view_masking_specs()
-        ):
-            self._metric_sums["dwm_hint_ratio"] += float(model.masking_hint_ratio)
+        if self._log_hint_ratio:
+            self._metric_sums["dwm_hint_ratio"] += float(self.model.masking_hint_ratio)
         kept = getattr(outputs, "num_kept_tokens", None)
         if kept:
             for view, count in enumerate(kept):
