@@ -11,6 +11,7 @@ Imports only ``torch``, ``transformers``, ``safetensors`` and sibling modules.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -340,6 +341,7 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
         prompt_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        cache: Cache | None = None,
         **kwargs: Any,
     ) -> AudioMosaicCausalLMOutputWithPast:
         r"""
@@ -359,9 +361,16 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
             prompt_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
                 1 on prompt tokens (from the processor's training helper); their labels are set to -100 when
                 `config.ignore_prompt_in_loss`.
-            position_ids, past_key_values, inputs_embeds, use_cache, logits_to_keep, **kwargs:
+            past_key_values / cache (`Cache`, *optional*): the KV cache, under either name (transformers >= 5.25
+                calls it `cache` and deprecates `past_key_values`); handed to the language model under the name its
+                `forward` takes.
+            position_ids, inputs_embeds, use_cache, logits_to_keep, **kwargs:
                 passed to the language model (e.g. `num_items_in_batch`, `output_hidden_states`).
         """
+        if cache is not None:
+            if past_key_values is not None and past_key_values is not cache:
+                raise ValueError("Pass the KV cache as `cache` or as `past_key_values`, not both.")
+            past_key_values = cache
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if inputs_embeds is None:
@@ -393,11 +402,11 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             labels=labels,
             use_cache=use_cache,
             logits_to_keep=logits_to_keep,
             return_dict=True,
+            **{self._language_model_cache_argument: past_key_values},
             **kwargs,
         )
         return AudioMosaicCausalLMOutputWithPast(
@@ -408,6 +417,12 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
             attentions=outputs.attentions,
             audio_embeddings=audio_embeddings,
         )
+
+    @property
+    def _language_model_cache_argument(self) -> str:
+        """`"cache"` if the language model's `forward` takes it (transformers >= 5.25), else `"past_key_values"`."""
+        parameters = inspect.signature(self.language_model.forward).parameters
+        return "cache" if "cache" in parameters else "past_key_values"
 
     def prepare_inputs_for_generation(
         self, input_ids: torch.LongTensor, *args: Any, is_first_iteration: bool | None = False, **kwargs: Any

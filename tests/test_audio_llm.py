@@ -339,8 +339,8 @@ def test_generate_matches_manual_greedy_loop():
         embeds = model.build_inputs_embeds(inputs["input_ids"], inputs["input_values"])
         mask, cache, tokens = inputs["attention_mask"], DynamicCache(config=model.config.text_config), []
         for _ in range(3):
-            logits = model.language_model(inputs_embeds=embeds, attention_mask=mask, past_key_values=cache,
-                                          use_cache=True).logits
+            logits = model.language_model(inputs_embeds=embeds, attention_mask=mask, use_cache=True,
+                                          **{model._language_model_cache_argument: cache}).logits
             next_token = logits[:, -1].argmax(dim=-1)
             tokens.append(next_token)
             embeds = model.get_input_embeddings()(next_token[:, None])
@@ -350,8 +350,8 @@ def test_generate_matches_manual_greedy_loop():
     assert torch.equal(generated[:, prompt_length:], torch.stack(tokens, dim=1))
     assert torch.equal(no_cache, generated)
     # after the prefill the audio is in the cache: the decode steps get no audio inputs
-    step = model.prepare_inputs_for_generation(generated, next_sequence_length=1, past_key_values=cache,
-                                               attention_mask=mask, input_values=inputs["input_values"],
+    step = model.prepare_inputs_for_generation(generated, next_sequence_length=1, attention_mask=mask,
+                                               **{model._language_model_cache_argument: cache}, input_values=inputs["input_values"],
                                                audio_attention_mask=torch.ones(2, FRAMES), use_cache=True)
     assert "input_values" not in step and "audio_attention_mask" not in step
 

