@@ -462,6 +462,13 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
     ```
     """
 
+    # the pre-training heads of an `AudioMosaicForPreTraining` folder are expected extras when only the encoder (or a
+    # classifier) is loaded from it: do not report them (merged into every model that contains this encoder)
+    _keys_to_ignore_on_load_unexpected = [
+        r"^projector\.", r"^learnable_temperature\.", r"^decoder\.", r"^mae_head\.", r"^distill_head\.",
+        r"^supervised_head\.",
+    ]
+
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__(config)
         self.embeddings = AudioMosaicEmbeddings(config)

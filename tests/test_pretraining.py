@@ -300,3 +300,19 @@ def test_two_process_gather_equals_single_process(tmp_path):
         # LayerNorm-ed, which divides by its tiny spread), so float32 rounding alone is ~1e-3 in absolute terms
         diff = (dist_result["grads"][name] - p.grad).abs().max().item()
         assert diff <= 1e-5 * max(1.0, p.grad.abs().max().item()), (name, diff)
+
+
+def test_encoder_and_classifier_load_from_a_pretraining_folder_quietly(tmp_path):
+    """The heads of a pre-training folder (projector, decoder, MAE / distillation / supervised heads) are expected
+    extras when only the encoder or a classifier is loaded: not reported, and the encoder weights are exact."""
+    config = tiny_pretrain_config(objective="contrastive+mae", supervised_weight=0.5, num_labels=3)
+    torch.manual_seed(0)
+    pretraining = AudioMosaicForPreTraining(config)
+    pretraining.save_pretrained(tmp_path)
+    encoder, info = AudioMosaicModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["unexpected_keys"] and not info["missing_keys"]
+    for key, value in pretraining.audiomosaic.state_dict().items():
+        assert torch.equal(encoder.state_dict()[key], value), key
+    classifier, info = AudioMosaicForAudioClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["unexpected_keys"]
+    assert set(info["missing_keys"]) == {"classifier.dense.weight", "classifier.dense.bias"}
