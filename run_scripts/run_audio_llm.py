@@ -55,7 +55,7 @@ TASK_QUESTIONS = {
     "esc": "What sound is this?",
     "instruments": "Which instrument family is playing?",
 }
-SYSTEM_PROMPT = "You are an audio assistant. Answer in a few words."
+SYSTEM_PROMPT = "Answer briefly."
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROJECTOR_FILE = "audio_projector.safetensors"
 
@@ -91,10 +91,12 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
         path = corpus_dir / task / f"{split}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: build the corpus with run_scripts/build_offline_corpus.py.")
-        dataset = load_audio_dataset(path, group_column="group")
+        dataset = load_audio_dataset(path, group_column="group")  # decodes lazily: only the chosen clips are read
+        records = json.loads(path.read_text())["data"]
+        manifest_labels = [r["labels"] if isinstance(r["labels"], str) else r["labels"][0] for r in records]
         by_label: dict[str, list[int]] = {}
-        for index, labels in enumerate(dataset["labels"]):
-            by_label.setdefault(labels[0], []).append(index)
+        for index, label in enumerate(manifest_labels):
+            by_label.setdefault(label, []).append(index)
         rng = random.Random(seed)
         for indices in by_label.values():
             rng.shuffle(indices)
@@ -109,6 +111,9 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
                     queues.remove(queue)
         for index in sorted(chosen):
             example = dataset[index]
+            if example["labels"][0] != manifest_labels[index]:
+                raise RuntimeError(f"{path}: item {index} decoded as {example['labels'][0]!r}, the manifest says "
+                                   f"{manifest_labels[index]!r} (an unreadable clip?).")
             items.append({
                 "audio": np.asarray(example["audio"], dtype=np.float32), "question": question,
                 "answer": answer_for(task, example["labels"][0]), "task": task,
@@ -232,6 +237,7 @@ def build_base_model(run_config: dict[str, Any], processor: AudioMosaicProcessor
         run_config["audio_model"], run_config["language_model"], tokenizer=processor.tokenizer,
         audio_kwargs={"drop_path_rate": 0.0}, num_audio_tokens=run_config["num_audio_tokens"],
         projector_type=run_config["projector_type"], audio_pooling=run_config["audio_pooling"],
+        ignore_prompt_in_loss=not run_config.get("train_on_prompt", False),
     )
     return model
 
@@ -392,6 +398,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     data.add_argument("--train_per_task", type=int, default=240, help="corpus clips per task for training")
     data.add_argument("--test_per_task", type=int, default=48, help="corpus test clips per task for evaluation")
     data.add_argument("--max_length", type=int, default=None, help="truncate training sequences (tokens)")
+    data.add_argument("--train_on_prompt", action="store_true",
+                      help="also train on the prompt tokens (LTU's train_on_inputs); default: loss on the answer only")
     model = parser.add_argument_group("model")
     model.add_argument("--num_audio_tokens", type=int, default=8)
     model.add_argument("--projector_type", default="mlp", choices=["mlp", "ltu"])
@@ -436,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_config = {
         "audio_model": str(Path(args.audio_model).resolve()), "language_model": str(Path(language_model).resolve()),
         "num_audio_tokens": args.num_audio_tokens, "projector_type": args.projector_type,
-        "audio_pooling": args.audio_pooling, "seed": args.seed,
+        "audio_pooling": args.audio_pooling, "train_on_prompt": args.train_on_prompt, "seed": args.seed,
     }
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2))
 

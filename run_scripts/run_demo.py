@@ -255,7 +255,8 @@ def main(argv=None) -> dict:
     last = [h for h in summary["log_history"] if "loss" in h]
     report = {
         "command": "bash run_scripts/main_job.sh  (python run_scripts/run_demo.py "
-                   f"--corpus_size {args.corpus_size} --pretrain_minutes {args.pretrain_minutes} --seed {args.seed})",
+                   f"--corpus_size {args.corpus_size} --pretrain_minutes {args.pretrain_minutes} --seed {args.seed}"
+                   + (" --skip_pretrain: probes of an earlier run's model" if args.skip_pretrain else "") + ")",
         "corpus": {t: stats.get(t, {}).get("splits", stats.get(t)) for t in TASKS},
         "pretrain": {"steps": summary["global_step"], "final_logged": last[-1] if last else None,
                      "data_items_skipped": summary["data_items_skipped"]},

@@ -62,6 +62,7 @@ def test_projector_stage_trains_only_the_projector(components, tmp_path):
     assert list(results["stages"]) == ["untrained connector", "stage 1: projector"]
     assert (tmp_path / "projector" / ral.PROJECTOR_FILE).is_file() and not (tmp_path / "adapter").exists()
     trained, processor = ral.load_trained(tmp_path)
+    assert trained.config.ignore_prompt_in_loss  # default: the loss is on the answer tokens only
     base = ral.build_base_model(json.loads((tmp_path / "run_config.json").read_text()), processor)
     changed = {key for key, value in trained.state_dict().items() if not torch.equal(value, base.state_dict()[key])}
     assert changed and all(key.startswith("audio_projector.") for key in changed)
