@@ -319,7 +319,7 @@ def train_stage(model, dataset: QADataset, processor: AudioMosaicProcessor, args
 
 @torch.no_grad()
 def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dict[str, Any]], batch_size: int = 16,
-                     max_new_tokens: int = 8, num_examples: int = 6) -> dict[str, Any]:
+                     max_new_tokens: int = 8, num_examples: int = 6, progress: bool = True) -> dict[str, Any]:
     """Greedy answers for `items`; accuracy = normalised exact match, overall and per task, plus a few examples."""
     from tqdm.auto import tqdm
 
@@ -327,7 +327,7 @@ def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dic
     correct: dict[str, list[bool]] = {}
     examples = []
     device = next(model.parameters()).device
-    for start in tqdm(range(0, len(items), batch_size), desc="answers", leave=False):
+    for start in tqdm(range(0, len(items), batch_size), desc="answers", leave=False, disable=not progress):
         batch = items[start:start + batch_size]
         prompts = [processor.apply_chat_template(conversation(item["question"]), add_generation_prompt=True)
                    for item in batch]
@@ -468,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def evaluate(name: str, current) -> None:
         start = time.time()
         results["stages"][name] = evaluate_answers(current, processor, test_items, args.eval_batch_size,
-                                                   args.max_new_tokens)
+                                                   args.max_new_tokens, progress=not args.disable_tqdm)
         timings[f"eval_{name}_s"] = round(time.time() - start, 1)
         log(f"[eval] {name}: answer accuracy {results['stages'][name]['accuracy']:.3f} "
             f"{ {k: round(v, 3) for k, v in results['stages'][name]['per_task'].items()} }")
