@@ -319,13 +319,15 @@ def train_stage(model, dataset: QADataset, processor: AudioMosaicProcessor, args
 
 @torch.no_grad()
 def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dict[str, Any]], batch_size: int = 16,
-                     max_new_tokens: int = 8, num_examples: int = 6, progress: bool = True) -> dict[str, Any]:
-    """Greedy answers for `items`; accuracy = normalised exact match, overall and per task, plus a few examples."""
+                     max_new_tokens: int = 8, num_examples: int = 3, progress: bool = True) -> dict[str, Any]:
+    """Greedy answers for `items`; accuracy = normalised exact match, overall and per task, the number of distinct
+    answers per task (1 = the model ignores the audio), and `num_examples` example generations per task."""
     from tqdm.auto import tqdm
 
     model.eval()
     correct: dict[str, list[bool]] = {}
-    examples = []
+    given: dict[str, set[str]] = {}
+    examples: list[dict[str, Any]] = []
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(items), batch_size), desc="answers", leave=False, disable=not progress):
         batch = items[start:start + batch_size]
@@ -340,13 +342,14 @@ def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dic
         for item, answer in zip(batch, answers):
             hit = normalise_answer(answer) == normalise_answer(item["answer"])
             correct.setdefault(item["task"], []).append(hit)
-            if len(examples) < num_examples or (not examples[-1]["task"] == item["task"] and len(examples) < 3 *
-                                                num_examples):
+            given.setdefault(item["task"], set()).add(normalise_answer(answer))
+            if sum(example["task"] == item["task"] for example in examples) < num_examples:
                 examples.append({"task": item["task"], "question": item["question"], "reference": item["answer"],
                                  "generated": answer.strip(), "correct": hit})
     per_task = {task: float(np.mean(hits)) for task, hits in correct.items()}
     total = [hit for hits in correct.values() for hit in hits]
-    return {"accuracy": float(np.mean(total)), "per_task": per_task, "count": len(total), "examples": examples}
+    return {"accuracy": float(np.mean(total)), "per_task": per_task, "count": len(total), "examples": examples,
+            "distinct_answers": {task: len(answers) for task, answers in given.items()}}
 
 
 def majority_accuracy(train: Sequence[dict[str, Any]], test: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -526,14 +529,16 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     tasks = sorted({task for stage in results["stages"].values() for task in stage["per_task"]})
     lines = ["# Audio-LLM fine-tuning", "", f"Command: `{results['command']}`", "",
              f"{results['train_pairs']} training pairs; answer accuracy (normalised exact match of the greedy answer) "
-             f"on {results['test_clips']} held-out clips.", "",
+             f"on {results['test_clips']} held-out clips; in brackets the number of distinct answers given.", "",
              "| model | all | " + " | ".join(tasks) + " |", "|---|---|" + "---|" * len(tasks)]
     majority = results["majority_answer"]
     lines.append("| most frequent training answer (text prior) | " + f"{majority['all']:.3f} | "
                  + " | ".join(f"{majority.get(t, math.nan):.3f}" for t in tasks) + " |")
     for name, stage in results["stages"].items():
+        distinct = stage.get("distinct_answers", {})
         lines.append(f"| {name} | {stage['accuracy']:.3f} | "
-                     + " | ".join(f"{stage['per_task'].get(t, math.nan):.3f}" for t in tasks) + " |")
+                     + " | ".join(f"{stage['per_task'].get(t, math.nan):.3f} ({distinct.get(t, '?')})" for t in tasks)
+                     + " |")
     last = list(results["stages"].values())[-1]
     lines += ["", "Example generations (last stage):", "", "| task | question | reference | generated |",
               "|---|---|---|---|"]

@@ -66,7 +66,9 @@ def test_projector_stage_trains_only_the_projector(components, tmp_path):
     base = ral.build_base_model(json.loads((tmp_path / "run_config.json").read_text()), processor)
     changed = {key for key, value in trained.state_dict().items() if not torch.equal(value, base.state_dict()[key])}
     assert changed and all(key.startswith("audio_projector.") for key in changed)
-    assert set(results["stages"]["stage 1: projector"]["per_task"]) == {"toy"}
+    stage1 = results["stages"]["stage 1: projector"]
+    assert set(stage1["per_task"]) == {"toy"} and 1 <= stage1["distinct_answers"]["toy"] <= 4
+    assert len(stage1["examples"]) == 3 and all(example["task"] == "toy" for example in stage1["examples"])
     assert (tmp_path / "report.md").read_text().count("| stage 1: projector |") == 1
     assert (tmp_path / "training_loss.png").stat().st_size > 0
 
