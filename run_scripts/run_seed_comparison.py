@@ -288,7 +288,7 @@ def plot(table: dict, path: Path) -> None:
     ax.set_xticklabels(groups)
     ax.set_ylabel("test accuracy (linear probe)")
     ax.set_ylim(0, 1.0)
-    ax.set_title("Equal wall-clock pre-training on the offline pool, linear probes (mean ± std over seeds)")
+    ax.set_title("Equal-compute (MACs) pre-training on the offline pool, linear probes (mean ± std over seeds)")
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
