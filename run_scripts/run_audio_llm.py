@@ -124,9 +124,7 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
 def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str, Any]]:
     """Read `{"audio", "question", "answer"[, "task"]}` records from a JSON list or JSON-lines file; `audio` is a
     path (relative to the file) or a list of samples at `sampling_rate`."""
-    import soundfile as sf
-
-    from feature_extraction.data import resample_audio
+    from feature_extraction.data import read_audio, resample_audio
 
     path = Path(path)
     text = path.read_text()
@@ -142,7 +140,7 @@ def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str,
             file = (path.parent / audio) if not Path(audio).is_absolute() else Path(audio)
             if not file.is_file():
                 raise FileNotFoundError(f"{path}: record {number}: audio file {file} does not exist.")
-            wave, rate = sf.read(str(file), dtype="float32", always_2d=True)
+            wave, rate = read_audio(str(file))  # (samples, channels) float32
             audio = resample_audio(wave.mean(axis=1), rate, sampling_rate)
         items.append({"audio": np.asarray(audio, dtype=np.float32), "question": str(record["question"]),
                       "answer": str(record["answer"]), "task": str(record.get("task", "all"))})
@@ -159,13 +157,17 @@ def conversation(question: str, answer: str | None = None) -> list[dict[str, Any
     return messages
 
 
+def generation_prompt(processor: AudioMosaicProcessor, question: str) -> str:
+    """The chat prompt (system, `<audio>` + question, assistant header) the model answers after."""
+    return processor.apply_chat_template(conversation(question), add_generation_prompt=True)
+
+
 class QADataset(torch.utils.data.Dataset):
     """Training examples (prompt with `<audio>` + answer + EOS) built on the fly by the processor."""
 
     def __init__(self, items: Sequence[dict[str, Any]], processor: AudioMosaicProcessor, max_length: int | None = None):
         self.items, self.processor, self.max_length = list(items), processor, max_length
-        self.prompts = [processor.apply_chat_template(conversation(item["question"]), add_generation_prompt=True)
-                        for item in self.items]
+        self.prompts = [generation_prompt(processor, item["question"]) for item in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -331,8 +333,7 @@ def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dic
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(items), batch_size), desc="answers", leave=False, disable=not progress):
         batch = items[start:start + batch_size]
-        prompts = [processor.apply_chat_template(conversation(item["question"]), add_generation_prompt=True)
-                   for item in batch]
+        prompts = [generation_prompt(processor, item["question"]) for item in batch]
         inputs = processor(text=prompts, audio=[item["audio"] for item in batch], padding=True,
                            return_tensors="pt", add_special_tokens=False).to(device)
         generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
