@@ -70,7 +70,10 @@ from typing import Any, Union
 
 import numpy as np
 import soundfile as sf
+import torch
 import torch.utils.data
+
+from .feature_extraction_audiomosaic import _to_float32  # noqa: E402  (one set of dtype rules for arrays)
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ SKIP_REASONS: tuple[str, ...] = (
     "undecodable",  # soundfile could not read the bytes / file
     "empty",  # zero bytes or zero samples
     "non_finite",  # NaN or inf samples
+    "bad_dtype",  # a decoded array of bool / complex / unknown integer dtype
     "too_short",  # fewer than `min_samples` samples after resampling
     "bad_label",  # the label field could not be interpreted
     "error",  # anything else (unexpected exception while preparing the example)
@@ -194,14 +198,14 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
     # decoded arrays (e.g. from a datasets Audio feature that does decode, or user data)
     if isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], (str, bytes)):
         array, sr = source
-        return _as_2d(np.asarray(array, dtype=np.float32)), int(sr)
+        return _as_2d(_array_to_float32(array)), int(sr)
     if isinstance(source, Mapping):
         if source.get("bytes"):
             return read_audio(bytes(source["bytes"]))
         if source.get("array") is not None:
             if source.get("sampling_rate") is None:
                 raise AudioDecodeError("undecodable", "an 'array' needs a 'sampling_rate'")
-            return _as_2d(np.asarray(source["array"], dtype=np.float32)), int(source["sampling_rate"])
+            return _as_2d(_array_to_float32(source["array"])), int(source["sampling_rate"])
         if source.get("path"):
             return read_audio(source["path"])
         if source.get("bytes") is not None:  # b"" and no path
@@ -230,6 +234,25 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
     if isinstance(source, np.ndarray):
         raise AudioDecodeError("undecodable", "a bare array has no sampling rate; pass (array, sampling_rate)")
     raise AudioDecodeError("undecodable", f"unsupported audio value of type {type(source).__name__}")
+
+
+def _array_to_float32(array: Any) -> np.ndarray:
+    """A decoded audio array (numpy, torch or list) as float32 with the feature extractor's dtype rules: integer PCM
+    (int8/uint8/int16/int32) scaled to [-1, 1), floats cast, bool / complex / other integer types refused."""
+    if hasattr(array, "detach") and hasattr(array, "dtype"):  # a torch tensor
+        tensor = array.detach().cpu()
+        if tensor.dtype in (torch.float16, torch.bfloat16):
+            tensor = tensor.float()
+        array = tensor.numpy()
+    elif isinstance(array, (list, tuple)):
+        array = np.asarray(array)
+        if array.dtype.kind in "iu":  # Python numbers carry no PCM type: sample values, as in the feature extractor
+            array = array.astype(np.float64)
+    array = np.asarray(array)
+    try:
+        return _to_float32(array, "audio array")
+    except TypeError as err:
+        raise AudioDecodeError("bad_dtype", str(err)) from err
 
 
 def _as_2d(array: np.ndarray) -> np.ndarray:

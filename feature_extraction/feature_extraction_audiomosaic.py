@@ -543,6 +543,7 @@ _INT_PCM_SCALES = {
 }
 
 _MAX_CHANNELS = 8
+_MAX_FLOAT_PEAK = 2.0  # float clips louder than this trigger a (one-time) 'unscaled PCM?' warning
 
 
 def _is_scalar(value: Any) -> bool:
@@ -854,6 +855,14 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
             if not np.isfinite(array).all():
                 bad = int(np.count_nonzero(~np.isfinite(array)))
                 raise ValueError(f"{where} contains {bad} NaN or infinite value(s).")
+            if array.size and float(np.abs(array).max()) > _MAX_FLOAT_PEAK:
+                # not an error (loud float audio exists), but unscaled integer PCM stored as float is a common and
+                # otherwise silent mistake: the features would be shifted by ~ 2 * ln(32768) = 20.8
+                logger.warning_once(
+                    f"A clip has peak amplitude > {_MAX_FLOAT_PEAK:g}: float audio is expected in [-1, 1]. If it is "
+                    "integer PCM stored as float (e.g. int16 values), divide it by 32768 (or pass the int16 array "
+                    "itself, which is scaled automatically)."
+                )
             if needs_resampling:
                 array = _resample(array, sampling_rate, self.sampling_rate)
             if array.shape[0] < window_size:
@@ -1062,6 +1071,13 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                 )
             target = int(kept[0])
         valid_frames = np.minimum(frames, target)
+        if truncation and bool((frames > target).any()):
+            seconds = (max(target - 1, 0) * window_shift + window_size) / self.sampling_rate
+            logger.warning_once(
+                f"Clips longer than {target} frames ({seconds:.2f} s) are truncated to their first {seconds:.2f} s "
+                "(truncation=True). For long recordings, embed them in windows (modeling_audiomosaic."
+                "AudioMosaicEmbedder) or pass truncation=False."
+            )
 
         # -- one batched fbank call on waveforms cropped to what the target needs ----------------------------------
         features = self._batched_features(clips, valid_frames, target, device)

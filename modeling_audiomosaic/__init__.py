@@ -31,6 +31,7 @@ from .processing_audiomosaic import LTU_CHAT_TEMPLATE, AudioMosaicProcessor
 from .registration import register_audio_llm_classes, register_auto_classes
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
 from .convert_original_checkpoint import convert_original_checkpoint
+from .pipeline_audiomosaic import AudioMosaicAudioClassificationPipeline
 
 register_auto_classes()
 
@@ -70,4 +71,5 @@ __all__ = [
     "LTU_CHAT_TEMPLATE",
     "pool_audio_tokens",
     "convert_original_checkpoint",
+    "AudioMosaicAudioClassificationPipeline",
 ]

@@ -1,0 +1,324 @@
+"""Bad inputs through the three entry points (feature extractor, pipeline, data loader): each gives a clear error or a
+counted skip -- never a hang, never a silent wrong answer. Accepted inputs must give exactly the features / scores of
+their clean float32 mono 16 kHz equivalent, computed independently.
+
+The table (one row per input, one column per entry point):
+
+| input            | feature extractor              | pipeline (ours / built-in)           | data loader (files + arrays)   |
+|------------------|--------------------------------|--------------------------------------|--------------------------------|
+| empty            | ValueError "is empty"          | same ValueError                      | skip `empty`                   |
+| 1 sample         | ValueError "at least 400"      | same                                 | skip `too_short`               |
+| NaN / inf        | ValueError "NaN or infinite"   | same                                 | skip `non_finite`              |
+| int16 / int32    | scaled by 1/2^15 / 1/2^31      | same scores as the float clip        | file and array scaled          |
+| float64          | cast                           | same scores                          | same samples                   |
+| stereo           | channel mean                   | ours: mean; built-in: ValueError     | channel mean                   |
+| wrong rate 8 kHz | ValueError unless resample=True| ours: soxr; built-in: ImportError    | resampled (soxr)               |
+| 1 hour           | first 10.26 s + a warning      | same                                 | cropped to max_seconds         |
+| corrupt file     | n/a (arrays only)              | ValueError naming the file           | skip `undecodable`             |
+| wrong dtype      | TypeError naming the dtype     | same TypeError                       | skip `bad_dtype`               |
+| unscaled PCM     | accepted + a one-time warning  | same                                 | accepted (warned at features)  |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+
+import modeling_audiomosaic  # noqa: F401
+from feature_extraction import AudioMosaicFeatureExtractor
+from feature_extraction.data import (
+    AudioClassificationCollator,
+    ExampleDecoder,
+    build_label_vocabulary,
+    decode_audio,
+    load_audio_dataset,
+)
+from modeling_audiomosaic import AudioMosaicAudioClassificationPipeline
+
+RATE = 16000
+HOUR = 3600 * RATE
+FRAMES_1024_SAMPLES = 1023 * 160 + 400  # samples that make exactly 1024 Kaldi frames
+
+
+@contextlib.contextmanager
+def no_hang(seconds: int = 120):
+    """Fail (instead of hanging CI) if the block runs longer than `seconds`. A guard, not a timing assertion."""
+
+    def _raise(signum, frame):
+        raise TimeoutError(f"hang guard: still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _base(n=RATE, seed=0):
+    rng = np.random.default_rng(seed)
+    return (0.1 * rng.standard_normal(n)).astype(np.float32)
+
+
+BASE = _base()
+INT16 = np.round(BASE * 32768).astype(np.int16)
+INT32 = np.round(BASE.astype(np.float64) * 2**31).astype(np.int32)
+STEREO = np.stack([BASE, 0.5 * BASE[::-1]])
+NAN = BASE.copy()
+NAN[7] = np.nan
+INF = BASE.copy()
+INF[7] = np.inf
+
+# name -> (input, expected): ("error", ExceptionType, message pattern) or ("same", float32 mono 16 kHz reference)
+WAVEFORM_TABLE = {
+    "empty": (np.zeros(0, np.float32), ("error", ValueError, "is empty")),
+    "one_sample": (np.zeros(1, np.float32), ("error", ValueError, "at least 400 samples")),
+    "nan": (NAN, ("error", ValueError, "1 NaN or infinite")),
+    "inf": (INF, ("error", ValueError, "1 NaN or infinite")),
+    "int16": (INT16, ("same", INT16.astype(np.float32) / 32768)),
+    "int32": (INT32, ("same", (INT32.astype(np.float64) / 2**31).astype(np.float32))),
+    "float64": (BASE.astype(np.float64), ("same", BASE)),
+    "stereo": (STEREO, ("same", STEREO.mean(axis=0).astype(np.float32))),
+    "bool_tensor": (torch.ones(RATE, dtype=torch.bool), ("error", TypeError, "torch.bool")),
+    "complex_tensor": (torch.ones(RATE, dtype=torch.complex64), ("error", TypeError, "complex")),
+    "int64_tensor": (torch.ones(RATE, dtype=torch.int64), ("error", TypeError, "int64")),
+    "half_tensor": (torch.from_numpy(BASE).half(), ("same", torch.from_numpy(BASE).half().float().numpy())),
+}
+
+
+@pytest.fixture(scope="module")
+def fe():
+    return AudioMosaicFeatureExtractor.from_preset("audioset")
+
+
+def _features(fe, wave, **kwargs):
+    clip = [wave] if getattr(wave, "ndim", 1) == 2 else wave  # a (channels, samples) clip goes in a list
+    return fe(clip, sampling_rate=kwargs.pop("sampling_rate", RATE), return_tensors="pt", **kwargs)["input_values"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# feature extractor
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(WAVEFORM_TABLE))
+def test_feature_extractor_table(fe, name):
+    wave, expected = WAVEFORM_TABLE[name]
+    with no_hang():
+        if expected[0] == "error":
+            with pytest.raises(expected[1], match=expected[2]):
+                _features(fe, wave)
+        else:
+            torch.testing.assert_close(_features(fe, wave), _features(fe, expected[1]), rtol=0, atol=1e-5)
+
+
+def test_feature_extractor_wrong_rate(fe):
+    wave_8k = _base(8000, seed=1)
+    with pytest.raises(ValueError, match="sampling rate of 16000 Hz, but the audio has 8000 Hz"):
+        _features(fe, wave_8k, sampling_rate=8000, resample=False)
+    reference = soxr.resample(wave_8k, 8000, RATE).astype(np.float32)
+    torch.testing.assert_close(_features(fe, wave_8k, sampling_rate=8000, resample=True), _features(fe, reference))
+
+
+def test_feature_extractor_one_hour_is_cropped_with_a_warning(fe, caplog):
+    hour = np.tile(BASE, 3600)
+    assert hour.shape[0] == HOUR
+    fresh = AudioMosaicFeatureExtractor.from_preset("audioset")
+    with no_hang(), caplog.at_level(logging.WARNING):
+        feats = _features(fresh, hour)
+    assert feats.shape == (1, 1024, 128)
+    torch.testing.assert_close(feats, _features(fe, hour[:FRAMES_1024_SAMPLES]), rtol=0, atol=0)
+    assert any("truncated to their first 10.26 s" in r.getMessage() for r in caplog.records)
+
+
+def test_feature_extractor_warns_about_unscaled_pcm(fe, caplog):
+    with caplog.at_level(logging.WARNING):
+        _features(AudioMosaicFeatureExtractor.from_preset("audioset"), INT16.astype(np.float32))
+    assert any("peak amplitude > 2" in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pipeline
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipes(tmp_path_factory):
+    from transformers import pipeline
+
+    from test_auto_and_pipeline import make_saved_classifier
+
+    folder = tmp_path_factory.mktemp("hardening_clf")
+    model, fe = make_saved_classifier(folder)
+    ours = pipeline("audio-classification", model=str(folder), pipeline_class=AudioMosaicAudioClassificationPipeline)
+    builtin = pipeline("audio-classification", model=str(folder))
+    return ours, builtin, model, fe
+
+
+def _scores(model, fe, wave):
+    with torch.no_grad():
+        logits = model(**fe(wave, sampling_rate=RATE, return_tensors="pt")).logits[0]
+    probs = torch.softmax(logits, -1).tolist()
+    return {model.config.id2label[i]: p for i, p in enumerate(probs)}
+
+
+@pytest.mark.parametrize("name", list(WAVEFORM_TABLE))
+def test_pipeline_table(pipes, name):
+    ours, builtin, model, fe = pipes
+    wave, expected = WAVEFORM_TABLE[name]
+    with no_hang():
+        if expected[0] == "error":
+            with pytest.raises(expected[1], match=expected[2]):
+                ours(wave)
+            return
+        result = ours(wave)
+    reference = _scores(model, fe, expected[1])
+    assert {r["label"]: pytest.approx(r["score"], abs=1e-5) for r in result} == reference
+    if name == "stereo":  # transformers' own pipeline refuses multi-channel arrays, with a clear message
+        with pytest.raises(ValueError, match="single channel"):
+            builtin(wave)
+
+
+def test_pipeline_wrong_rate_and_one_hour(pipes):
+    ours, builtin, model, fe = pipes
+    wave_8k = _base(8000, seed=2)
+    result = ours({"array": wave_8k, "sampling_rate": 8000})
+    reference = _scores(model, fe, soxr.resample(wave_8k, 8000, RATE).astype(np.float32))
+    assert {r["label"]: pytest.approx(r["score"], abs=1e-5) for r in result} == reference
+    # the built-in pipeline can only resample with torchaudio (not installed here): a clear ImportError, no guess
+    with pytest.raises(ImportError, match="torchaudio"):
+        builtin({"array": wave_8k, "sampling_rate": 8000})
+    with no_hang():
+        hour = ours(np.tile(BASE, 3600))
+    assert {r["label"]: pytest.approx(r["score"], abs=1e-5) for r in hour} == _scores(
+        model, fe, np.tile(BASE, 11)[:FRAMES_1024_SAMPLES]
+    )
+
+
+def test_pipeline_corrupt_empty_and_missing_files(pipes, tmp_path):
+    ours, builtin, _, _ = pipes
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt not really" * 10)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    for path in (corrupt, empty):
+        with pytest.raises(ValueError, match=f"Could not decode audio '{path}'"):
+            ours(str(path))
+        with pytest.raises(ValueError):
+            builtin(str(path))
+    with pytest.raises(FileNotFoundError):
+        ours(str(tmp_path / "missing.wav"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# data loader
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_folder(tmp_path_factory):
+    """One class folder per outcome; the file name says what it is."""
+    root = tmp_path_factory.mktemp("bad_audio")
+    good, bad = root / "good", root / "bad"
+    good.mkdir()
+    bad.mkdir()
+    sf.write(good / "int16.wav", INT16, RATE, subtype="PCM_16")
+    sf.write(good / "int32.wav", INT32, RATE, subtype="PCM_32")
+    sf.write(good / "float64.wav", BASE.astype(np.float64), RATE, subtype="DOUBLE")
+    sf.write(good / "stereo.wav", STEREO.T, RATE, subtype="FLOAT")
+    sf.write(good / "rate8k.wav", _base(8000, seed=3), 8000, subtype="FLOAT")
+    sf.write(good / "hour.wav", np.tile(INT16, 3600), RATE, subtype="PCM_16")  # 115 MB
+    sf.write(bad / "one_sample.wav", np.zeros(1, np.float32), RATE, subtype="FLOAT")
+    sf.write(bad / "no_frames.wav", np.zeros(0, np.float32), RATE, subtype="FLOAT")
+    sf.write(bad / "nan.wav", NAN, RATE, subtype="FLOAT")
+    sf.write(bad / "inf.wav", INF, RATE, subtype="FLOAT")
+    (bad / "zero_bytes.wav").write_bytes(b"")
+    (bad / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt not really" * 10)
+    return root
+
+
+EXPECTED_SKIPS = {
+    "bad/one_sample.wav": "too_short",
+    "bad/no_frames.wav": "empty",
+    "bad/nan.wav": "non_finite",
+    "bad/inf.wav": "non_finite",
+    "bad/zero_bytes.wav": "empty",
+    "bad/corrupt.wav": "undecodable",
+}
+
+
+def test_data_loader_table(bad_folder):
+    max_seconds = 2.0
+    ds = load_audio_dataset(bad_folder, max_seconds=max_seconds, crop="start")
+    with no_hang():
+        examples = {ex["id"]: ex for ex in ds}
+    assert sorted(examples) == sorted(f"good/{n}" for n in
+                                      ("int16.wav", "int32.wav", "float64.wav", "stereo.wav", "rate8k.wav", "hour.wav"))
+    stats = ds.skip_counter.as_dict()
+    assert stats["ok"] == 6 and stats["skipped"] == len(EXPECTED_SKIPS)
+    for name, reason in EXPECTED_SKIPS.items():
+        assert name in stats["examples"][reason], (name, reason, stats["examples"])
+    np.testing.assert_allclose(examples["good/int16.wav"]["audio"], INT16 / 32768, atol=1e-7)
+    np.testing.assert_allclose(examples["good/int32.wav"]["audio"], INT32 / 2**31, atol=1e-7)
+    np.testing.assert_allclose(examples["good/float64.wav"]["audio"], BASE, atol=1e-7)
+    np.testing.assert_allclose(examples["good/stereo.wav"]["audio"], STEREO.mean(axis=0), atol=1e-7)
+    np.testing.assert_allclose(examples["good/rate8k.wav"]["audio"], soxr.resample(_base(8000, seed=3), 8000, RATE),
+                               atol=1e-6)
+    hour = examples["good/hour.wav"]["audio"]
+    assert hour.shape == (int(max_seconds * RATE),)
+    np.testing.assert_allclose(hour, np.tile(INT16, 3)[: hour.shape[0]] / 32768, atol=1e-7)
+
+
+def test_data_loader_batches_count_every_item(bad_folder, fe):
+    ds = load_audio_dataset(bad_folder, max_seconds=2.0, crop="start")
+    vocab = build_label_vocabulary(ds)
+    collator = AudioClassificationCollator(fe, vocab)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collator)
+    seen = 0
+    with no_hang():
+        for batch in loader:
+            assert torch.isfinite(batch["input_values"]).all()
+            seen += batch["input_values"].shape[0]
+    # map-style: bad indices are replaced by the next good item (fixed epoch length), and every bad file is counted
+    assert seen == len(ds) == 12
+    stats = ds.skip_counter.as_dict()
+    assert stats["skipped"] == len(EXPECTED_SKIPS)
+
+
+@pytest.mark.parametrize(
+    "array, outcome",
+    [
+        (INT16, ("same", INT16 / 32768)),
+        (torch.from_numpy(INT32), ("same", INT32 / 2**31)),
+        (BASE.tolist(), ("same", BASE)),
+        (np.ones(RATE, dtype=bool), ("skip", "bad_dtype")),
+        (torch.ones(RATE, dtype=torch.complex64), ("skip", "bad_dtype")),
+        (np.ones(RATE, dtype=np.int64), ("skip", "bad_dtype")),
+        (NAN, ("skip", "non_finite")),
+        (np.zeros(0, np.float32), ("skip", "empty")),
+    ],
+    ids=["int16", "int32_tensor", "list", "bool", "complex_tensor", "int64", "nan", "empty"],
+)
+def test_decoded_array_records(array, outcome):
+    decoder = ExampleDecoder()
+    example = decoder.decode({"audio": {"array": array, "sampling_rate": RATE}})
+    if outcome[0] == "same":
+        np.testing.assert_allclose(example["audio"], np.asarray(outcome[1], dtype=np.float32), atol=1e-7)
+    else:
+        assert example is None
+        assert decoder.skip_counter.counts == {outcome[1]: 1}
+
+
+def test_decode_audio_refuses_a_bare_array():
+    from feature_extraction.data import AudioDecodeError
+
+    with pytest.raises(AudioDecodeError, match="no sampling rate"):
+        decode_audio(BASE)
