@@ -30,7 +30,7 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_audio_llm import AudioMosaicLLMConfig
-from .modeling_audiomosaic import AudioMosaicModel
+from .modeling_audiomosaic import AudioMosaicModel, load_safetensors_only
 
 logger = logging.get_logger(__name__)
 
@@ -167,6 +167,11 @@ class AudioMosaicLLMPreTrainedModel(PreTrainedModel):
 
     config_class = AudioMosaicLLMConfig
     config: AudioMosaicLLMConfig
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained` reading safetensors only unless `use_safetensors=False` is passed."""
+        return load_safetensors_only(super().from_pretrained, pretrained_model_name_or_path, *args, **kwargs)
     # No wrapper attribute holds "the base model": the audio tower, projector and full causal LM are direct children.
     base_model_prefix = "audiomosaic_llm"
     main_input_name = "input_ids"

@@ -16,6 +16,8 @@ This file is copied next to saved models and loaded as remote code (``trust_remo
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -386,6 +388,37 @@ class AudioMosaicPooler(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 # Pre-trained model base
 # ----------------------------------------------------------------------------------------------------------------------
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "training_args.bin")
+
+
+def load_safetensors_only(load_fn, pretrained_model_name_or_path, *args, **kwargs):
+    """Calls `load_fn` (a `from_pretrained`) with `use_safetensors=True` unless the caller chose explicitly.
+
+    Pickle checkpoints can run arbitrary code when unpickled; AudioMosaic checkpoints are always written as
+    safetensors, so a folder that only holds `pytorch_model.bin` is refused with an error that says how to convert it
+    or how to opt in (`use_safetensors=False`, which makes transformers read it with `torch.load(weights_only=True)`).
+    """
+    if kwargs.get("use_safetensors") is not None or pretrained_model_name_or_path is None:
+        return load_fn(pretrained_model_name_or_path, *args, **kwargs)
+    try:
+        return load_fn(pretrained_model_name_or_path, *args, use_safetensors=True, **kwargs)
+    except OSError as err:
+        folder = os.fspath(pretrained_model_name_or_path)
+        subfolder = kwargs.get("subfolder") or ""
+        pickles = [n for n in PICKLE_WEIGHT_FILES[:2] if os.path.isfile(os.path.join(folder, subfolder, n))]
+        if not pickles and "safetensors" not in str(err):
+            raise
+        found = f"{folder!r} holds only pickle weights ({', '.join(pickles)})" if pickles else (
+            f"no safetensors weights found for {folder!r}"
+        )
+        raise OSError(
+            f"{found}. AudioMosaic loads safetensors only by default: unpickling a file can execute code. Convert the "
+            "checkpoint (run_scripts/convert_original_checkpoint.py, or load it once where you trust it and "
+            "save_pretrained), or opt in explicitly with from_pretrained(..., use_safetensors=False) (transformers "
+            "then reads it with torch.load(weights_only=True))."
+        ) from err
+
+
 class AudioMosaicPreTrainedModel(PreTrainedModel):
     """Base class: config, weight initialisation, and the shared `base_model_prefix` (`"audiomosaic"`), which lets every
     head load the encoder of any other AudioMosaic checkpoint."""
@@ -402,6 +435,12 @@ class AudioMosaicPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _full_auto_map = AUTO_MAP  # every Auto class the saved code files can serve (heads in other files extend it)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, but weights are read from safetensors only unless the caller opts in
+        to pickle files (`pytorch_model.bin`) with `use_safetensors=False`; see [`load_safetensors_only`]."""
+        return load_safetensors_only(super().from_pretrained, pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Save as transformers does; when registered for remote code, `config.json` gets the full `auto_map`."""

@@ -10,7 +10,9 @@ What it adds to `transformers.Trainer`:
 * the model's monitoring metrics (each objective's loss, positive-pair accuracy, alignment, uniformity, LID,
   temperature, DWM hint ratio, kept tokens per view)
   averaged over the logging interval and logged next to the loss (TensorBoard via `report_to="tensorboard"`);
-* non-finite losses are skipped (zero gradient for that batch) and counted in the logs instead of poisoning the run;
+* non-finite losses are skipped and counted in the logs (`nonfinite_losses_skipped`) instead of poisoning the run:
+  the bad batch contributes a zero gradient, and an optimizer step whose accumulation window held no finite loss on
+  any rank is not taken at all (so Adam's moments and the weights stay exactly as they were; every rank agrees);
 * bad audio items skipped by the data layer (reported by the collator as ``num_skipped``) are counted and logged.
 """
 
@@ -70,6 +72,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._metric_count = 0
         self.nonfinite_losses = 0
         self.data_items_skipped = 0
+        self.optimizer_steps_skipped = 0
+        self._finite_in_window = 0  # finite training losses since the last optimizer step (this rank)
         if hasattr(self.model, "set_masking_epoch"):
             self.add_callback(MaskingCurriculumCallback())
         specs = self.model.config.view_masking_specs() if hasattr(self.model.config, "view_masking_specs") else []
@@ -77,6 +81,32 @@ class AudioMosaicPretrainingTrainer(Trainer):
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)
+
+    def create_optimizer(self, *args, **kwargs):
+        optimizer = super().create_optimizer(*args, **kwargs)
+        if not getattr(optimizer, "_audiomosaic_guarded", False):
+            optimizer.step = self._guarded_step(optimizer.step)
+            optimizer._audiomosaic_guarded = True
+        return optimizer
+
+    def _guarded_step(self, step):
+        """Wraps `optimizer.step`: no step when no rank saw a finite loss since the previous one."""
+
+        def guarded(*args, **kwargs):
+            finite = self._finite_in_window
+            self._finite_in_window = 0
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                device = next(self.model.parameters()).device
+                count = torch.tensor([finite], device=device, dtype=torch.int64)
+                torch.distributed.all_reduce(count)  # one collective decision, or the replicas would diverge
+                finite = int(count.item())
+            if finite == 0:
+                self.optimizer_steps_skipped += 1
+                logger.warning(f"optimizer step {self.state.global_step + 1} skipped: no finite loss in its batches")
+                return None
+            return step(*args, **kwargs)
+
+        return guarded
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         skipped = inputs.pop("num_skipped", 0)
@@ -86,7 +116,9 @@ class AudioMosaicPretrainingTrainer(Trainer):
         loss = outputs.loss
         if model.training:
             self._record_metrics(outputs)
-            if not torch.isfinite(loss.detach()).all():
+            if torch.isfinite(loss.detach()).all():
+                self._finite_in_window += 1
+            else:
                 self.nonfinite_losses += 1
                 logger.warning(
                     f"non-finite loss {loss.item()} at step {self.state.global_step}: batch skipped "
@@ -120,6 +152,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
             self._metric_count = 0
         if self.nonfinite_losses:
             logs["nonfinite_losses_skipped"] = self.nonfinite_losses
+            logs["optimizer_steps_skipped"] = self.optimizer_steps_skipped
         if "loss" in logs:
             logs["data_items_skipped"] = self.data_items_skipped  # undecodable/empty audio, this process
         super().log(logs, start_time)

@@ -322,3 +322,103 @@ def test_decode_audio_refuses_a_bare_array():
 
     with pytest.raises(AudioDecodeError, match="no sampling rate"):
         decode_audio(BASE)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pickle-only checkpoints
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _pickle_only_folder(model, folder):
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    return folder
+
+
+def test_pickle_only_checkpoints_are_refused_unless_opted_in(tmp_path):
+    from transformers import AutoModel, AutoModelForAudioClassification
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicModel
+
+    config = AudioMosaicConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                               num_labels=3)
+    model = AudioMosaicForAudioClassification(config)
+    folder = _pickle_only_folder(model, tmp_path / "pickled")
+    for load in (AudioMosaicModel.from_pretrained, AutoModel.from_pretrained,
+                 AudioMosaicForAudioClassification.from_pretrained, AutoModelForAudioClassification.from_pretrained):
+        with pytest.raises(OSError, match=r"holds only pickle weights \(pytorch_model.bin\).*use_safetensors=False"):
+            load(folder)
+    loaded = AudioMosaicForAudioClassification.from_pretrained(folder, use_safetensors=False)  # the explicit opt-in
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[key], value, rtol=0, atol=0)
+    # a safetensors checkpoint next to a pickle one loads as usual
+    model.save_pretrained(tmp_path / "both")
+    torch.save(model.state_dict(), tmp_path / "both" / "pytorch_model.bin")
+    AudioMosaicForAudioClassification.from_pretrained(tmp_path / "both")
+
+
+def test_pickle_only_audio_llm_is_refused(tmp_path):
+    from test_audio_llm import make_model
+
+    from modeling_audiomosaic import AudioMosaicForConditionalGeneration
+
+    model = make_model("llama")
+    folder = _pickle_only_folder(model, tmp_path / "llm")
+    with pytest.raises(OSError, match="holds only pickle weights"):
+        AudioMosaicForConditionalGeneration.from_pretrained(folder)
+    loaded = AudioMosaicForConditionalGeneration.from_pretrained(folder, use_safetensors=False)
+    key = next(iter(model.state_dict()))
+    torch.testing.assert_close(loaded.state_dict()[key], model.state_dict()[key])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# non-finite losses during pre-training
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(tmp_path):
+    from transformers import TrainerCallback, TrainingArguments
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining
+    from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
+
+    config = AudioMosaicConfig.from_preset("speechcommands", hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=4, intermediate_size=64, projection_hidden_size=16,
+                                           projection_dim=8)
+    model = AudioMosaicForPreTraining(config)
+    data = [{"input_values": torch.randn(2, 128, 128)} for _ in range(16)]
+    calls = {"n": 0}
+
+    def collate(items):  # the 3rd batch drawn is poisoned
+        calls["n"] += 1
+        x = torch.stack([item["input_values"] for item in items])
+        return {"input_values": torch.full_like(x, float("nan")) if calls["n"] == 3 else x}
+
+    class Snapshots(TrainerCallback):
+        def __init__(self):
+            self.params, self.skipped = [], []
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            self.params.append({n: p.detach().clone() for n, p in model.named_parameters()})
+            self.skipped.append(trainer.nonfinite_losses)
+
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=2, learning_rate=1e-2,
+                             use_cpu=True, report_to="none", logging_steps=1, save_strategy="no",
+                             dataloader_num_workers=0, disable_tqdm=True, max_grad_norm=1.0)
+    snapshots = Snapshots()
+    trainer = AudioMosaicPretrainingTrainer(model=model, args=args, train_dataset=data, data_collator=collate,
+                                            callbacks=[snapshots])
+    trainer.train()
+    assert trainer.nonfinite_losses == 1 and trainer.optimizer_steps_skipped == 1
+    bad = snapshots.skipped.index(1)  # the step whose batch was poisoned
+    assert bad >= 1
+    for name, value in snapshots.params[bad].items():  # no update at all on that step ...
+        assert torch.equal(value, snapshots.params[bad - 1][name]), name
+    moved = [not torch.equal(v, snapshots.params[bad][n]) for n, v in snapshots.params[bad + 1].items()]
+    assert any(moved)  # ... but on the next one
+    adam_steps = {int(s["step"]) for s in trainer.optimizer.state.values() if "step" in s}
+    assert adam_steps == {5}  # 6 steps, 1 skipped: Adam's moments never saw the bad batch
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    assert all(np.isfinite(h["loss"]) for h in logged)
+    assert logged[-1]["nonfinite_losses_skipped"] == 1 and logged[-1]["optimizer_steps_skipped"] == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
