@@ -18,10 +18,15 @@ What it adds to `transformers.Trainer`:
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import zipfile
 from collections import defaultdict
+from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from transformers import Trainer, TrainerCallback
@@ -59,6 +64,62 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
         for name, param in model.named_parameters()
         if param.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)
     ]
+
+
+def checkpoint_problems(folder: str | os.PathLike) -> list[str]:
+    """What makes a `checkpoint-*` folder unusable for resuming (empty list: complete).
+
+    A run killed while saving (kill -9, pre-emption, OOM) leaves a folder that `get_last_checkpoint` would still pick.
+    Checked: `trainer_state.json` parses (rank 0 writes it after the weights), the weights' safetensors headers parse,
+    every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is an intact zip archive (CRCs), and there is
+    one RNG state per process of the run that wrote it.
+    """
+    folder = Path(folder)
+    problems = []
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError) as err:
+        problems.append(f"trainer_state.json unreadable ({type(err).__name__})")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        problems.append("no safetensors weights")
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                handle.keys()
+        except Exception as err:  # truncated header / file
+            problems.append(f"{path.name} unreadable ({type(err).__name__})")
+    for name in ("optimizer.pt", "scheduler.pt"):
+        if not (folder / name).exists():
+            problems.append(f"{name} missing")
+    rng = sorted(folder.glob("rng_state*.pth"))
+    if not rng:
+        problems.append("no rng_state*.pth")
+    else:
+        ranks = sorted(int(p.stem.rsplit("_", 1)[1]) for p in rng if p.stem != "rng_state")
+        if ranks and ranks != list(range(len(ranks))):
+            problems.append(f"rng states of ranks {ranks} only")
+    for path in sorted(folder.glob("*.pt")) + rng:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+            if bad is not None:
+                problems.append(f"{path.name}: corrupt member {bad}")
+        except (OSError, zipfile.BadZipFile) as err:
+            problems.append(f"{path.name} unreadable ({type(err).__name__})")
+    return problems
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-<step>` folder of `output_dir` that [`checkpoint_problems`] finds complete; incomplete
+    newer ones (a run killed while saving) are skipped with a warning. `None` if there is none."""
+    folders = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    for folder in sorted(folders, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        problems = checkpoint_problems(folder)
+        if not problems:
+            return str(folder)
+        logger.warning(f"skipping incomplete checkpoint {folder}: {'; '.join(problems)}")
+    return None
 
 
 class AudioMosaicPretrainingTrainer(Trainer):

@@ -36,7 +36,6 @@ if str(REPO / "run_scripts") not in sys.path:
 
 import transformers  # noqa: E402
 from transformers import TrainerCallback, TrainingArguments, set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
 from script_args import parse_with_recipe  # noqa: E402
 import modeling_audiomosaic  # noqa: E402,F401
@@ -49,7 +48,11 @@ from feature_extraction.collators import (  # noqa: E402
 )
 from feature_extraction.data import build_label_vocabulary, load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining  # noqa: E402
-from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer  # noqa: E402
+from modeling_audiomosaic.pretraining_trainer import (  # noqa: E402
+    AudioMosaicPretrainingTrainer,
+    checkpoint_problems,
+    last_complete_checkpoint,
+)
 
 logger = logging.getLogger("run_pretrain")
 
@@ -292,10 +295,13 @@ def main(argv: list[str] | None = None) -> dict:
         + ([TimeBudgetCallback(data_args.max_train_minutes * 60.0)] if data_args.max_train_minutes else []),
     )
     checkpoint = training_args.resume_from_checkpoint
-    if checkpoint == "last":  # resume from the newest checkpoint-* folder of output_dir
-        checkpoint = get_last_checkpoint(training_args.output_dir)
+    if checkpoint == "last":  # resume from the newest complete checkpoint-* folder of output_dir
+        checkpoint = last_complete_checkpoint(training_args.output_dir)
         if checkpoint is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}")
+            raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}")
+        logger.info("resuming from %s", checkpoint)
+    elif checkpoint is not None and (problems := checkpoint_problems(checkpoint)):
+        raise ValueError(f"--resume_from_checkpoint {checkpoint} is incomplete: {'; '.join(problems)}")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():

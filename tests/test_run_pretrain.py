@@ -164,3 +164,95 @@ def test_time_budget_stops_training(audio_dir, recipe, tmp_path):
                                 "--max_train_minutes", "0.0001"])
     assert 1 <= result["global_step"] < 1000
     assert (tmp_path / "budget" / "model.safetensors").exists()
+
+
+def _launch(args, out, log_path):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()), str(REPO / "run_scripts" / "run_pretrain.py"), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    log = open(log_path, "w")  # a file, not a pipe: a hung worker must not block the test on its pipe
+    # its own session, so that kill -9 of the group reaches the launcher and both workers
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env, stdin=subprocess.DEVNULL,
+                            start_new_session=True), log
+
+
+def _wait(proc, out, log_path, timeout=400):
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        subprocess.run(["pkill", "-9", "-f", str(out)], check=False)
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, log_path.read_text()[-5000:]
+    return json.loads((out / "pretrain_summary.json").read_text())
+
+
+@pytest.mark.dist
+def test_kill_9_two_process_run_then_resume_gives_the_same_final_loss(audio_dir, recipe, tmp_path):
+    """kill -9 of a 2-process run at a random step (right after a checkpoint, or while the next one is written), then
+    `--resume_from_checkpoint last`: the losses after the resume point and the final loss equal the uninterrupted
+    run's."""
+    import random
+    import signal
+    import time
+
+    from modeling_audiomosaic.pretraining_trainer import checkpoint_problems
+
+    steps = 8
+    common = ["--config", str(recipe), "--train_path", str(audio_dir), "--max_steps", str(steps), "--save_steps", "1"]
+    full_out = tmp_path / "full"
+    proc, log = _launch(common + ["--output_dir", str(full_out)], full_out, tmp_path / "full.log")
+    full = _wait(proc, full_out, tmp_path / "full.log")
+    log.close()
+
+    kill_after = random.Random().randint(2, steps - 2)  # a fresh random step each run; printed on failure
+    out = tmp_path / "killed"
+    proc, log = _launch(common + ["--output_dir", str(out)], out, tmp_path / "killed.log")
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None:
+        if (out / f"checkpoint-{kill_after}" / "trainer_state.json").exists():
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"ended before step {kill_after}: " + (tmp_path / "killed.log").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    subprocess.run(["pkill", "-9", "-f", str(out)], check=False)  # anything that left the group
+    proc.wait()
+    log.close()
+    assert not (out / "pretrain_summary.json").exists()
+    complete = [int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if not checkpoint_problems(p)]
+    assert kill_after <= max(complete) < steps, (kill_after, complete)
+
+    proc, log = _launch(common + ["--output_dir", str(out), "--resume_from_checkpoint", "last"], out,
+                        tmp_path / "resumed.log")
+    resumed = _wait(proc, out, tmp_path / "resumed.log")
+    log.close()
+    assert resumed["global_step"] == full["global_step"] == steps
+    a, b = _losses(full["log_history"]), _losses(resumed["log_history"])
+    assert sorted(a) == sorted(b) == list(range(1, steps + 1))
+    for step in range(max(complete) + 1, steps + 1):
+        assert abs(a[step] - b[step]) <= 1e-5, (kill_after, step, a[step], b[step])
+    # the final loss (Trainer's `train_loss` of a resumed run averages only the steps run after resuming, so the
+    # per-step losses are the comparison)
+    assert abs(a[steps] - b[steps]) <= 1e-5, (kill_after, a[steps], b[steps])
+
+
+def test_incomplete_checkpoints_are_detected_and_skipped(audio_dir, recipe, tmp_path):
+    from modeling_audiomosaic.pretraining_trainer import checkpoint_problems, last_complete_checkpoint
+
+    out = tmp_path / "run"
+    run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out),
+                       "--max_steps", "4", "--save_steps", "2"])
+    assert checkpoint_problems(out / "checkpoint-4") == []
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-4")
+    optimizer = out / "checkpoint-4" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])  # killed while writing it
+    assert any("optimizer.pt" in p for p in checkpoint_problems(out / "checkpoint-4"))
+    (out / "checkpoint-2" / "trainer_state.json").unlink()
+    assert last_complete_checkpoint(out) is None
+    with pytest.raises(ValueError, match="no complete checkpoint"):
+        run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out),
+                           "--max_steps", "6", "--resume_from_checkpoint", "last"])
+    with pytest.raises(ValueError, match="is incomplete: optimizer.pt"):
+        run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out),
+                           "--max_steps", "6", "--resume_from_checkpoint", str(out / "checkpoint-4")])
