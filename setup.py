@@ -21,6 +21,7 @@ extras = {
     "train": ["accelerate>=1.15,<2", "datasets>=5.2,<6", "tensorboard>=2.15", "pyyaml>=6", "matplotlib>=3.8"],
     "llm": ["peft>=0.21,<0.22", "accelerate>=1.15,<2", "gguf>=0.10"],
     "bench": ["onnxruntime>=1.18", "onnx>=1.15", "matplotlib>=3.8"],
+    "onnx": ["onnx>=1.15", "onnxscript>=0.5", "onnxruntime>=1.18"],
     "eval": ["evaluate>=0.4,<0.5", "scikit-learn>=1.3"],
 }
 extras["all"] = sorted({req for reqs in extras.values() for req in reqs})

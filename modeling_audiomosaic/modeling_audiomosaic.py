@@ -245,7 +245,8 @@ class AudioMosaicEmbeddings(nn.Module):
             if ids_keep.ndim != 2 or ids_keep.shape[0] != batch:
                 raise ValueError(f"ids_keep must have shape (batch={batch}, num_kept); got {tuple(ids_keep.shape)}.")
             ids_keep = ids_keep.to(patches.device)
-            if ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= num_patches):
+            checkable = not torch.compiler.is_compiling()  # a data-dependent check would break the compiled graph
+            if checkable and ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= num_patches):
                 raise ValueError(f"ids_keep must index the {num_patches} patch tokens of the input.")
             index = ids_keep.unsqueeze(-1).expand(-1, -1, dim)
             patches = torch.gather(patches, 1, index)

@@ -226,6 +226,13 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             return {"block_size": self.config.block_mask_size, "mask_prob_adjust": self.config.block_mask_prob_adjust}
         return {}
 
+    @torch.compiler.disable  # random draws from a torch.Generator and data-dependent sampling: eager, cheap
+    def draw_masks(self, views, generator: torch.Generator | None = None) -> list:
+        """`mask_view` for every view, in order, in one call (so that torch.compile breaks its graph once, outside
+        the per-view loop)."""
+        return [self.mask_view(spec, view, generator) for view, spec in enumerate(views)]
+
+    @torch.compiler.disable
     def mask_view(self, spec: torch.Tensor, view: int, generator: torch.Generator | None = None):
         """Draw view `view`'s mask for spectrograms `spec` (B, T, F) → `MaskingOutput` (or `None` if unmasked)."""
         strategy, ratio = self.config.view_masking_specs()[view]
@@ -298,6 +305,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 teacher.to(views[0].device)  # once, not every step
             teacher_map = teacher(input_values=views[0], teacher_inputs=teacher_inputs)
 
+        drawn_masks = self.draw_masks(views, generator) if ids_keep is None and masking else [None] * len(views)
         zs, pooled, features, kept, kept_ids, masks = [], [], [], [], [], []
         reconstructions, logits, mae_terms, distill_terms, supervised_terms = [], [], [], [], []
         for view, spec in enumerate(views):
@@ -305,7 +313,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 ids = ids_keep[view]
                 mask = mask_from_ids_keep(ids.to(spec.device), num_patches) if ids is not None else None
             else:
-                drawn = self.mask_view(spec, view, generator) if masking else None
+                drawn = drawn_masks[view]
                 ids = drawn.ids_keep if drawn is not None else None
                 mask = drawn.mask if drawn is not None else None
             out = self.audiomosaic(spec, attention_mask=attention_mask, ids_keep=ids, return_dict=True)

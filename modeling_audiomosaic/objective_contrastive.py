@@ -49,9 +49,11 @@ def nt_xent_loss(
         all0, all1, offset = z0, z1, 0
     m = all0.shape[0]
     labels = torch.arange(batch, device=z0.device) + offset
-    self_mask = F.one_hot(labels, m).bool()  # (B, m): True at each row's own column
-    l00 = (z0 @ all0.T / temperature)[~self_mask].view(batch, m - 1)
-    l11 = (z1 @ all1.T / temperature)[~self_mask].view(batch, m - 1)
+    # every column but each row's own one, as a gather (static shapes: torch.compile traces it in one graph)
+    others = torch.arange(m - 1, device=z0.device)[None, :].expand(batch, -1)
+    others = others + (others >= labels[:, None]).long()  # (B, m - 1)
+    l00 = (z0 @ all0.T / temperature).gather(1, others)
+    l11 = (z1 @ all1.T / temperature).gather(1, others)
     l01 = z0 @ all1.T / temperature
     l10 = z1 @ all0.T / temperature
     logits = torch.cat([torch.cat([l01, l00], dim=1), torch.cat([l10, l11], dim=1)], dim=0)
