@@ -162,9 +162,246 @@ def bench_features_vs_ast(args) -> dict:
     }
 
 
+def _encoder_pair_times(ours, theirs, x, repeats, dtype):
+    """Interleaved forward times (no grad) of two encoders on the same input, in `dtype` (bf16 via autocast-free
+    weight casting, as inference users do: `model.to(torch.bfloat16)`)."""
+    ours = ours.to(dtype).eval()
+    theirs = theirs.to(dtype).eval()
+    x = x.to(dtype)
+
+    def run(model):
+        def call():
+            with torch.inference_mode():
+                return model(x)
+
+        return call
+
+    times = interleaved({"ours": run(ours), "theirs": run(theirs)}, repeats=repeats)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _size(args) -> str:
+    return "small" if args.quick else "base"
+
+
+def bench_encoder_vs_timm(args) -> dict:
+    """Our encoder vs timm's VisionTransformer of the same configuration (the original's base class), fp32 and bf16."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from reference_timm import OriginalAudioMosaicReference  # timm from its reference folder, torchvision stubbed
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+
+    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    torch.manual_seed(0)
+    ours = AudioMosaicModel(config)
+    theirs = OriginalAudioMosaicReference(frames=1024, mel_bins=128, dim=config.hidden_size,
+                                          depth=config.num_hidden_layers, heads=config.num_attention_heads,
+                                          mlp_ratio=config.intermediate_size / config.hidden_size)
+    x = torch.randn(args.batch_size, 1024, 128)
+    results, ratios = {}, {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        median = _encoder_pair_times(ours, theirs, x, args.repeats, dtype)
+        results[name] = {k: round(v, 4) for k, v in median.items()}
+        ratios[name] = round(median["theirs"] / median["ours"], 3)
+    return {
+        "name": "encoder_vs_timm",
+        "ratio": min(ratios.values()),
+        "target": ">= 0.95x timm VisionTransformer speed, fp32 and bf16",
+        "passed": bool(min(ratios.values()) >= 0.95),
+        "ratio_by_dtype": ratios,
+        "seconds_per_forward": results,
+        "encoder": f"ViT-{_size(args)}/16 1024x128 (513 tokens), batch {args.batch_size}, inference_mode, SDPA both",
+        "repeats": args.repeats,
+    }
+
+
+def bench_encoder_vs_ast(args) -> dict:
+    """Our encoder vs transformers' ASTModel at equal hidden size, depth, heads and (almost) token count."""
+    from transformers import ASTConfig, ASTModel
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+
+    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    torch.manual_seed(0)
+    ours = AudioMosaicModel(config)
+    # strides 16 x 16 (no overlap): 64 x 8 = 512 patches + CLS + distillation token = 514 tokens (ours: 513)
+    ast_config = ASTConfig(hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+                           num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+                           max_length=1024, num_mel_bins=128, frequency_stride=16, time_stride=16, patch_size=16,
+                           attn_implementation="sdpa")
+    theirs = ASTModel(ast_config)
+    x = torch.randn(args.batch_size, 1024, 128)
+    median = _encoder_pair_times(ours, theirs, x, args.repeats, torch.float32)
+    ratio = median["theirs"] / median["ours"]
+    return {
+        "name": "encoder_vs_ast",
+        "ratio": round(ratio, 3),
+        "target": ">= 1.0x transformers ASTModel speed",
+        "passed": bool(ratio >= 1.0),
+        "seconds_per_forward": {k: round(v, 4) for k, v in median.items()},
+        "tokens": {"ours": 513, "ast": 514},
+        "encoder": f"ViT-{_size(args)}/16, 1024x128, batch {args.batch_size}, fp32, SDPA both",
+        "repeats": args.repeats,
+    }
+
+
+def bench_bf16(args) -> dict:
+    """Our bf16 inference vs our fp32 inference, and how close the embeddings stay."""
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+
+    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    torch.manual_seed(0)
+    fp32 = AudioMosaicModel(config).eval()
+    bf16 = AudioMosaicModel(config).eval()
+    bf16.load_state_dict(fp32.state_dict())
+    bf16 = bf16.to(torch.bfloat16)
+    x = torch.randn(args.batch_size, 1024, 128)
+
+    def run(model, inputs):
+        def call():
+            with torch.inference_mode():
+                return model(inputs).pooler_output
+
+        return call
+
+    fns = {"fp32": run(fp32, x), "bf16": run(bf16, x.to(torch.bfloat16))}
+    times = interleaved(fns, repeats=args.repeats)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    cosine = torch.nn.functional.cosine_similarity(fns["fp32"]().float(), fns["bf16"]().float(), dim=-1)
+    ratio = median["fp32"] / median["bf16"]
+    return {
+        "name": "bf16",
+        "ratio": round(ratio, 3),
+        "target": ">= 2.0x fp32 speed with embedding cosine >= 0.999",
+        "passed": bool(ratio >= 2.0 and float(cosine.min()) >= 0.999),
+        "min_cosine": round(float(cosine.min()), 5),
+        "seconds_per_forward": {k: round(v, 4) for k, v in median.items()},
+        "cpu_bf16_support": _cpu_bf16_flags(),
+        "encoder": f"ViT-{_size(args)}/16 1024x128, batch {args.batch_size}, inference_mode, weights cast to bf16",
+        "repeats": args.repeats,
+    }
+
+
+def _cpu_bf16_flags() -> list[str]:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return []
+    return sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
+
+
+def _import_audiomentations():
+    """audiomentations 0.43.1 (the original's augmentation library) from its reference folder (setup_env.sh)."""
+    folder = os.environ.get("AUDIOMOSAIC_AUDIOMENTATIONS_PATH", os.path.join(sys.prefix, "audiomentations_reference"))
+    if os.path.isdir(folder) and folder not in sys.path:
+        sys.path.append(folder)  # appended: the venv's own numpy / scipy / soxr stay first
+    import audiomentations  # noqa: PLC0415
+
+    return audiomentations
+
+
+def bench_views(args) -> dict:
+    """Two augmented log-mel views per clip, clips/s on ONE core: our batched `ContrastiveViewGenerator` vs the
+    original's per-view chain (np.roll + Beta gain, audiomentations Compose of the same five transforms, mean
+    removal, Kaldi fbank of one view at a time)."""
+    from feature_extraction import AudioMosaicFeatureExtractor
+    from feature_extraction.augmentation import ContrastiveViewGenerator
+    from feature_extraction.feature_extraction_audiomosaic import kaldi_fbank
+
+    A = _import_audiomentations()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fe = AudioMosaicFeatureExtractor.from_preset("audioset")
+        ours = ContrastiveViewGenerator(fe, augmentation="original")
+        chain = A.Compose([A.PolarityInversion(p=0.5), A.AddGaussianSNR(p=0.5), A.Gain(p=0.3),
+                           A.HighPassFilter(p=0.3), A.BandStopFilter(p=0.5)])
+        rng = np.random.default_rng(0)
+        batch = 16 if not args.quick else 4
+        clips = [(0.1 * rng.standard_normal(160000)).astype(np.float32) for _ in range(batch)]
+        generator = torch.Generator().manual_seed(0)
+
+        def original():
+            views = []
+            for clip in clips:
+                for _ in range(2):
+                    wave = np.roll(clip, rng.integers(0, len(clip))) * (rng.beta(10, 10) + 0.5)
+                    wave = chain(samples=wave.astype(np.float32), sample_rate=16000)
+                    wave = wave - wave.mean()
+                    feats = kaldi_fbank(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)),
+                                        num_mel_bins=128)
+                    feats = torch.nn.functional.pad(feats, (0, 0, 0, max(0, 1024 - feats.shape[0])))[:1024]
+                    views.append((feats + 4.2677393) / (2 * 4.5689974))
+            return torch.stack(views)
+
+        fns = {"ours": lambda: ours(clips, generator=generator), "original": original}
+        times = interleaved(fns, repeats=args.repeats)
+    finally:
+        torch.set_num_threads(threads)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    ratio = median["original"] / median["ours"]
+    return {
+        "name": "views",
+        "ratio": round(ratio, 2),
+        "target": ">= 5x clips/s per core vs the original-style per-view chain",
+        "passed": bool(ratio >= 5),
+        "clips_per_second_per_core": {k: round(batch / v, 2) for k, v in median.items()},
+        "clips": f"{batch} x 10 s, 2 views each, 1 thread",
+        "baseline": "np.roll + Beta(10,10)+0.5 gain, audiomentations "
+        f"{getattr(A, '__version__', '?')} (PolarityInversion, AddGaussianSNR, Gain, HighPassFilter, BandStopFilter), "
+        "mean removal, kaldi_fbank per view (ours, unbatched: torchaudio is not installable here)",
+        "repeats": args.repeats,
+    }
+
+
+def bench_length_scaling(args) -> dict:
+    """Encoder time vs clip length (1-30 s; > 10.24 s in 50 %-overlapping windows) and chunked embedding of 10 min."""
+    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+    from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
+
+    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    torch.manual_seed(0)
+    model = AudioMosaicModel(config).eval()
+    fe = AudioMosaicFeatureExtractor.from_preset("audioset")
+    embedder = AudioMosaicEmbedder(model, fe, batch_size=8)
+    rng = np.random.default_rng(0)
+    lengths = [1, 2, 5, 10, 20, 30]
+    clips = {s: (0.1 * rng.standard_normal(16000 * s)).astype(np.float32) for s in lengths}
+    fns = {f"{s}s": (lambda c=clips[s]: embedder.embed(c)) for s in lengths}
+    times = interleaved(fns, repeats=args.repeats)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    secs = np.array([median[f"{s}s"] for s in lengths])
+    exponent = float(np.polyfit(np.log(lengths), np.log(secs), 1)[0])
+    long_seconds = 600 if not args.quick else 60
+    long_clip = (0.1 * rng.standard_normal(16000 * long_seconds)).astype(np.float32)
+    flat = AudioMosaicEmbedder(model, fe, batch_size=8, hop_seconds=10.24)  # no overlap for the long clip
+    start = time.perf_counter()
+    embedding = flat.embed(long_clip)
+    long_time = time.perf_counter() - start
+    return {
+        "name": "length_scaling",
+        "ratio": round(exponent, 3),
+        "target": "report the exponent of time ~ length^k (1-30 s); ~1 means linear (windows), 2 quadratic",
+        "passed": bool(exponent < 1.3),
+        "seconds": {f"{s}s": round(median[f"{s}s"], 4) for s in lengths},
+        "seconds_per_audio_second": {f"{s}s": round(median[f"{s}s"] / s, 4) for s in lengths},
+        "long_clip": {"seconds_of_audio": long_seconds, "embed_seconds": round(long_time, 2),
+                      "real_time_factor": round(long_time / long_seconds, 4), "embedding_shape": list(embedding.shape),
+                      "windows": "10.24 s, no overlap, 8 per forward"},
+        "encoder": f"ViT-{_size(args)}/16, AudioMosaicEmbedder (windows of 1024 frames, hop 512 frames)",
+        "repeats": args.repeats,
+    }
+
+
 BENCHMARKS = {
     "pretrain_step": bench_pretrain_step,
     "features_vs_ast": bench_features_vs_ast,
+    "encoder_vs_timm": bench_encoder_vs_timm,
+    "encoder_vs_ast": bench_encoder_vs_ast,
+    "bf16": bench_bf16,
+    "views": bench_views,
+    "length_scaling": bench_length_scaling,
 }
 
 

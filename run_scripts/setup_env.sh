@@ -58,6 +58,11 @@ fi
 # timm is only the independent reference of the parity tests. --no-deps keeps torchvision (and another torch) out,
 # and --target keeps it off sys.path: an importable timm makes `accelerate launch` crash on the missing torchvision.
 [ -d "$VENV/timm_reference/timm" ] || "${PIP[@]}" --no-deps --target "$VENV/timm_reference" "timm==1.0.31"
+# audiomentations 0.43.1 (the original's augmentation library) is only the baseline of the `views` benchmark. Its
+# librosa import is lazy enough to run without numba; --no-deps + --target keep its pins (soxr<1, numpy) out of the venv.
+[ -d "$VENV/audiomentations_reference/audiomentations" ] || "${PIP[@]}" --no-deps --target "$VENV/audiomentations_reference" \
+  "audiomentations==0.43.1" "numpy-minmax==0.6.0" "numpy-rms==0.7.0" "python-stretch==0.3.1" "librosa==0.11.0" \
+  "lazy_loader==0.6" "decorator==5.3.2" "audioread==3.1.0" "pooch==1.9.0" "msgpack==1.2.4"
 "$PY" - <<'PYEOF'
 import torch, transformers
 assert torch.__version__.startswith("2.13.0"), f"torch was replaced: {torch.__version__}"

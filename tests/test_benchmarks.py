@@ -36,3 +36,16 @@ def test_masked_views_save_less_than_055_of_full_view_activations():
     full = run_benchmarks.saved_activation_bytes(run("none"), model)
     assert masked / full <= 0.55
     assert masked / full > 0.3  # ~ (201 + 257) / (2 x 513) = 0.45 of the tokens
+
+
+def test_views_benchmark_runs_both_chains_and_reports_a_ratio():
+    import pytest
+
+    try:
+        run_benchmarks._import_audiomentations()
+    except ImportError:
+        pytest.skip("audiomentations reference folder not installed (run_scripts/setup_env.sh installs it)")
+    result = run_benchmarks.main(["--only", "views", "--repeats", "1", "--quick", "--json"])[0]
+    assert result["name"] == "views" and result["ratio"] > 0
+    assert set(result["clips_per_second_per_core"]) == {"ours", "original"}
+
