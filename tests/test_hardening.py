@@ -429,3 +429,36 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
     assert all(np.isfinite(h["loss"]) for h in logged)
     assert logged[-1]["nonfinite_losses_skipped"] == 1 and logged[-1]["optimizer_steps_skipped"] == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_long_files_are_read_only_around_the_crop(bad_folder, monkeypatch, tmp_path):
+    """A 1 h file with max_seconds=2: soundfile reads a 2 s window (+ a resampling margin), not the hour; random crops
+    are real segments of the file, drawn reproducibly."""
+    import feature_extraction.data as data
+
+    reads = []
+    real_read = sf.read
+
+    def spy(file, *args, **kwargs):
+        reads.append(kwargs.get("frames", -1))
+        return real_read(file, *args, **kwargs)
+
+    monkeypatch.setattr(data.sf, "read", spy)
+    path = str(bad_folder / "good" / "hour.wav")
+    whole = np.tile(INT16, 3600)
+    for seed in (0, 1):
+        decoder = ExampleDecoder(max_seconds=2.0, crop="random", crop_seed=seed)
+        wave = decoder.decode({"audio": path})["audio"]
+        again = ExampleDecoder(max_seconds=2.0, crop="random", crop_seed=seed).decode({"audio": path})["audio"]
+        np.testing.assert_array_equal(wave, again)
+        assert wave.shape == (32000,)
+        # locate the crop in the hour: BASE repeats every second, so match its offset inside one period
+        offset = int(np.argmin([np.abs(whole[k : k + 64] / 32768 - wave[:64]).max() for k in range(RATE)]))
+        np.testing.assert_allclose(wave, whole[offset : offset + 32000] / 32768, atol=1e-7)
+    assert reads and max(reads) < 2 * 32000, reads  # never the whole hour (57.6 M frames)
+    # a resampled long file: the window is read at the source rate, resampled, then cut to max_samples
+    sf.write(tmp_path / "long_8k.wav", np.tile(_base(8000, seed=3), 600), 8000, subtype="FLOAT")
+    wave = ExampleDecoder(max_seconds=2.0, crop="start").decode({"audio": str(tmp_path / "long_8k.wav")})["audio"]
+    full = soxr.resample(np.tile(_base(8000, seed=3), 3), 8000, RATE)[:32000]
+    assert wave.shape == (32000,)
+    np.testing.assert_allclose(wave[:31000], full[:31000], atol=2e-3)  # same signal; only the far edge differs
