@@ -66,13 +66,14 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
     ]
 
 
-def checkpoint_problems(folder: str | os.PathLike) -> list[str]:
+def checkpoint_problems(folder: str | os.PathLike, world_size: int | None = None) -> list[str]:
     """What makes a `checkpoint-*` folder unusable for resuming (empty list: complete).
 
     A run killed while saving (kill -9, pre-emption, OOM) leaves a folder that `get_last_checkpoint` would still pick.
-    Checked: `trainer_state.json` parses (rank 0 writes it after the weights), the weights' safetensors headers parse,
-    every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is an intact zip archive (CRCs), and there is
-    one RNG state per process of the run that wrote it.
+    Checked: `trainer_state.json` parses (rank 0 writes it after the weights), the weights' safetensors headers parse
+    (or an FSDP sharded-state folder exists), every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is
+    an intact zip archive (CRCs), and the RNG states of ranks `0..world_size-1` are all there (`world_size` of the
+    resuming run; without it, that the ranks present are contiguous from 0).
     """
     folder = Path(folder)
     problems = []
@@ -81,7 +82,7 @@ def checkpoint_problems(folder: str | os.PathLike) -> list[str]:
     except (OSError, ValueError) as err:
         problems.append(f"trainer_state.json unreadable ({type(err).__name__})")
     weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
+    if not weights and not any(folder.glob("pytorch_model_fsdp_*")):
         problems.append("no safetensors weights")
     for path in weights:
         try:
@@ -97,8 +98,9 @@ def checkpoint_problems(folder: str | os.PathLike) -> list[str]:
         problems.append("no rng_state*.pth")
     else:
         ranks = sorted(int(p.stem.rsplit("_", 1)[1]) for p in rng if p.stem != "rng_state")
-        if ranks and ranks != list(range(len(ranks))):
-            problems.append(f"rng states of ranks {ranks} only")
+        expected = list(range(world_size)) if world_size and world_size > 1 else list(range(len(ranks)))
+        if ranks and ranks != expected or (world_size and world_size > 1 and not ranks):
+            problems.append(f"rng states of ranks {ranks}, expected {expected}")
     for path in sorted(folder.glob("*.pt")) + rng:
         try:
             with zipfile.ZipFile(path) as archive:
@@ -110,12 +112,12 @@ def checkpoint_problems(folder: str | os.PathLike) -> list[str]:
     return problems
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+def last_complete_checkpoint(output_dir: str | os.PathLike, world_size: int | None = None) -> str | None:
     """The newest `checkpoint-<step>` folder of `output_dir` that [`checkpoint_problems`] finds complete; incomplete
     newer ones (a run killed while saving) are skipped with a warning. `None` if there is none."""
     folders = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
     for folder in sorted(folders, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
-        problems = checkpoint_problems(folder)
+        problems = checkpoint_problems(folder, world_size)
         if not problems:
             return str(folder)
         logger.warning(f"skipping incomplete checkpoint {folder}: {'; '.join(problems)}")

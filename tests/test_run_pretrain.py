@@ -250,6 +250,8 @@ def test_incomplete_checkpoints_are_detected_and_skipped(audio_dir, recipe, tmp_
     assert any("optimizer.pt" in p for p in checkpoint_problems(out / "checkpoint-4"))
     (out / "checkpoint-2" / "trainer_state.json").unlink()
     assert last_complete_checkpoint(out) is None
+    # a 2-process run resuming from a 1-process checkpoint's rng files: rank 1's state is missing
+    assert any("expected [0, 1]" in p for p in checkpoint_problems(out / "checkpoint-2", world_size=2))
     with pytest.raises(ValueError, match="no complete checkpoint"):
         run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out),
                            "--max_steps", "6", "--resume_from_checkpoint", "last"])
