@@ -453,6 +453,35 @@ BENCHMARKS = {
 }
 
 
+def profile_encoders(args, dtype: torch.dtype = torch.float32, row_limit: int = 10) -> dict[str, str]:
+    """torch.profiler op tables (self CPU time) of one forward of our encoder and of timm's `VisionTransformer` of the
+    same configuration: the evidence behind `encoder_vs_timm` (same kernels, same counts)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from reference_timm import OriginalAudioMosaicReference
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+
+    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    models = {
+        "ours": AudioMosaicModel(config),
+        "timm": OriginalAudioMosaicReference(dim=config.hidden_size, depth=config.num_hidden_layers,
+                                             heads=config.num_attention_heads,
+                                             mlp_ratio=config.intermediate_size / config.hidden_size),
+    }
+    x = torch.randn(args.batch_size, 1024, 128, dtype=dtype)
+    tables = {}
+    for name, model in models.items():
+        model = model.to(dtype).eval()
+        with torch.inference_mode():
+            model(x)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                model(x)
+        tables[name] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=row_limit)
+    return tables
+
+
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="run only these (repeatable)")
@@ -460,7 +489,14 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smaller encoder (smoke runs)")
+    parser.add_argument("--profile_encoders", choices=["fp32", "bf16"], default=None,
+                        help="print torch.profiler op tables of our encoder and timm's ViT, then exit")
     args = parser.parse_args(argv)
+    if args.profile_encoders:
+        dtype = torch.bfloat16 if args.profile_encoders == "bf16" else torch.float32
+        for name, table in profile_encoders(args, dtype).items():
+            print(f"== {name} ({args.profile_encoders})\n{table}")
+        return []
     results = []
     for name in args.only or list(BENCHMARKS):
         result = BENCHMARKS[name](args)
