@@ -53,14 +53,20 @@ def machine() -> dict:
     }
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Run each callable `warmup` times, then `repeats` rounds of all of them in turn; return the times."""
+def interleaved(fns: dict, repeats: int, warmup: int = 1, pause: float = 0.5) -> dict[str, list[float]]:
+    """Run each callable `warmup` times, then `repeats` rounds of all of them in turn; return the times.
+
+    `pause` seconds of sleep before every timed call let the previous variant's thread pools (OpenMP / OpenBLAS
+    workers spin-wait after a parallel region) go idle, so that one variant's leftover spinning does not slow the
+    next one down (measured: without it, a numpy-heavy variant halved the speed of the torch variant timed after it).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            time.sleep(pause)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
