@@ -6,8 +6,8 @@ for context only).
     python run_scripts/run_benchmarks.py --only pretrain_step --json
 
 Each benchmark prints one JSON object: ``name``, ``ratio``, ``target``, ``passed`` and its absolute figures plus a
-machine description. Variants are interleaved (A, B, A, B, ...) and the fastest repeat of each is used
-(`best_of`: other processes only add time).
+machine description. Variants are interleaved in bursts (A, A, B, B, A, A, ...) and the fastest call of each is
+used (`best_of`: other processes and warm-up only add time).
 
 Benchmarks:
 * ``pretrain_step``: one AudioMosaic pre-training step (forward + backward, ViT-B/16, 1024x128, two views) with the
@@ -53,12 +53,13 @@ def machine() -> dict:
     }
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 1, pause: float = 0.5) -> dict[str, list[float]]:
-    """Run each callable `warmup` times, then `repeats` rounds of all of them in turn; return the times.
+def interleaved(fns: dict, repeats: int, warmup: int = 1, burst: int = 2) -> dict[str, list[float]]:
+    """Run each callable `warmup` times, then `repeats` rounds of all of them in turn, each variant `burst` times back
+    to back per round; return every call's time.
 
-    `pause` seconds of sleep before every timed call let the previous variant's thread pools (OpenMP / OpenBLAS
-    workers spin-wait after a parallel region) go idle, so that one variant's leftover spinning does not slow the
-    next one down (measured: without it, a numpy-heavy variant halved the speed of the torch variant timed after it).
+    Bursts measure the steady state a data pipeline sees: the first call after another variant (or after the CPU sat
+    idle) pays a warm-up cost -- measured ~40 ms per call on this VM, single-threaded too, so not thread-pool wake-up
+    but vCPU / cache warm-up -- which is 2x for a 50 ms feature-extraction batch and ~5 % for a 0.8 s ViT forward.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -66,10 +67,10 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, pause: float = 0.5) ->
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            time.sleep(pause)
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(burst):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
     return times
 
 
