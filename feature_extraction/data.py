@@ -70,10 +70,9 @@ from typing import Any, Union
 
 import numpy as np
 import soundfile as sf
-import torch
 import torch.utils.data
 
-from .feature_extraction_audiomosaic import _to_float32  # noqa: E402  (one set of dtype rules for arrays)
+from .feature_extraction_audiomosaic import _to_float32, _to_numpy  # noqa: E402  (one set of dtype rules)
 
 logger = logging.getLogger(__name__)
 
@@ -237,20 +236,10 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
 
 
 def _array_to_float32(array: Any) -> np.ndarray:
-    """A decoded audio array (numpy, torch or list) as float32 with the feature extractor's dtype rules: integer PCM
+    """A decoded audio array (numpy, torch or list) as float32 by the feature extractor's rules: integer PCM
     (int8/uint8/int16/int32) scaled to [-1, 1), floats cast, bool / complex / other integer types refused."""
-    if hasattr(array, "detach") and hasattr(array, "dtype"):  # a torch tensor
-        tensor = array.detach().cpu()
-        if tensor.dtype in (torch.float16, torch.bfloat16):
-            tensor = tensor.float()
-        array = tensor.numpy()
-    elif isinstance(array, (list, tuple)):
-        array = np.asarray(array)
-        if array.dtype.kind in "iu":  # Python numbers carry no PCM type: sample values, as in the feature extractor
-            array = array.astype(np.float64)
-    array = np.asarray(array)
     try:
-        return _to_float32(array, "audio array")
+        return _to_float32(_to_numpy(array, "audio array"), "audio array")
     except TypeError as err:
         raise AudioDecodeError("bad_dtype", str(err)) from err
 

@@ -852,10 +852,11 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                     f"{where} has shape {tuple(array.shape)}; expected a 1-D mono clip"
                     + (" or a 2-D (channels, samples) clip." if from_list else ".")
                 )
-            if not np.isfinite(array).all():
+            peak = float(np.abs(array).max())  # one pass: NaN / inf propagate into the peak
+            if not math.isfinite(peak):
                 bad = int(np.count_nonzero(~np.isfinite(array)))
                 raise ValueError(f"{where} contains {bad} NaN or infinite value(s).")
-            if array.size and float(np.abs(array).max()) > _MAX_FLOAT_PEAK:
+            if peak > _MAX_FLOAT_PEAK:
                 # not an error (loud float audio exists), but unscaled integer PCM stored as float is a common and
                 # otherwise silent mistake: the features would be shifted by ~ 2 * ln(32768) = 20.8
                 logger.warning_once(

@@ -389,7 +389,7 @@ class AudioMosaicPooler(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 # Pre-trained model base
 # ----------------------------------------------------------------------------------------------------------------------
-PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "training_args.bin")
+PICKLE_WEIGHT_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
 
 def load_safetensors_only(load_fn, pretrained_model_name_or_path, *args, **kwargs):
@@ -406,7 +406,7 @@ def load_safetensors_only(load_fn, pretrained_model_name_or_path, *args, **kwarg
     except OSError as err:
         folder = os.fspath(pretrained_model_name_or_path)
         subfolder = kwargs.get("subfolder") or ""
-        pickles = [n for n in PICKLE_WEIGHT_FILES[:2] if os.path.isfile(os.path.join(folder, subfolder, n))]
+        pickles = [n for n in PICKLE_WEIGHT_FILES if os.path.isfile(os.path.join(folder, subfolder, n))]
         if not pickles and "safetensors" not in str(err):
             raise
         found = f"{folder!r} holds only pickle weights ({', '.join(pickles)})" if pickles else (

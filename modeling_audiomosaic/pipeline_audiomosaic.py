@@ -48,15 +48,13 @@ class AudioMosaicAudioClassificationPipeline(AudioClassificationPipeline):
                 )
             sampling_rate = inputs["sampling_rate"]
             inputs = inputs["raw"] if inputs.get("raw") is not None else inputs["array"]
-        if hasattr(inputs, "ndim") and inputs.ndim == 2:
-            inputs = [inputs]  # one multi-channel clip (a bare 2-D array would be read as a batch)
-        elif isinstance(inputs, np.ndarray) or hasattr(inputs, "detach"):
-            pass
-        elif not isinstance(inputs, (list, tuple)):
+        if not isinstance(inputs, (np.ndarray, list, tuple)) and not hasattr(inputs, "detach"):
             raise TypeError(
                 f"Unsupported input of type {type(inputs).__name__}: pass a file path, bytes, a numpy array / torch "
                 "tensor, or a dict with 'array' and 'sampling_rate'."
             )
+        if getattr(inputs, "ndim", 1) == 2:
+            inputs = [inputs]  # one multi-channel clip (a bare 2-D array would be read as a batch)
         processed = self.feature_extractor(inputs, sampling_rate=sampling_rate, resample=True, return_tensors="pt")
         if processed["input_values"].shape[0] != 1:
             raise ValueError(

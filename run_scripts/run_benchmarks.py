@@ -7,7 +7,7 @@ for context only).
 
 Each benchmark prints one JSON object: ``name``, ``ratio``, ``target``, ``passed`` and its absolute figures plus a
 machine description. Variants are interleaved in bursts (A, A, B, B, A, A, ...) and the fastest call of each is
-used (`best_of`: other processes and warm-up only add time).
+used (`fastest`: other processes and warm-up only add time).
 
 Benchmarks:
 * ``pretrain_step``: one AudioMosaic pre-training step (forward + backward, ViT-B/16, 1024x128, two views) with the
@@ -74,10 +74,10 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1, burst: int = 2) -> dic
     return times
 
 
-def best_of(times: list[float]) -> float:
-    """The statistic every benchmark reports: the fastest repeat (the timeit convention -- on a shared machine other
-    processes only ever add time, so the minimum is the least disturbed measurement of each variant)."""
-    return min(times)
+def fastest(times: dict[str, list[float]]) -> dict[str, float]:
+    """The statistic every benchmark reports: each variant's fastest call (the timeit convention -- on a shared
+    machine other processes and warm-up only ever add time)."""
+    return {name: min(values) for name, values in times.items()}
 
 
 def saved_activation_bytes(fn, model: torch.nn.Module | None = None) -> int:
@@ -131,7 +131,7 @@ def bench_pretrain_step(args) -> dict:
     memory = {name: saved_activation_bytes(fn, model) for name, fn in fns.items()}
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     tokens = {"masked": list(step("masked").num_kept_tokens), "full": list(step("full").num_kept_tokens)}
-    best = {name: best_of(t) for name, t in times.items()}
+    best = fastest(times)
     speedup = best["full"] / best["masked"]
     memory_ratio = memory["masked"] / memory["full"]
     results.update(
@@ -153,21 +153,18 @@ def bench_pretrain_step(args) -> dict:
 
 
 def bench_features_vs_ast(args) -> dict:
-    from transformers import ASTFeatureExtractor
-
     from feature_extraction import AudioMosaicFeatureExtractor
 
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(160000).astype(np.float32) * 0.1 for _ in range(32)]
     ours = AudioMosaicFeatureExtractor.from_preset("audioset")
-    ast = ASTFeatureExtractor(sampling_rate=16000, num_mel_bins=128, max_length=1024, mean=-4.2677393,
-                              std=4.5689974, do_normalize=True)
+    ast = _ast_feature_extractor()
     fns = {
         "ours": lambda: ours(clips, sampling_rate=16000, return_tensors="pt"),
         "ast": lambda: ast(clips, sampling_rate=16000, return_tensors="pt"),
     }
     times = interleaved(fns, repeats=args.repeats)
-    best = {name: best_of(t) for name, t in times.items()}
+    best = fastest(times)
     diff = float((fns["ours"]()["input_values"] - fns["ast"]()["input_values"]).abs().max())
     ratio = best["ast"] / best["ours"]
     return {
@@ -197,26 +194,44 @@ def _encoder_pair_times(ours, theirs, x, repeats, dtype):
         return call
 
     times = interleaved({"ours": run(ours), "theirs": run(theirs)}, repeats=repeats)
-    return {name: best_of(t) for name, t in times.items()}
+    return fastest(times)
 
 
 def _size(args) -> str:
     return "small" if args.quick else "base"
 
 
+def _encoder_config(args):
+    from modeling_audiomosaic import AudioMosaicConfig
+
+    return AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+
+
+def _timm_reference(config) -> torch.nn.Module:
+    """timm's VisionTransformer built like the original encoder (timm from its reference folder, torchvision stubbed)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from reference_timm import OriginalAudioMosaicReference
+
+    return OriginalAudioMosaicReference(frames=1024, mel_bins=128, dim=config.hidden_size,
+                                        depth=config.num_hidden_layers, heads=config.num_attention_heads,
+                                        mlp_ratio=config.intermediate_size / config.hidden_size)
+
+
+def _ast_feature_extractor():
+    from transformers import ASTFeatureExtractor
+
+    return ASTFeatureExtractor(sampling_rate=16000, num_mel_bins=128, max_length=1024, mean=-4.2677393,
+                               std=4.5689974, do_normalize=True)
+
+
 def bench_encoder_vs_timm(args) -> dict:
     """Our encoder vs timm's VisionTransformer of the same configuration (the original's base class), fp32 and bf16."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from reference_timm import OriginalAudioMosaicReference  # timm from its reference folder, torchvision stubbed
+    from modeling_audiomosaic import AudioMosaicModel
 
-    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
-
-    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    config = _encoder_config(args)
     torch.manual_seed(0)
     ours = AudioMosaicModel(config)
-    theirs = OriginalAudioMosaicReference(frames=1024, mel_bins=128, dim=config.hidden_size,
-                                          depth=config.num_hidden_layers, heads=config.num_attention_heads,
-                                          mlp_ratio=config.intermediate_size / config.hidden_size)
+    theirs = _timm_reference(config)
     x = torch.randn(args.batch_size, 1024, 128)
     results, ratios = {}, {}
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -239,9 +254,9 @@ def bench_encoder_vs_ast(args) -> dict:
     """Our encoder vs transformers' ASTModel at equal hidden size, depth, heads and (almost) token count."""
     from transformers import ASTConfig, ASTModel
 
-    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+    from modeling_audiomosaic import AudioMosaicModel
 
-    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    config = _encoder_config(args)
     torch.manual_seed(0)
     ours = AudioMosaicModel(config)
     # strides 16 x 16 (no overlap): 64 x 8 = 512 patches + CLS + distillation token = 514 tokens (ours: 513)
@@ -267,9 +282,9 @@ def bench_encoder_vs_ast(args) -> dict:
 
 def bench_bf16(args) -> dict:
     """Our bf16 inference vs our fp32 inference, and how close the embeddings stay."""
-    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+    from modeling_audiomosaic import AudioMosaicModel
 
-    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    config = _encoder_config(args)
     torch.manual_seed(0)
     fp32 = AudioMosaicModel(config).eval()
     bf16 = AudioMosaicModel(config).eval()
@@ -286,7 +301,7 @@ def bench_bf16(args) -> dict:
 
     fns = {"fp32": run(fp32, x), "bf16": run(bf16, x.to(torch.bfloat16))}
     times = interleaved(fns, repeats=args.repeats)
-    best = {name: best_of(t) for name, t in times.items()}
+    best = fastest(times)
     cosine = torch.nn.functional.cosine_similarity(fns["fp32"]().float(), fns["bf16"]().float(), dim=-1)
     ratio = best["fp32"] / best["bf16"]
     return {
@@ -333,8 +348,6 @@ def bench_views(args) -> dict:
     Every baseline's fbank is OUR `kaldi_fbank` kernel called on one view at a time unless stated (the original's
     torchaudio fbank is not installable here), which makes the baselines faster than the original code.
     """
-    from transformers import ASTFeatureExtractor
-
     from feature_extraction import AudioMosaicFeatureExtractor
     from feature_extraction.augmentation import ContrastiveViewGenerator
     from feature_extraction.feature_extraction_audiomosaic import kaldi_fbank
@@ -352,8 +365,7 @@ def bench_views(args) -> dict:
         released = A.Compose([A.PolarityInversion(p=0.5), A.TimeStretch(min_rate=0.7, max_rate=1.3, p=0.7),
                               A.AddGaussianSNR(p=0.5), A.Gain(p=0.3), A.HighPassFilter(p=0.3),
                               A.BandStopFilter(p=0.5), A.PitchShift(p=0.6)])
-        ast = ASTFeatureExtractor(sampling_rate=16000, num_mel_bins=128, max_length=1024, mean=-4.2677393,
-                                  std=4.5689974, do_normalize=True)
+        ast = _ast_feature_extractor()
         rng = np.random.default_rng(0)
         batch = 16 if not args.quick else 4
         clips = [(0.1 * rng.standard_normal(160000)).astype(np.float32) for _ in range(batch)]
@@ -391,7 +403,7 @@ def bench_views(args) -> dict:
         times = interleaved(fns, repeats=args.repeats)
     finally:
         torch.set_num_threads(threads)
-    best = {name: best_of(t) for name, t in times.items()}
+    best = fastest(times)
     ratio = best["released_chain"] / best["ours_original_speed"]
     return {
         "name": "views",
@@ -412,10 +424,10 @@ def bench_views(args) -> dict:
 def bench_length_scaling(args) -> dict:
     """Encoder time vs clip length (1-30 s; > 10.24 s in 50 %-overlapping windows) and chunked embedding of 10 min."""
     from feature_extraction import AudioMosaicFeatureExtractor
-    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+    from modeling_audiomosaic import AudioMosaicModel
     from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
 
-    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
+    config = _encoder_config(args)
     torch.manual_seed(0)
     model = AudioMosaicModel(config).eval()
     fe = AudioMosaicFeatureExtractor.from_preset("audioset")
@@ -425,7 +437,7 @@ def bench_length_scaling(args) -> dict:
     clips = {s: (0.1 * rng.standard_normal(16000 * s)).astype(np.float32) for s in lengths}
     fns = {f"{s}s": (lambda c=clips[s]: embedder.embed(c)) for s in lengths}
     times = interleaved(fns, repeats=args.repeats)
-    best = {name: best_of(t) for name, t in times.items()}
+    best = fastest(times)
     secs = np.array([best[f"{s}s"] for s in lengths])
     exponent = float(np.polyfit(np.log(lengths), np.log(secs), 1)[0])
     long_seconds = 600 if not args.quick else 60
@@ -465,18 +477,10 @@ def profile_encoders(args, dtype: torch.dtype = torch.float32, row_limit: int = 
     same configuration: the evidence behind `encoder_vs_timm` (same kernels, same counts)."""
     from torch.profiler import ProfilerActivity, profile
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from reference_timm import OriginalAudioMosaicReference
+    from modeling_audiomosaic import AudioMosaicModel
 
-    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
-
-    config = AudioMosaicConfig.from_preset("audioset", _size(args), drop_path_rate=0.0)
-    models = {
-        "ours": AudioMosaicModel(config),
-        "timm": OriginalAudioMosaicReference(dim=config.hidden_size, depth=config.num_hidden_layers,
-                                             heads=config.num_attention_heads,
-                                             mlp_ratio=config.intermediate_size / config.hidden_size),
-    }
+    config = _encoder_config(args)
+    models = {"ours": AudioMosaicModel(config), "timm": _timm_reference(config)}
     x = torch.randn(args.batch_size, 1024, 128, dtype=dtype)
     tables = {}
     for name, model in models.items():
