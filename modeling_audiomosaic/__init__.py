@@ -25,6 +25,7 @@ from .modeling_audio_llm import (
     AudioMosaicCausalLMOutputWithPast,
     AudioMosaicForConditionalGeneration,
     AudioMosaicLLMPreTrainedModel,
+    answer_alignment_loss,
     pool_audio_tokens,
 )
 from .processing_audiomosaic import LTU_CHAT_TEMPLATE, AudioMosaicProcessor
@@ -69,6 +70,7 @@ __all__ = [
     "AudioMosaicCausalLMOutputWithPast",
     "AudioMosaicProcessor",
     "LTU_CHAT_TEMPLATE",
+    "answer_alignment_loss",
     "pool_audio_tokens",
     "convert_original_checkpoint",
     "AudioMosaicAudioClassificationPipeline",

