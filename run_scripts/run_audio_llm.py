@@ -31,7 +31,8 @@ The offline demo (docs/RESULTS.md, issue 7) uses SmolLM2-135M-Instruct from the 
 
     python run_scripts/run_audio_llm.py --audio_model outputs/audiomosaic-demo-encoder --language_model smollm2 \\
         --corpus_dir .cache/offline_corpus/default-seed0 --output_dir outputs/audio_llm --num_audio_tokens 1 \\
-        --align_steps 500 --projector_steps 0 --lora_steps 600 --train_per_task 1400 --merge_and_unload
+        --align_steps 500 --projector_steps 0 --lora_steps 600 --train_per_task 1400 --max_new_tokens 6 \\
+        --merge_and_unload
 
 (about 11 minutes on 2 CPU cores: one clip-level audio token, stage 0 on all training clips, then 600 LoRA steps.)
 """
