@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
@@ -51,3 +52,15 @@ def test_views_benchmark_runs_both_chains_and_reports_a_ratio():
         "ours_original", "ours_original_speed", "ours_fbank_only", "released_chain", "same5_chain",
         "same5_chain_numpy_fbank"}
     assert result["ratio_same_transforms"] > 0 and result["ratio_vs_numpy_fbank_chain"] > 0
+
+
+def test_encoder_vs_ast_reports_the_per_block_breakdown():
+    result = run_benchmarks.main(["--only", "encoder_vs_ast", "--repeats", "1", "--quick", "--json"])[0]
+    assert result["name"] == "encoder_vs_ast" and result["ratio"] > 0
+    per_block = result["per_block_ms"]
+    assert set(per_block) == {"block", "attention", "mlp"}
+    for part in per_block.values():
+        assert part["ours"] > 0 and part["ast"] > 0
+        assert part["ratio"] == pytest.approx(part["ast"] / part["ours"], rel=0.02)
+    # a block is its attention + MLP (+ two LayerNorms and residual adds)
+    assert per_block["block"]["ours"] > max(per_block["attention"]["ours"], per_block["mlp"]["ours"])
