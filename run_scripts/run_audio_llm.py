@@ -355,7 +355,7 @@ def align_projector(model: AudioMosaicForConditionalGeneration, processor: Audio
     tokenizer = processor.tokenizer
     train_answers = answer_id_matrix(tokenizer, [item["answer"] for item in train_items])
     test_answers = answer_id_matrix(tokenizer, [item["answer"] for item in test_items])
-    candidates = torch.unique(torch.cat([train_answers[train_answers >= 0], test_answers[test_answers >= 0]]))
+    candidates = torch.unique(train_answers[train_answers >= 0])  # the training answers' vocabulary only
     projector = model.audio_projector
     device = next(projector.parameters()).device
     embeddings = model.get_input_embeddings().weight.detach()
@@ -398,9 +398,9 @@ def align_projector(model: AudioMosaicForConditionalGeneration, processor: Audio
         """Per task: the fraction of clips whose first min(N, m) audio slots' nearest candidates are the answer's
         tokens (the answer, as far as the slots can spell it)."""
         audio = projector.project(pooled.to(device))
-        _, predicted = answer_alignment_loss(audio, answers.to(device), embeddings, candidates,
-                                             args.align_temperature)
-        predicted = predicted.cpu()
+        nearest = torch.cdist(audio.flatten(0, 1), embeddings[candidates.to(embeddings.device)].to(audio.dtype))
+        nearest = nearest.argmin(dim=-1)
+        predicted = candidates[nearest.cpu()].view(audio.shape[:2])  # a held-out token outside them never matches
         lengths = (answers >= 0).sum(dim=1).clamp(max=predicted.shape[1])
         hits: dict[str, list[bool]] = {}
         for row, (length, item) in enumerate(zip(lengths.tolist(), items)):
