@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -92,9 +93,15 @@ def classifier_from_probe(encoder_dir: Path, probe: dict, classes: list[str]) ->
     num_layers = AudioMosaicModel.config_class.from_pretrained(encoder_dir).num_hidden_layers
     layer = probe.get("layer", num_layers)
     head = {} if layer == num_layers else {"classifier_head": "layer", "probe_layer": layer - 1}
-    model = AudioMosaicForAudioClassification.from_pretrained(
-        encoder_dir, num_labels=len(classes), id2label=id2label, label2id={v: k for k, v in id2label.items()}, **head
-    )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the head is reported "newly initialized"; it is filled from the probe below
+    try:
+        model = AudioMosaicForAudioClassification.from_pretrained(
+            encoder_dir, num_labels=len(classes), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            **head,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     scaler, clf = probe["scaler"], probe["classifier"]
     weight = clf.coef_ / scaler.scale_[None, :]
     bias = clf.intercept_ - (clf.coef_ * (scaler.mean_ / scaler.scale_)[None, :]).sum(1)
