@@ -290,6 +290,19 @@ def decode_audio(
     return wave
 
 
+def crop_start(length: int, num_samples: int, mode: str = "random", rng: np.random.Generator | None = None) -> int:
+    """Where a crop of ``num_samples`` out of ``length`` (> ``num_samples``) samples starts, for ``mode`` ``"random"``
+    (uniform, drawn from ``rng`` or a fresh unseeded generator), ``"start"`` or ``"center"``."""
+    if mode == "random":
+        rng = rng if rng is not None else np.random.default_rng()
+        return int(rng.integers(0, length - num_samples + 1))
+    if mode == "start":
+        return 0
+    if mode == "center":
+        return (length - num_samples) // 2
+    raise ValueError(f"crop mode must be 'random', 'start' or 'center', got {mode!r}")
+
+
 def crop_or_pad(
     wave: np.ndarray,
     num_samples: int,
@@ -310,15 +323,7 @@ def crop_or_pad(
         raise ValueError(f"num_samples must be positive, got {num_samples}")
     n = wave.shape[0]
     if n > num_samples:
-        if mode == "random":
-            rng = rng if rng is not None else np.random.default_rng()
-            start = int(rng.integers(0, n - num_samples + 1))
-        elif mode == "start":
-            start = 0
-        elif mode == "center":
-            start = (n - num_samples) // 2
-        else:
-            raise ValueError(f"crop mode must be 'random', 'start' or 'center', got {mode!r}")
+        start = crop_start(n, num_samples, mode, rng)
         wave = wave[start : start + num_samples]
     elif n < num_samples and pad:
         wave = np.pad(wave, (0, num_samples - n))
@@ -832,13 +837,7 @@ class ExampleDecoder:
             need = int(math.ceil(self.max_samples * rate / self.sampling_rate)) + margin
             if rate <= 0 or frames < 2 * need:
                 return None
-            span = frames - need
-            if self.crop == "random":
-                start = int(self._crop_rng().integers(0, span + 1))
-            elif self.crop == "center":
-                start = span // 2
-            else:
-                start = 0
+            start = crop_start(frames, need, self.crop, self._crop_rng() if self.crop == "random" else None)
             if isinstance(source, io.BytesIO):
                 source.seek(0)
             data, rate = sf.read(source, start=start, frames=need, dtype="float32", always_2d=True)
@@ -1920,6 +1919,7 @@ __all__ = [
     "build_label_vocabulary",
     "collate_for_classification",
     "crop_or_pad",
+    "crop_start",
     "decode_audio",
     "detect_source_type",
     "get_rank_and_world_size",

@@ -99,7 +99,7 @@ def checkpoint_problems(folder: str | os.PathLike, world_size: int | None = None
     else:
         ranks = sorted(int(p.stem.rsplit("_", 1)[1]) for p in rng if p.stem != "rng_state")
         expected = list(range(world_size)) if world_size and world_size > 1 else list(range(len(ranks)))
-        if ranks and ranks != expected or (world_size and world_size > 1 and not ranks):
+        if ranks != expected:
             problems.append(f"rng states of ranks {ranks}, expected {expected}")
     for path in sorted(folder.glob("*.pt")) + rng:
         try:

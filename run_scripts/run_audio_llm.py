@@ -96,9 +96,12 @@ def normalise_answer(text: str) -> str:
     return " ".join(words)
 
 
-def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, seed: int) -> list[dict[str, Any]]:
+def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, seed: int,
+                    decoded: dict[tuple[str, int], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Question/answer items from the offline corpus (`build_offline_corpus.py`): up to `per_task` clips per task,
-    drawn class-balanced (round-robin over the classes in a seeded order)."""
+    drawn class-balanced (round-robin over the classes in a seeded order). Pass the same `decoded` dict to several
+    calls on one split (e.g. stage 0's and the LM stages' selections) to decode each clip once."""
+    decoded = {} if decoded is None else decoded
     corpus_dir = Path(corpus_dir)
     items: list[dict[str, Any]] = []
     for task, question in TASK_QUESTIONS.items():
@@ -124,14 +127,16 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
                 if not queue:
                     queues.remove(queue)
         for index in sorted(chosen):
-            example = dataset[index]
-            if example["labels"][0] != manifest_labels[index]:
-                raise RuntimeError(f"{path}: item {index} decoded as {example['labels'][0]!r}, the manifest says "
-                                   f"{manifest_labels[index]!r} (an unreadable clip?).")
-            items.append({
-                "audio": np.asarray(example["audio"], dtype=np.float32), "question": question,
-                "answer": answer_for(task, example["labels"][0]), "task": task,
-            })
+            if (task, index) not in decoded:
+                example = dataset[index]
+                if example["labels"][0] != manifest_labels[index]:
+                    raise RuntimeError(f"{path}: item {index} decoded as {example['labels'][0]!r}, the manifest "
+                                       f"says {manifest_labels[index]!r} (an unreadable clip?).")
+                decoded[task, index] = {
+                    "audio": np.asarray(example["audio"], dtype=np.float32), "question": question,
+                    "answer": answer_for(task, example["labels"][0]), "task": task,
+                }
+            items.append(decoded[task, index])
     return items
 
 
@@ -348,6 +353,8 @@ def align_projector(model: AudioMosaicForConditionalGeneration, processor: Audio
     """Stage 0: train the projector alone with [`answer_alignment_loss`] on cached pooled encoder tokens (no LM
     forward). Returns the log history and diagnostics: the fraction of clips whose audio slots' nearest candidate
     embeddings spell the answer exactly (train and held-out), i.e. how much of the answer the audio tokens carry."""
+    from transformers import get_cosine_schedule_with_warmup
+
     progress = not args.disable_tqdm
     log(f"[align] encoding {len(train_items)} training and {len(test_items)} held-out clips once (frozen encoder)")
     train_pooled = pooled_audio_tokens(model, processor, train_items, progress=progress)
@@ -364,9 +371,7 @@ def align_projector(model: AudioMosaicForConditionalGeneration, processor: Audio
     for param in projector.parameters():
         param.requires_grad_(True)
     optimizer = torch.optim.AdamW(projector.parameters(), lr=args.align_lr, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, args.align_steps) / args.align_steps))
-    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=0, num_training_steps=args.align_steps)
     generator = torch.Generator().manual_seed(args.seed)
     batch_size = min(args.align_batch_size, len(train_items))
     log(f"[align] {args.align_steps} steps, lr {args.align_lr}, batch {batch_size}, {candidates.numel()} candidate "
@@ -599,8 +604,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     (out / "run_config.json").write_text(json.dumps(run_config, indent=2))
 
+    decoded_train: dict[tuple[str, int], dict[str, Any]] = {}  # shared by the stage-0 and LM-stage selections
     if args.corpus_dir:
-        train_items = corpus_qa_items(args.corpus_dir, "train", args.train_per_task, args.seed)
+        train_items = corpus_qa_items(args.corpus_dir, "train", args.train_per_task, args.seed, decoded_train)
         test_items = corpus_qa_items(args.corpus_dir, "test", args.test_per_task, args.seed)
     else:
         sampling_rate = processor.feature_extractor.sampling_rate
@@ -631,7 +637,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.align_steps:
         start = time.time()
         if args.corpus_dir:
-            align_items = corpus_qa_items(args.corpus_dir, "train", args.align_per_task, args.seed)
+            align_items = corpus_qa_items(args.corpus_dir, "train", args.align_per_task, args.seed, decoded_train)
         else:
             align_items = train_items
         history, results["alignment"] = align_projector(model, processor, align_items, test_items, args)

@@ -179,22 +179,22 @@ def bench_features_vs_ast(args) -> dict:
     }
 
 
+def _inference_call(module: torch.nn.Module, inputs: torch.Tensor):
+    """A callable that runs `module(inputs)` under `torch.inference_mode()` (what every forward benchmark times)."""
+
+    def call():
+        with torch.inference_mode():
+            return module(inputs)
+
+    return call
+
+
 def _encoder_pair_times(ours, theirs, x, repeats, dtype):
     """Interleaved forward times (no grad) of two encoders on the same input, in `dtype` (bf16 via autocast-free
     weight casting, as inference users do: `model.to(torch.bfloat16)`)."""
-    ours = ours.to(dtype).eval()
-    theirs = theirs.to(dtype).eval()
     x = x.to(dtype)
-
-    def run(model):
-        def call():
-            with torch.inference_mode():
-                return model(x)
-
-        return call
-
-    times = interleaved({"ours": run(ours), "theirs": run(theirs)}, repeats=repeats)
-    return fastest(times)
+    fns = {"ours": _inference_call(ours.to(dtype).eval(), x), "theirs": _inference_call(theirs.to(dtype).eval(), x)}
+    return fastest(interleaved(fns, repeats=repeats))
 
 
 def _size(args) -> str:
@@ -293,17 +293,10 @@ def _block_part_times(ours, ast, args) -> dict[str, dict[str, float]]:
         "mlp": (ours_block.mlp, ast_block.mlp),
     }
 
-    def call(module, inputs):
-        def run():
-            with torch.inference_mode():
-                return module(inputs)
-
-        return run
-
     fns = {}
     for part, (mine, theirs) in parts.items():
-        fns[f"{part}/ours"] = call(mine, x_ours)
-        fns[f"{part}/ast"] = call(theirs, x_ast)
+        fns[f"{part}/ours"] = _inference_call(mine, x_ours)
+        fns[f"{part}/ast"] = _inference_call(theirs, x_ast)
     best = fastest(interleaved(fns, repeats=3 * args.repeats, burst=3))
     return {part: {"ours": round(1000 * best[f"{part}/ours"], 2), "ast": round(1000 * best[f"{part}/ast"], 2),
                    "ratio": round(best[f"{part}/ast"] / best[f"{part}/ours"], 3)} for part in parts}
@@ -321,17 +314,11 @@ def bench_bf16(args) -> dict:
     bf16 = bf16.to(torch.bfloat16)
     x = torch.randn(args.batch_size, 1024, 128)
 
-    def run(model, inputs):
-        def call():
-            with torch.inference_mode():
-                return model(inputs).pooler_output
-
-        return call
-
-    fns = {"fp32": run(fp32, x), "bf16": run(bf16, x.to(torch.bfloat16))}
+    fns = {"fp32": _inference_call(fp32, x), "bf16": _inference_call(bf16, x.to(torch.bfloat16))}
     times = interleaved(fns, repeats=args.repeats)
     best = fastest(times)
-    cosine = torch.nn.functional.cosine_similarity(fns["fp32"]().float(), fns["bf16"]().float(), dim=-1)
+    cosine = torch.nn.functional.cosine_similarity(fns["fp32"]().pooler_output.float(),
+                                                   fns["bf16"]().pooler_output.float(), dim=-1)
     ratio = best["fp32"] / best["bf16"]
     return {
         "name": "bf16",

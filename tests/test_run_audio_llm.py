@@ -200,3 +200,40 @@ def test_majority_answer_baseline():
     train = [{"question": "q", "answer": a, "task": "t"} for a in ("x", "x", "y")]
     test = [{"question": "q", "answer": a, "task": "t"} for a in ("x", "y", "y", "y")]
     assert ral.majority_accuracy(train, test) == {"t": 0.25, "all": 0.25}
+
+
+def test_corpus_items_class_balanced_and_decoded_once(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    for task in ral.TASK_QUESTIONS:
+        records = []
+        for label in ("a_b", "c", "_silence_"):
+            for index in range(3):
+                name = f"audio/{label}_{index}.wav"
+                (tmp_path / task / "audio").mkdir(parents=True, exist_ok=True)
+                sf.write(tmp_path / task / name, (0.1 * rng.standard_normal(1600)).astype(np.float32), 16000)
+                records.append({"wav": name, "labels": label, "group": f"{label}{index}"})
+        (tmp_path / task / "train.json").write_text(json.dumps({"data": records}))
+    reads = []
+    original = ral.load_audio_dataset
+
+    class Counting:  # counts the clips corpus_qa_items decodes
+        def __init__(self, dataset):
+            self.dataset = dataset
+
+        def __getitem__(self, index):
+            reads.append(index)
+            return self.dataset[index]
+
+    def counting(*args, **kwargs):
+        return Counting(original(*args, **kwargs))
+
+    monkeypatch.setattr(ral, "load_audio_dataset", counting)
+    decoded = {}
+    two = ral.corpus_qa_items(tmp_path, "train", 2, seed=0, decoded=decoded)
+    assert len(two) == 2 * 3 and len(reads) == 6
+    assert {item["answer"] for item in two if item["task"] == "esc"} <= {"a b", "c", "silence"}
+    everything = ral.corpus_qa_items(tmp_path, "train", None, seed=0, decoded=decoded)
+    assert len(everything) == 9 * 3 and len(reads) == 27  # the 6 already decoded clips are not read again
+    assert all(any(item is other for other in everything) for item in two)
+    with pytest.raises(FileNotFoundError, match="build the corpus"):
+        ral.corpus_qa_items(tmp_path, "test", 1, seed=0)
