@@ -28,6 +28,10 @@ INPUT_PRESETS: dict[str, dict[str, Any]] = {
     "speechcommands": {"max_length": 128},  # 1 s (padded to 1.28 s), 8 x 8 patches
 }
 
+# Input presets whose released label set is multi-label (several labels per clip), with that set's size: a preset
+# config with exactly these labels scores them with sigmoids (BCE), see `AudioMosaicConfig.from_preset`.
+MULTI_LABEL_PRESETS: dict[str, int] = {"audioset": 527}  # the AudioSet ontology
+
 # Encoder sizes. "base" is the released ViT-B/16; the smaller ones are for CPU experiments and tests.
 SIZE_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 192, "num_hidden_layers": 12, "num_attention_heads": 3, "intermediate_size": 768},
@@ -332,6 +336,18 @@ class AudioMosaicConfig(PreTrainedConfig):
     def from_preset(cls, input_preset: str = "audioset", size: str = "base", **kwargs: Any) -> "AudioMosaicConfig":
         """Build a config from a released input size and an encoder size.
 
+        `problem_type` decides how [`AudioMosaicForAudioClassification`] is trained and how the audio-classification
+        pipeline scores it: `"multi_label_classification"` (BCE loss, independent sigmoid scores: a clip may carry
+        several labels) or `"single_label_classification"` (cross-entropy, softmax over the labels: exactly one label
+        per clip). If you do not pass `problem_type`, a preset given its own multi-label label set gets
+        `"multi_label_classification"`: `"audioset"` with the 527 AudioSet labels (`id2label` or `num_labels` of
+        size 527, e.g. `id2label=load_label_file("audioset")`). Any other labels keep the transformers default (no
+        `problem_type`: the pipeline uses softmax, and the first loss call infers the type from the labels: integer
+        class ids -> single-label, multi-hot rows -> multi-label), e.g. the 2-class EnvSDD heads on the `"audioset"`
+        input size, or ESC-50. Pass `problem_type` explicitly to choose; note that the original
+        Speech Commands fine-tunes were trained with BCE on one-hot targets (`problem_type=
+        "multi_label_classification"` reproduces them), although each clip has a single keyword.
+
         Args:
             input_preset: `"audioset"` (1024 frames), `"esc50"` (512) or `"speechcommands"` (128).
             size: `"tiny"`, `"small"` or `"base"` (the released ViT-B/16).
@@ -342,7 +358,11 @@ class AudioMosaicConfig(PreTrainedConfig):
         if size not in SIZE_PRESETS:
             raise ValueError(f"Unknown size preset {size!r}; choose one of {sorted(SIZE_PRESETS)}.")
         values = {**copy.deepcopy(SIZE_PRESETS[size]), **INPUT_PRESETS[input_preset], **kwargs}
+        num_labels = len(kwargs["id2label"]) if kwargs.get("id2label") else kwargs.get("num_labels")
+        if "problem_type" not in kwargs and num_labels and MULTI_LABEL_PRESETS.get(input_preset) == int(num_labels):
+            values["problem_type"] = "multi_label_classification"
         return cls(**values)
 
 
-__all__ = ["AudioMosaicConfig", "INPUT_PRESETS", "SIZE_PRESETS", "POOLING_MODES", "CLASSIFIER_HEADS", "OBJECTIVES"]
+__all__ = ["AudioMosaicConfig", "INPUT_PRESETS", "MULTI_LABEL_PRESETS", "SIZE_PRESETS", "POOLING_MODES",
+           "CLASSIFIER_HEADS", "OBJECTIVES"]

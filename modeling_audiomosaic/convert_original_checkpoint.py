@@ -96,7 +96,16 @@ _CLASSIFIER_FAMILY = "AudioMosaicForAudioClassification"  # `model_class` value 
 
 #: released label sets by head width; the EnvSDD heads (2) get generic names (the reference does not name them)
 LABEL_SETS_BY_WIDTH = {527: "audioset", 50: "esc50", 11: "speechcommands_v1", 35: "speechcommands_v2"}
-MULTI_LABEL_SETS = ("audioset",)
+#: constructor defaults of the original classes for values a release ``config.json`` may leave out: the release
+#: loader builds ``cls(**config)``, so a missing key takes these (reference §4.1: ``pooling='cls'`` in the
+#: ``AudioMosaicPretrain`` / ``AudioMosaicClassifier`` signatures; §5.1: mask ratios 0.8 / 0.8; §4.3: dropout 0)
+ORIGINAL_CLASS_DEFAULTS: dict[str, Any] = {
+    "pooling": "cls", "mask_ratio_time": 0.8, "mask_ratio_freq": 0.8, "classifier_drop_out": 0.0,
+}
+#: what every original training config sets (reference §9.3, §5.1); used for raw checkpoints, which carry no config
+RECIPE_VALUES: dict[str, Any] = {
+    "pooling": "avg", "mask_ratio_time": 0.6, "mask_ratio_freq": 0.4, "drop_path_rate": 0.1, "classifier_drop_out": 0.0,
+}
 #: feature-extractor preset by input length (frames), used when the release has no `audio_preprocessing`
 PRESET_BY_FRAMES = {1024: "audioset", 512: "esc50", 128: "speechcommands"}
 #: LTU normalised its encoder input as (fbank + 5.081) / 4.4849 (reference §2.6) = (x - mean) / (2 std) with these
@@ -265,6 +274,8 @@ class ConversionPlan:
     extra_files: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: native config value -> where it came from (release config, original class default, checkpoint shapes, ...)
+    config_sources: dict[str, str] = field(default_factory=dict)
 
 
 def normalize_model_class(name: str) -> str:
@@ -389,6 +400,80 @@ def _release_kwarg(kwargs: Mapping[str, Any], *names: str) -> Any:
     return next((kwargs[n] for n in names if n in kwargs and kwargs[n] is not None), None)
 
 
+def read_size(value: Any, name: str, *, square: bool = False) -> tuple[int, int]:
+    """A size argument of the original classes (``spec_size``, ``patch_size``, ``patch_stride``) as a pair.
+
+    An int ``n`` means ``(n, n)`` (timm's convention); a list / tuple of two positive ints is taken as is (the original
+    authors write ``"patch_size": [16, 16]`` as well as ``16``). With ``square=True`` (patch sizes, strides) both
+    entries must be equal.
+
+    Raises:
+        ValueError: anything else (a string, a float, a bool, a 3-tuple, a non-positive entry, a non-square patch).
+    """
+    items = list(value) if isinstance(value, (list, tuple)) else [value, value]
+    if len(items) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in items):
+        raise ValueError(
+            f"{name}={value!r} is not a size: expected a positive int or a pair of two positive ints "
+            f"(e.g. 16 or [16, 16]); fix the release config.json."
+        )
+    if square and items[0] != items[1]:
+        raise ValueError(
+            f"{name}={value!r} is not square: only square, non-overlapping patches are supported (the original "
+            f"uses 16 x 16 with stride 16); fix the release config.json."
+        )
+    return int(items[0]), int(items[1])
+
+
+def _default_value(name: str, has_config: bool, original_class: str, sources: dict[str, str]) -> Any:
+    """A value the release config does not set: the original class default (with a config) or the training recipe's
+    (raw checkpoint); records where it came from in `sources`."""
+    if has_config and name in ORIGINAL_CLASS_DEFAULTS:
+        value = ORIGINAL_CLASS_DEFAULTS[name]
+        assumed = " (recorded for AudioMosaicPretrain / AudioMosaicClassifier; assumed the same for the probes)" if (
+            name == "pooling" and "Probe" in original_class) else ""
+        sources[name] = (f"original class default {value!r}: the release config has no {name!r} and the release "
+                         f"loader builds {original_class}(**config){assumed}")
+    elif has_config:  # no recorded class default: the recipes' value
+        value = RECIPE_VALUES[name]
+        sources[name] = (f"training recipe {value!r}: the release config has no {name!r} (the original class default "
+                         "is not recorded)")
+    else:
+        value = RECIPE_VALUES[name]
+        sources[name] = f"training recipe {value!r}: no release config (every original training config sets it)"
+    return value
+
+
+def resolve_problem_type(num_labels: int, release: Any = None) -> tuple[str, str]:
+    """``problem_type`` of a converted ``num_labels``-way head and where it came from, from how it was trained.
+
+    A recognised release gives its own training loss (the catalogue ``modeling_audiomosaic.releases`` records
+    ``problem_type`` per release: BCE -> multi-label, cross-entropy -> single-label). Otherwise the catalogue's
+    released heads of the same width decide (11 / 35: Speech Commands, BCE on one-hot targets -> multi-label; 50:
+    ESC-50 and 2: EnvSDD, cross-entropy -> single-label; 527: AudioSet, BCE). A width no release has -> single-label.
+    """
+    name = _release_field(release, "name") if release is not None else None
+    problem = _release_field(release, "problem_type") if release is not None else None
+    try:
+        from .releases import problem_type_for_head, training_loss
+    except Exception:  # the catalogue is unavailable: the transformers default
+        if problem:
+            return problem, f"release {name!r}: recorded problem type"
+        return "single_label_classification", ("default single-label: the release catalogue "
+                                               "(modeling_audiomosaic.releases) is unavailable")
+    if problem:
+        return problem, f"release catalogue: {name} was trained with {training_loss(problem)}"
+    problem, matches = problem_type_for_head(num_labels)
+    names = ", ".join(info.name for info in matches)
+    if problem:
+        return problem, (f"release catalogue: the released {num_labels}-way head(s) ({names}) were trained with "
+                         f"{training_loss(problem)}")
+    if matches:
+        return "single_label_classification", (f"default single-label: the released {num_labels}-way heads ({names}) "
+                                               "were trained with different losses; set config.problem_type")
+    return "single_label_classification", (f"default single-label: no released head has {num_labels} outputs; set "
+                                           "config.problem_type to multi_label_classification if trained with BCE")
+
+
 def _resolve_preprocessing(frames: int, num_mel_bins: int, audio_preprocessing: Mapping[str, Any] | None,
                            is_ltu: bool, notes: list[str]) -> dict[str, Any]:
     """Feature-extractor settings: frames from the position table, mean/std from the release (else by frame count)."""
@@ -431,8 +516,8 @@ def _resolve_preprocessing(frames: int, num_mel_bins: int, audio_preprocessing: 
     return out
 
 
-def _resolve_labels(num_labels: int) -> tuple[dict[int, str], str, str | None]:
-    """``id2label``, ``problem_type`` and the label-set name for a head of `num_labels` outputs."""
+def _resolve_labels(num_labels: int) -> tuple[dict[int, str], str | None]:
+    """``id2label`` and the label-set name for a head of `num_labels` outputs."""
     from .labels import load_label_file
 
     label_set = LABEL_SETS_BY_WIDTH.get(num_labels)
@@ -442,8 +527,7 @@ def _resolve_labels(num_labels: int) -> tuple[dict[int, str], str, str | None]:
             raise ValueError(f"label file {label_set} has {len(id2label)} entries for a {num_labels}-way head.")
     else:
         id2label = {i: f"LABEL_{i}" for i in range(num_labels)}
-    problem = "multi_label_classification" if label_set in MULTI_LABEL_SETS else "single_label_classification"
-    return id2label, problem, label_set
+    return id2label, label_set
 
 
 def plan_conversion(
@@ -453,16 +537,27 @@ def plan_conversion(
     *,
     probe_layer: int | None = None,
     drop_extra_heads: bool = False,
+    release: Any = None,
 ) -> ConversionPlan:
     """Validate an original state dict and work out the native class, config, key mapping and preprocessing.
+
+    Architecture values come from the weights' shapes and keys where they can; the others from the release config.
+    A value the release config leaves out takes the original class's constructor default (``pooling='cls'``, mask
+    ratios 0.8 / 0.8), because the release loader builds ``cls(**config)``; without any release config (a raw training
+    checkpoint) the value every original training config sets is used (``pooling: avg``, mask ratios 0.6 / 0.4).
+    ``plan.config_sources`` records where each value came from. ``problem_type`` follows how the head was trained
+    (see :func:`resolve_problem_type`).
 
     Args:
         state_dict: original keys (wrapper prefixes are stripped here).
         release_config: the release's ``config.json`` (``model_class`` + constructor kwargs + ``audio_preprocessing``).
+            Sizes (``spec_size``, ``patch_size``, ``patch_stride``) may be an int or a pair (see :func:`read_size`).
         model_class: force the class (original, native or alias name); else the release's, else inferred from keys.
         probe_layer: block read by ``AudioMosaicLayerProbe`` when the release config does not say.
         drop_extra_heads: leave out ``logit_bias`` / ``online_classifier.*`` of a pre-training checkpoint (no native
             equivalent) instead of raising.
+        release: the ``modeling_audiomosaic.releases`` entry of this checkpoint, if known: its recorded training loss
+            sets ``problem_type`` (otherwise the catalogue's heads of the same width decide).
 
     Raises:
         KeyError: unknown or missing keys (all listed).
@@ -525,33 +620,61 @@ def plan_conversion(
                                               fc_norm=original_class != "AudioMosaicTransformer")
             _check_key_sets(set(raw), expected, original_class)
     keys = set(raw)
+    has_config = release_config is not None and not is_ltu
+    sources: dict[str, str] = {}  # native config value -> where it came from (reported in the summary)
     hidden = int(raw["cls_token"].shape[-1])
-    patch = int(raw["patch_embed.proj.weight"].shape[-1])
+    kernel = tuple(int(n) for n in raw["patch_embed.proj.weight"].shape[-2:])
+    if kernel[0] != kernel[1]:
+        raise ValueError(f"patch_embed.proj.weight has a non-square {kernel[0]} x {kernel[1]} kernel: only square "
+                         "patches have a native equivalent.")
+    patch = kernel[0]
     depth = max(_block_indices(keys)) + 1
-    spec_size = _release_kwarg(kwargs, "spec_size", "img_size")
-    num_mel_bins = int(spec_size[1]) if spec_size else int((audio_preprocessing or {}).get("num_mel_bins", 128))
+    sources.update(hidden_size="checkpoint shapes (cls_token)", patch_size="checkpoint shapes (patch_embed.proj)")
+    spec_value = _release_kwarg(kwargs, "spec_size", "img_size")
+    spec_size = read_size(spec_value, "spec_size") if spec_value is not None else None
+    if spec_size:
+        num_mel_bins, sources["num_mel_bins"] = spec_size[1], f"release config (spec_size={spec_value!r})"
+    elif audio_preprocessing and "num_mel_bins" in audio_preprocessing:
+        num_mel_bins = int(audio_preprocessing["num_mel_bins"])
+        sources["num_mel_bins"] = "release config (audio_preprocessing.num_mel_bins)"
+    else:
+        num_mel_bins, sources["num_mel_bins"] = 128, "default 128 (every original model uses 128 mel bins)"
+    if num_mel_bins % patch:
+        raise ValueError(f"{num_mel_bins} mel bins are not a multiple of the {patch}-wide patches.")
     freq_patches = num_mel_bins // patch
     num_tokens = int(raw["pos_embed"].shape[1])
     if (num_tokens - 1) % freq_patches:
         raise ValueError(f"pos_embed has {num_tokens} rows, not 1 + a multiple of {freq_patches} frequency patches.")
     frames = (num_tokens - 1) // freq_patches * patch
+    sources["max_length"] = "checkpoint shapes (pos_embed rows)"
+    patch_value = _release_kwarg(kwargs, "patch_size")
     checks = {
-        "spec_size[0]": (int(spec_size[0]) if spec_size else None, frames),
+        "spec_size[0]": (spec_size[0] if spec_size else None, frames),
         "embed_dim": (_release_kwarg(kwargs, "embed_dim"), hidden),
-        "patch_size": (_release_kwarg(kwargs, "patch_size"), patch),
+        "patch_size": (read_size(patch_value, "patch_size", square=True)[0] if patch_value is not None else None,
+                       patch),
     }
     for name, (given, found) in checks.items():
         if given is not None and int(given) != found:
             raise ValueError(f"the release config says {name}={given} but the checkpoint's shapes give {found}.")
+    stride_value = _release_kwarg(kwargs, "patch_stride")
+    if stride_value is not None and read_size(stride_value, "patch_stride", square=True)[0] != patch:
+        notes.append(f"patch_stride={stride_value!r} ignored: the original ignores it too (swallowed by **kwargs) "
+                     f"and always uses stride = patch size ({patch}).")
     release_depth = _release_kwarg(kwargs, "depth")
     if release_depth is not None:
         if int(release_depth) < depth:
             raise ValueError(f"the release config says depth={release_depth} but the checkpoint has {depth} blocks.")
         depth = int(release_depth)  # blocks missing from the checkpoint are reported (all keys) below
+    sources["num_hidden_layers"] = ("release config (depth)" if release_depth is not None
+                                    else "checkpoint keys (blocks.*)")
     num_heads = _release_kwarg(kwargs, "num_heads")
     if num_heads is None:
         num_heads = max(hidden // 64, 1)
+        sources["num_attention_heads"] = f"assumed {num_heads} (head size 64; not stored in the weights)"
         notes.append(f"num_heads is not stored in the weights; assumed {num_heads} (head size 64).")
+    else:
+        sources["num_attention_heads"] = "release config (num_heads)"
     intermediate = int(raw["blocks.0.mlp.fc1.weight"].shape[0])
     qkv_bias = any(re.match(r"^blocks\.\d+\.attn\.qkv\.bias$", k) for k in keys)
     proj_bias = any(re.match(r"^blocks\.\d+\.(attn\.proj|mlp\.fc[12])\.bias$", k) for k in keys)
@@ -561,6 +684,8 @@ def plan_conversion(
         given = _release_kwarg(kwargs, name)
         if given is not None and bool(given) != value:
             raise ValueError(f"the release config says {name}={given} but the checkpoint's keys give {value}.")
+        sources[name] = "checkpoint keys" + (" (the release config agrees)" if given is not None else "")
+    sources["intermediate_size"] = "checkpoint shapes (mlp.fc1)"
     expected = expected_original_keys(
         original_class, depth, qkv_bias=qkv_bias, proj_bias=proj_bias, final_norm=final_norm, fc_norm=fc_norm,
         logit_scale="logit_scale" in keys,
@@ -568,16 +693,33 @@ def plan_conversion(
     _check_key_sets(keys, expected, original_class)
 
     # ---- native config
-    pooling = {"avg": "mean", "mean": "mean", "cls": "cls"}.get(str(_release_kwarg(kwargs, "pooling") or "avg"))
+    original_pooling = _release_kwarg(kwargs, "pooling")
+    if is_ltu:
+        original_pooling = "avg"
+        sources["pooling"] = "LTU audio encoder: the original never pools it (LTU pools the tokens itself); mean"
+    elif original_pooling is not None:
+        sources["pooling"] = f"release config (pooling={original_pooling!r})"
+    else:
+        original_pooling = _default_value("pooling", has_config, original_class, sources)
+        if has_config:
+            notes.append(f"the release config has no 'pooling': the original class default {original_pooling!r} is "
+                         "used (CLS token, not the mean every training config sets), as the release's own loader "
+                         "would; check the source of this checkpoint.")
+    pooling = {"avg": "mean", "mean": "mean", "cls": "cls"}.get(str(original_pooling))
     if pooling is None:
-        raise ValueError(f"pooling={kwargs.get('pooling')!r} is not supported (only 'avg' and 'cls').")
+        raise ValueError(f"pooling={original_pooling!r} is not supported (only 'avg' and 'cls').")
     drop_path = _release_kwarg(kwargs, "drop_path_rate")
+    if drop_path is not None:
+        sources["drop_path_rate"] = "release config"
+    elif final_norm:
+        drop_path, sources["drop_path_rate"] = 0.0, "LTU recipe 0.0 (the encoder with a final norm is LTU's)"
+    else:
+        drop_path = _default_value("drop_path_rate", has_config, original_class, sources)
     config_kwargs: dict[str, Any] = dict(
         hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=int(num_heads),
         intermediate_size=intermediate, max_length=frames, num_mel_bins=num_mel_bins, patch_size=patch,
         qkv_bias=qkv_bias, proj_bias=proj_bias, layer_norm_eps=1e-6, hidden_act="gelu",
-        use_final_norm=final_norm, use_fc_norm=fc_norm, pooling=pooling,
-        drop_path_rate=float(drop_path if drop_path is not None else (0.0 if final_norm else 0.1)),
+        use_final_norm=final_norm, use_fc_norm=fc_norm, pooling=pooling, drop_path_rate=float(drop_path),
     )
     label_set = None
     if original_class == "AudioMosaicPretrain":
@@ -587,8 +729,12 @@ def plan_conversion(
             learnable_temperature="logit_scale" in keys, objective="contrastive", mask_grid="original",
         )
         for name in ("mask_ratio_time", "mask_ratio_freq"):
-            if _release_kwarg(kwargs, name) is not None:
-                config_kwargs[name] = float(kwargs[name])
+            given = _release_kwarg(kwargs, name)
+            if given is not None:
+                sources[name] = "release config"
+            else:
+                given = _default_value(name, has_config, original_class, sources)
+            config_kwargs[name] = float(given)
         notes.append('mask_grid="original": training-mode masks reproduce the released (swapped-grid) code.')
     elif native_class == _CLASSIFIER_FAMILY:
         if raw["head.weight"].shape[1] != hidden:
@@ -600,11 +746,17 @@ def plan_conversion(
         given = _release_kwarg(kwargs, "num_classes")
         if given is not None and int(given) != num_labels:
             raise ValueError(f"the release config says num_classes={given} but head.weight has {num_labels} rows.")
-        id2label, problem_type, label_set = _resolve_labels(num_labels)
+        id2label, label_set = _resolve_labels(num_labels)
+        problem_type, sources["problem_type"] = resolve_problem_type(num_labels, release)
+        dropout = _release_kwarg(kwargs, "classifier_drop_out", "classifier_dropout")
+        if dropout is not None:
+            sources["classifier_dropout"] = "release config"
+        else:
+            dropout = _default_value("classifier_drop_out", has_config, original_class, sources)
+            sources["classifier_dropout"] = sources.pop("classifier_drop_out")
         config_kwargs.update(
             classifier_head=head, id2label=id2label, label2id={v: k for k, v in id2label.items()},
-            problem_type=problem_type,
-            classifier_dropout=float(_release_kwarg(kwargs, "classifier_drop_out", "classifier_dropout") or 0.0),
+            problem_type=problem_type, classifier_dropout=float(dropout),
         )
         if label_set is None:
             notes.append(
@@ -615,6 +767,7 @@ def plan_conversion(
             if layer is None:
                 raise ValueError("AudioMosaicLayerProbe needs probe_layer (not in the release config): pass it.")
             config_kwargs["probe_layer"] = int(layer)
+            sources["probe_layer"] = "probe_layer argument" if probe_layer is not None else "release config"
         if head == "weighted_sum" and raw["layer_weights"].shape != (depth + 1,):
             raise ValueError(f"layer_weights has shape {tuple(raw['layer_weights'].shape)}; expected ({depth + 1},).")
         if head == "attentive":
@@ -623,6 +776,7 @@ def plan_conversion(
             if given is not None and int(given) != heads:
                 raise ValueError(f"the release config says num_attn_heads={given} but attn_query has {heads} heads.")
             config_kwargs["attentive_probe_heads"] = heads
+            sources["attentive_probe_heads"] = "checkpoint shapes (attn_query)"
     if probe_layer is not None and head != "layer":
         notes.append(f"probe_layer={probe_layer} ignored ({original_class} is not a layer probe).")
 
@@ -641,7 +795,7 @@ def plan_conversion(
         original_class="AudioMosaicLlamaForCausalLM (LTU audio encoder)" if is_ltu else original_class,
         native_class=native_class, classifier_head=head, config_kwargs=config_kwargs, mapping=mapping,
         state_dict=native_state, preprocessing=preprocessing, label_set=label_set, extra_files=extra_files,
-        skipped=skipped, notes=notes,
+        skipped=skipped, notes=notes, config_sources=sources,
     )
 
 
@@ -708,8 +862,10 @@ def release_mismatches(release: Any, plan: ConversionPlan) -> list[str]:
         "classifier_head": plan.classifier_head,
         "num_labels": len(plan.config_kwargs.get("id2label") or {}),
         "frames": plan.preprocessing["max_length"],
+        "pooling": plan.config_kwargs.get("pooling"),
     }
     expected = {name: _release_field(release, name) for name in found}
+    expected["pooling"] = expected["pooling"] or "mean"  # every released model (and its card) pools the mean
     preset = _release_field(release, "input_preset")
     try:
         from .releases import INPUT_GEOMETRY
@@ -758,12 +914,16 @@ def render_generic_model_card(summary: Mapping[str, Any]) -> str:
         f"- native class: `{native}`" + (f" (`classifier_head=\"{summary['classifier_head']}\"`)"
                                         if summary.get("classifier_head") else ""),
         f"- encoder: ViT, {summary['config']['num_hidden_layers']} blocks x {summary['config']['hidden_size']}, "
-        f"{summary['config']['num_attention_heads']} heads, 16x16 patches, time-major tokens, mean pooling over all "
-        "tokens including CLS" + (", final LayerNorm" if summary["config"].get("use_final_norm") else ""),
+        f"{summary['config']['num_attention_heads']} heads, {summary['config']['patch_size']}x"
+        f"{summary['config']['patch_size']} patches, time-major tokens, "
+        + ("CLS-token pooling" if summary["config"].get("pooling") == "cls" else
+           "mean pooling over all tokens including CLS")
+        + (", final LayerNorm" if summary["config"].get("use_final_norm") else ""),
     ]
     if labels:
         lines.append(f"- labels: {labels['num_labels']} ({labels.get('label_set') or 'generic names'}), "
-                     f"problem type `{labels['problem_type']}`")
+                     f"problem type `{labels['problem_type']}`"
+                     + (f" ({labels['problem_type_source']})" if labels.get("problem_type_source") else ""))
     lines += [
         "", "## Preprocessing", "",
         f"16 kHz mono audio -> Kaldi log-mel filter bank (128 bins, 25 ms Hanning window, 10 ms hop) -> zero-pad or "
@@ -826,8 +986,9 @@ def convert_original_checkpoint(
         overwrite: allow writing into a non-empty `dst`.
 
     Returns:
-        A summary: classes, native config, key mapping (``[{"original", "native", "shape"}]``), skipped keys,
-        preprocessing, labels, written files and notes.
+        A summary: classes, native config, ``config_sources`` (where each config value came from: release config,
+        original class default, checkpoint shapes, release catalogue, ...), key mapping (``[{"original", "native",
+        "shape"}]``), skipped keys, preprocessing, labels (with ``problem_type_source``), written files and notes.
 
     Raises:
         KeyError: unknown or missing keys (all listed). ValueError: inconsistent or unsupported checkpoints.
@@ -847,8 +1008,12 @@ def convert_original_checkpoint(
             plan.notes.append(f"the checkpoint does not match release {release!r} ({'; '.join(mismatches)}): a "
                               "generic model card is written.")
             release, card = None, None
-        elif card is not None and plan.extra_files:
-            card = card.rstrip("\n") + "\n\n" + _extra_files_section(plan.extra_files)
+        else:
+            if "problem_type" in plan.config_kwargs:  # the recognised release's own training loss
+                problem_type, source = resolve_problem_type(len(plan.config_kwargs["id2label"]), entry)
+                plan.config_kwargs["problem_type"], plan.config_sources["problem_type"] = problem_type, source
+            if card is not None and plan.extra_files:
+                card = card.rstrip("\n") + "\n\n" + _extra_files_section(plan.extra_files)
     summary: dict[str, Any] = {
         "source": str(src), "source_format": checkpoint.source_format, "weights_file": str(checkpoint.weights_file),
         "original_class": plan.original_class, "native_class": plan.native_class,
@@ -857,12 +1022,14 @@ def convert_original_checkpoint(
         "mapping": [{"original": o, "native": n, "shape": list(s)} for o, n, s in plan.mapping],
         "skipped": plan.skipped, "notes": plan.notes, "preprocessing": plan.preprocessing,
         "config": {k: v for k, v in plan.config_kwargs.items() if k not in ("id2label", "label2id")},
+        "config_sources": dict(plan.config_sources),
         "labels": None, "extra_files": {name: sorted(t) for name, t in plan.extra_files.items()},
         "dst": str(dst) if dst is not None else None, "dry_run": dry_run, "files": [],
     }
     if "id2label" in plan.config_kwargs:
         summary["labels"] = {"num_labels": len(plan.config_kwargs["id2label"]), "label_set": plan.label_set,
-                             "problem_type": plan.config_kwargs["problem_type"]}
+                             "problem_type": plan.config_kwargs["problem_type"],
+                             "problem_type_source": plan.config_sources.get("problem_type")}
     if dry_run:
         _print_mapping(plan.mapping, plan.extra_files)
         return summary

@@ -411,6 +411,25 @@ def release_for_path(path_or_name: str | PurePath) -> ReleaseInfo | None:
     return RELEASES[name] if name else None
 
 
+def training_loss(problem_type: str | None) -> str | None:
+    """The original training loss behind a ``problem_type`` (``"BCE"`` or ``"cross-entropy"``), ``None`` if none."""
+    return {"multi_label_classification": "BCE", "single_label_classification": "cross-entropy"}.get(
+        problem_type or "")
+
+
+def problem_type_for_head(num_labels: int) -> tuple[str | None, tuple[ReleaseInfo, ...]]:
+    """How the released classifiers with a ``num_labels``-way head were trained.
+
+    Returns ``(problem_type, releases)``: the ``problem_type`` shared by every released classifier of that width (BCE ->
+    ``"multi_label_classification"``, cross-entropy -> ``"single_label_classification"``) and those releases; ``(None,
+    releases)`` when no release has that width or the releases disagree. E.g. 11 -> multi-label (Speech Commands v1,
+    trained with BCE on one-hot targets), 50 -> single-label (ESC-50, cross-entropy).
+    """
+    matches = tuple(info for info in RELEASES.values() if info.is_classifier and info.num_labels == num_labels)
+    kinds = {info.problem_type for info in matches}
+    return (kinds.pop() if len(kinds) == 1 else None), matches
+
+
 # -- model card rendering --------------------------------------------------------------------------------------------
 
 _PLAIN_SCALAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]*$")
@@ -914,7 +933,9 @@ __all__ = [
     "card_metadata",
     "headline_metric",
     "model_index",
+    "problem_type_for_head",
     "release_for_path",
     "render_index",
     "render_model_card",
+    "training_loss",
 ]

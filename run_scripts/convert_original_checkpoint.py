@@ -72,6 +72,10 @@ def format_summary(summary: dict) -> str:
         labels = summary["labels"]
         lines.append(f"labels:        {labels['num_labels']} ({labels['label_set'] or 'generic'}), "
                      f"{labels['problem_type']}")
+    config, sources = summary.get("config", {}), summary.get("config_sources") or {}
+    for index, (name, source) in enumerate(sources.items()):  # where each config value came from
+        value = summary["labels"]["problem_type"] if name == "problem_type" else config.get(name)
+        lines.append(f"{'config:' if index == 0 else '':<15}{name}={value!r} <- {source}")
     lines.append(f"model card:    {'release ' + summary['release'] if summary.get('release') else 'generic'}")
     lines += [f"note:          {note}" for note in summary["notes"]]
     if summary["dry_run"]:

@@ -211,8 +211,11 @@ def test_classifier_releases(tmp_path, num_classes, frames, preprocessing, label
     if label_set:  # generic LABEL_i names equal the transformers defaults, which config.json does not store
         assert {int(k): v for k, v in config["id2label"].items()} == expected_labels
         assert len(config["id2label"]) == num_classes
-    assert config["problem_type"] == ("multi_label_classification" if num_classes == 527
-                                      else "single_label_classification")
+    # how each head was trained (release catalogue): AudioSet and Speech Commands with BCE, ESC-50 / EnvSDD with CE
+    bce = num_classes in (527, 11, 35)
+    assert config["problem_type"] == ("multi_label_classification" if bce else "single_label_classification")
+    source = summary["labels"]["problem_type_source"]
+    assert "release catalogue" in source and ("BCE" if bce else "cross-entropy") in source
 
     model = AutoModelForAudioClassification.from_pretrained(dst).eval()
     assert model.config.id2label == expected_labels and model.config.max_length == frames
@@ -384,6 +387,8 @@ def test_cli_converts_and_reports(small_release, tmp_path, capsys):
     assert load_cli().main([str(src), str(dst)]) == 0
     printed = capsys.readouterr().out
     assert "AudioMosaicClassifier -> AudioMosaicForAudioClassification" in printed and "written to" in printed
+    assert "pooling='mean' <- release config (pooling='avg')" in printed  # where each config value came from
+    assert "problem_type='multi_label_classification' <- release catalogue" in printed
     assert (dst / "model.safetensors").is_file()
     assert load_cli().main([str(src), str(dst)]) == 1  # not empty: refuses without --overwrite
     assert "not empty" in capsys.readouterr().err
@@ -517,3 +522,96 @@ def test_layer_probe_needs_its_layer():
     assert plan_conversion(state, model_class="layer_probe", probe_layer=3).config_kwargs["probe_layer"] == 3
     with pytest.raises(ValueError, match="AASIST"):
         plan_conversion(state, model_class="AudioMosaicAASIST")
+
+
+# ------------------------------------------------------------------------------------------------ config values
+def spc_meta_state(num_classes: int = 11) -> dict:
+    return meta_state(lambda: OriginalAudioMosaicReference(frames=128, depth=REDUCED_DEPTH, num_classes=num_classes))
+
+
+def spc_config(**changes) -> dict:
+    return release_config("AudioMosaicClassifier", 128, REDUCED_DEPTH, SPC, num_classes=11) | changes
+
+
+@pytest.mark.parametrize("field, value", [("patch_size", [16, 16]), ("patch_size", (16, 16)),
+                                          ("patch_stride", [16, 16]), ("spec_size", 128), ("spec_size", (128, 128))])
+def test_sizes_accept_an_int_or_a_pair(field, value):
+    """The original authors write sizes as ints or pairs (`"patch_size": [16, 16]`); both convert alike."""
+    plan = plan_conversion(spc_meta_state(), spc_config(**{field: value}))
+    assert (plan.config_kwargs["patch_size"], plan.config_kwargs["max_length"], plan.config_kwargs["num_mel_bins"]) \
+        == (16, 128, 128)
+    assert not any("patch_stride" in note for note in plan.notes)
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("patch_size", [16, 8], "is not square"), ("patch_stride", [16, 8], "is not square"),
+    ("patch_size", "16", "is not a size"), ("patch_size", [16, 16, 16], "is not a size"),
+    ("patch_size", 16.5, "is not a size"), ("patch_size", True, "is not a size"),
+    ("spec_size", "128x128", "is not a size"), ("spec_size", [128, 128, 1], "is not a size"),
+    ("spec_size", [128, 0], "is not a size"),
+])
+def test_malformed_sizes_are_refused_clearly(field, value, problem):
+    with pytest.raises(ValueError, match=f"{field}=.*{problem}"):
+        plan_conversion(spc_meta_state(), spc_config(**{field: value}))
+
+
+def test_size_disagreements_and_ignored_stride():
+    with pytest.raises(ValueError, match=r"patch_size=8 but the checkpoint's shapes give 16"):
+        plan_conversion(spc_meta_state(), spc_config(patch_size=[8, 8]))
+    with pytest.raises(ValueError, match=r"spec_size\[0\]=256 but the checkpoint's shapes give 128"):
+        plan_conversion(spc_meta_state(), spc_config(spec_size=[256, 128]))
+    plan = plan_conversion(spc_meta_state(), spc_config(patch_stride=[10, 10]))  # the original ignores it as well
+    assert plan.config_kwargs["patch_size"] == 16 and any("patch_stride" in note for note in plan.notes)
+
+
+def test_problem_type_follows_the_training_loss(small_release):
+    """Speech Commands heads were trained with BCE on one-hot targets (reference §9.2): multi-label, from the release
+    catalogue, with the source stated; cross-entropy heads stay single-label; unknown widths say so."""
+    src, _ = small_release
+    summary = convert_original_checkpoint(src, None, dry_run=True)  # recognised: AudioMosaic-vit-b16-finetune-spc1
+    assert summary["release"] == "AudioMosaic-vit-b16-finetune-spc1"
+    assert summary["labels"]["problem_type"] == "multi_label_classification"
+    assert summary["labels"]["problem_type_source"] == (
+        "release catalogue: AudioMosaic-vit-b16-finetune-spc1 was trained with BCE")
+    for width, problem, text in [(35, "multi_label_classification", "finetune-spc2) were trained with BCE"),
+                                 (50, "single_label_classification", "trained with cross-entropy"),
+                                 (7, "single_label_classification", "no released head has 7 outputs")]:
+        plan = plan_conversion(spc_meta_state(width))  # a raw checkpoint: no release config, no known release
+        assert plan.config_kwargs["problem_type"] == problem, width
+        assert text in plan.config_sources["problem_type"], plan.config_sources["problem_type"]
+
+
+def test_missing_pooling_takes_the_original_class_default(tmp_path):
+    """A release config without `pooling` is built by the release loader with the class default (`pooling='cls'`,
+    reference §4.1): the converted model must pool the CLS token too, and the summary says where it came from."""
+    torch.manual_seed(13)
+    ref = OriginalAudioMosaicReference(frames=128, depth=REDUCED_DEPTH, num_classes=11, pooling="cls").eval()
+    config = spc_config()
+    del config["pooling"]
+    src = write_release(tmp_path / "release", reference_state(ref), config)
+    summary = convert_original_checkpoint(src, tmp_path / "native")
+    assert summary["config"]["pooling"] == "cls"
+    assert summary["config_sources"]["pooling"].startswith("original class default 'cls'")
+    assert any("has no 'pooling'" in note for note in summary["notes"])
+    assert "CLS-token pooling" in (tmp_path / "native" / "README.md").read_text()
+    model = AutoModelForAudioClassification.from_pretrained(tmp_path / "native").eval()
+    x = torch.randn(2, 128, 128)
+    with torch.no_grad():
+        assert_close(model(x).logits, ref(x)[0], "CLS-pooled logits")
+    # released configs set pooling explicitly; raw checkpoints (no config at all) follow the training configs (avg)
+    explicit = plan_conversion(reference_state(ref), config | {"pooling": "avg"})
+    assert explicit.config_kwargs["pooling"] == "mean"
+    assert explicit.config_sources["pooling"] == "release config (pooling='avg')"
+    raw = plan_conversion(reference_state(ref))
+    assert raw.config_kwargs["pooling"] == "mean" and raw.config_sources["pooling"].startswith("training recipe 'avg'")
+    # named as a release (all of which pool the mean), the CLS-pooled checkpoint gets a generic card, not the release's
+    summary = convert_original_checkpoint(src, None, dry_run=True, release_name="AudioMosaic-vit-b16-finetune-spc1")
+    assert summary["release"] is None and any("pooling: release 'mean', checkpoint 'cls'" in note
+                                              for note in summary["notes"])
+    # the same rule for the pre-training mask ratios (class defaults 0.8 / 0.8; pretrain.yaml 0.6 / 0.4)
+    pretrain = meta_state(lambda: PretrainReference(frames=1024))
+    from_release = plan_conversion(pretrain, release_config("AudioMosaicPretrain", 1024, 12, AUDIOSET))
+    assert (from_release.config_kwargs["mask_ratio_time"], from_release.config_kwargs["mask_ratio_freq"]) == (0.8, 0.8)
+    from_raw = plan_conversion(pretrain)
+    assert (from_raw.config_kwargs["mask_ratio_time"], from_raw.config_kwargs["mask_ratio_freq"]) == (0.6, 0.4)
+    assert "original class default" in from_release.config_sources["mask_ratio_time"]

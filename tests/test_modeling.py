@@ -231,6 +231,41 @@ def test_presets():
         assert cfg.max_length == frames and cfg.num_patches + 1 == tokens and cfg.hidden_size == 192
 
 
+def test_audioset_preset_with_audioset_labels_is_multi_label_and_pipeline_uses_sigmoid():
+    """AudioSet is multi-label: `from_preset("audioset", id2label=<527 AudioSet labels>)` must give a classifier the
+    audio-classification pipeline scores with sigmoids (it chooses by `config.problem_type`), not a softmax over 527."""
+    import numpy as np
+    from transformers import pipeline
+
+    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic import load_label_file
+
+    tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, drop_path_rate=0.0)
+    labels = load_label_file("audioset")
+    config = AudioMosaicConfig.from_preset("audioset", id2label=labels, **tiny)
+    assert config.problem_type == "multi_label_classification"
+    by_count = AudioMosaicConfig.from_preset("audioset", num_labels=527, **tiny)
+    assert by_count.problem_type == "multi_label_classification"
+    # an explicit choice wins; other label sets (EnvSDD's 2 classes on AudioSet-length input, ESC-50) keep the default
+    single = AudioMosaicConfig.from_preset("audioset", id2label=labels, problem_type="single_label_classification")
+    assert single.problem_type == "single_label_classification"
+    assert AudioMosaicConfig.from_preset("audioset", num_labels=2, **tiny).problem_type is None
+    assert AudioMosaicConfig.from_preset("esc50", id2label=load_label_file("esc50"), **tiny).problem_type is None
+
+    torch.manual_seed(0)
+    model = AudioMosaicForAudioClassification(config).eval()
+    fe = AudioMosaicFeatureExtractor.from_preset("audioset")
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    result = pipeline("audio-classification", model=model, feature_extractor=fe)(wave, top_k=527)
+    with torch.no_grad():
+        logits = model(**fe(wave, sampling_rate=16000, return_tensors="pt")).logits[0]
+    expected = dict(zip(labels.values(), logits.sigmoid().tolist()))
+    assert len(result) == 527
+    for row in result:
+        assert abs(row["score"] - expected[row["label"]]) < 1e-5
+    assert sum(row["score"] for row in result) > 10  # independent sigmoids, not a distribution summing to 1
+
+
 # --------------------------------------------------------------------------------------------------- training paths
 def test_gradient_checkpointing_same_gradients():
     config = tiny_config(num_labels=3)
