@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any, Callable
 
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.figure  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -34,26 +36,53 @@ def plot_training_loss(log_history: list[dict], path: Path, title: str = "AudioM
     plt.close(fig)
 
 
+def distinct_colors(count: int) -> list[tuple[float, float, float, float]]:
+    """`count` colours that are all different: tab10 up to 10, tab20 up to 20, else evenly spaced hues (matplotlib's
+    default cycle wraps after 10, so an 11th series would repeat the first one's colour)."""
+    if count <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(count)]
+    if count <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(count)]
+    return [plt.get_cmap("hsv")(i / count) for i in range(count)]
+
+
+def grouped_bars(groups: list[str], series: dict[str, list[float]], errors: dict[str, list[float]] | None = None,
+                 ylabel: str = "", title: str = "", figsize: tuple[float, float] = (7.0, 3.6), values: bool = True,
+                 ylim: float = 1.0) -> matplotlib.figure.Figure:
+    """Grouped bar chart with one distinct colour per series and the legend BELOW the axes (never over the bars).
+
+    `series[name][g]` is the bar of series `name` in group `groups[g]`; `errors` (same shape) adds error bars;
+    `values` writes each bar's value above it. Returns the figure (the caller saves and closes it)."""
+    names = list(series)
+    width = 0.8 / max(len(names), 1)
+    fig, ax = plt.subplots(figsize=figsize)
+    for i, (name, color) in enumerate(zip(names, distinct_colors(len(names)))):
+        heights = np.asarray(series[name], dtype=float)
+        bars = ax.bar(np.arange(len(groups)) + i * width - 0.4 + width / 2, heights, width, label=name, color=color,
+                      yerr=None if errors is None else errors[name], capsize=2 if errors is not None else 0)
+        if values:
+            for bar, value in zip(bars, heights):
+                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"{value:.2f}", ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_xticks(np.arange(len(groups)))
+    ax.set_xticklabels(groups)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, ylim)
+    ax.set_title(title, fontsize=10)
+    ncol = min(len(names), 3 if max((len(n) for n in names), default=0) > 20 else 4)
+    ax.legend(fontsize=7, ncol=ncol, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def plot_probe_bars(results: dict[str, dict[str, float]], path: Path, metric: str = "accuracy") -> None:
     """Grouped bars: one group per task, one bar per model (pre-trained, random init, log-mel + LR, ...)."""
     tasks = list(results)
     models = list(next(iter(results.values())))
-    width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(7.0, 3.6))
-    for i, model in enumerate(models):
-        values = [results[task].get(model, np.nan) for task in tasks]
-        bars = ax.bar(np.arange(len(tasks)) + i * width - 0.4 + width / 2, values, width, label=model)
-        for bar, value in zip(bars, values):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.01, f"{value:.2f}", ha="center",
-                    va="bottom", fontsize=7)
-    ax.set_xticks(np.arange(len(tasks)))
-    ax.set_xticklabels(tasks)
-    ax.set_ylabel(f"test {metric}")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Linear probe on the offline tasks (test split)")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    series = {model: [results[task].get(model, np.nan) for task in tasks] for model in models}
+    fig = grouped_bars(tasks, series, ylabel=f"test {metric}", ylim=1.05,
+                       title="Linear probe on the offline tasks (test split)")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -140,10 +169,12 @@ def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, se
 
 
 def layer_sweep_probe(features: dict[str, np.ndarray], labels: dict[str, list], seed: int = 0,
-                      layers: list[int] | None = None) -> dict:
+                      layers: list[int] | None = None, on_layer: Callable[[], Any] | None = None) -> dict:
     """Linear probes on every block's pooled output (`features[split]` is `(N, num_layers + 1, D)` from
     `AudioMosaicEmbedder(layer="all")`; index 0 = embeddings, i = block i); the layer AND C are chosen on the
     validation split, as AudioMosaic's layer-probe sweep; the test split is read once per layer for the record.
+
+    `on_layer` is called after each layer's probe (progress bars).
 
     Returns the best probe (with `"layer"`), the last block's probe (`"last"`), and `per_layer` accuracies.
     """
@@ -161,4 +192,6 @@ def layer_sweep_probe(features: dict[str, np.ndarray], labels: dict[str, list], 
             best = probe
         if layer == count - 1:
             last = probe
+        if on_layer is not None:
+            on_layer()
     return {"best": best, "last": last, "per_layer": per_layer}

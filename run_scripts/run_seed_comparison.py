@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "run_scripts"))
 
 import modeling_audiomosaic  # noqa: E402,F401
-from demo_plots import layer_sweep_probe, logistic_regression_probe  # noqa: E402
+from demo_plots import grouped_bars, layer_sweep_probe, logistic_regression_probe  # noqa: E402
 from run_demo import SPLITS, TASKS, load_split, logmel_features  # noqa: E402
 
 RECIPE = REPO / "run_scripts" / "recipes" / "pretrain_cpu_compare.yaml"
@@ -271,27 +271,18 @@ def markdown_table(table: dict, results: dict, compute: dict) -> str:
 
 
 def plot(table: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """Mean ± std over seeds per system and task; one distinct colour per system, legend below the bars."""
     import matplotlib.pyplot as plt
 
     systems = sorted(table, key=lambda s: -table[s]["mean"][0])
     groups = (*TASKS, "mean")
-    width = 0.8 / len(systems)
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    for i, system in enumerate(systems):
-        means = [table[system][g][0] for g in groups]
-        stds = [table[system][g][1] for g in groups]
-        ax.bar(np.arange(len(groups)) + i * width - 0.4 + width / 2, means, width, yerr=stds, capsize=2, label=system)
-    ax.set_xticks(np.arange(len(groups)))
-    ax.set_xticklabels(groups)
-    ax.set_ylabel("test accuracy (linear probe)")
-    ax.set_ylim(0, 1.0)
-    ax.set_title("Equal-compute (MACs) pre-training on the offline pool, linear probes (mean ± std over seeds)")
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig = grouped_bars(
+        list(groups), {s: [table[s][g][0] for g in groups] for s in systems},
+        errors={s: [table[s][g][1] for g in groups] for s in systems}, values=False, figsize=(10, 4.6),
+        ylabel="test accuracy (linear probe)",
+        title="Equal-compute (MACs) pre-training on the offline pool, linear probes (mean ± std over seeds)",
+    )
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -1,35 +1,130 @@
-"""The README main job end to end at a tiny size: corpus -> pre-training -> probes -> saved models -> report."""
+"""The README main job end to end at a tiny size: corpus -> pre-training -> probes -> saved models -> report, and the
+demo's plots."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "run_scripts"))
 
 
-def test_demo_tiny_end_to_end(tmp_path):
+def _cpu_burners(count: int) -> list[subprocess.Popen]:
+    """Busy processes that load the machine (a 'loaded 2-core machine'); the caller kills them."""
+    code = "import time\nend = time.time() + 600\nwhile time.time() < end:\n    pass\n"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
+
+
+def _run_demo(out: Path, corpus: Path, extra: tuple[str, ...] = ()) -> dict:
     import run_demo
+
+    return run_demo.main(["--output_dir", str(out), "--corpus_size", "tiny", "--corpus_dir", str(corpus),
+                          "--pretrain_max_steps", "3", *extra])
+
+
+def test_demo_tiny_end_to_end(tmp_path, capsys):
     from transformers import AutoModel, pipeline
 
     out = tmp_path / "outputs"
-    report = run_demo.main(["--output_dir", str(out), "--corpus_size", "tiny", "--corpus_dir", str(tmp_path / "c"),
-                            "--pretrain_minutes", "0.2", "--pretrain_max_steps", "3"])
-    for name in ("report.md", "results.json", "pretrain_loss.png", "probe_accuracy.png", "masked_views.png",
-                 "embedding_map_keywords.png", "embedding_map_esc.png"):
+    report = _run_demo(out, tmp_path / "c")
+    printed = capsys.readouterr().out
+    for task in ("keywords", "esc", "instruments"):  # the probe stage shows progress per task
+        assert f"probes: {task}" in printed
+    for name in ("report.md", "results.json", "timings.json", "pretrain_loss.png", "probe_accuracy.png",
+                 "masked_views.png", "embedding_map_keywords.png", "embedding_map_esc.png"):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     assert set(results["probe"]) == {"keywords", "esc", "instruments"}
     for task in results["probe"].values():
         assert len(task) == 3 and all(0.0 <= v["test_accuracy"] <= 1.0 for v in task.values())
-    assert report["pretrain"]["steps"] >= 1
+    assert report["pretrain"]["steps"] == 3 and report["pretrain"]["schedule_complete"]
+    assert "3 of 3 scheduled steps (complete)" in (out / "report.md").read_text()
+    assert set(json.loads((out / "timings.json").read_text())) >= {"corpus_s", "pretrain_s", "probes_s", "total_s"}
     assert type(AutoModel.from_pretrained(out / "audiomosaic-demo-encoder")).__name__ == "AudioMosaicModel"
     pipe = pipeline("audio-classification", model=str(out / "audiomosaic-demo-keywords"))
-    import numpy as np
 
     labels = {r["label"] for r in pipe(np.zeros(16000, dtype=np.float32) + 0.01, top_k=20)}
     assert "_silence_" in labels and len(labels) == 12
     assert "license:" in (out / "audiomosaic-demo-encoder" / "README.md").read_text()
     assert "| keywords |" in (out / "report.md").read_text()
+
+    # the same command on a loaded machine writes the same report (no wall-clock decision, no timings in it)
+    burners = _cpu_burners(3)
+    try:
+        _run_demo(tmp_path / "outputs_loaded", tmp_path / "c", ("--no_progress",))
+    finally:
+        for proc in burners:
+            proc.kill()
+    for name in ("report.md", "results.json"):
+        assert (tmp_path / "outputs_loaded" / name).read_text() == (out / name).read_text(), name
+
+
+def test_schedule_status_marks_a_cut_run():
+    import run_demo
+
+    assert run_demo.schedule_status(400, 400, None)["complete"]
+    cut = run_demo.schedule_status(397, 400, 15.0)
+    assert not cut["complete"] and "cut by the 15-minute wall-clock cap at 397 of 400" in cut["text"]
+    assert "depend on the machine" in cut["text"]
+
+
+def _capture_figure(monkeypatch, module) -> list:
+    """Keep the figures a plot function closes, to inspect them."""
+    figures = []
+    monkeypatch.setattr(module.plt, "close", lambda fig=None: figures.append(fig))
+    return figures
+
+
+def _bar_patches(fig):
+    return [p for ax in fig.axes for container in ax.containers for p in getattr(container, "patches", ())]
+
+
+def test_probe_plot_legend_does_not_cover_bars(tmp_path, monkeypatch):
+    import demo_plots
+
+    figures = _capture_figure(monkeypatch, demo_plots)
+    names = ("AudioMosaic (pre-trained)", "same architecture, random init", "log-mel statistics")
+    results = {t: dict(zip(names, (0.97, 0.95, 0.99))) for t in ("keywords", "esc", "instruments")}
+    demo_plots.plot_probe_bars(results, tmp_path / "bars.png")
+    fig = figures[-1]
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    bars = _bar_patches(fig)
+    assert len(bars) == 9
+    for bar in bars:
+        assert not legend.overlaps(bar.get_window_extent(renderer)), "the legend covers a bar"
+    for text in fig.axes[0].texts:  # the value labels above the bars
+        assert not legend.overlaps(text.get_window_extent(renderer)), "the legend covers a value label"
+
+
+def test_seed_comparison_plot_gives_every_system_its_own_colour(tmp_path, monkeypatch):
+    import run_seed_comparison
+
+    import demo_plots
+
+    figures = _capture_figure(monkeypatch, demo_plots)  # the same pyplot module
+    groups = (*run_seed_comparison.TASKS, "mean")
+    table = {f"system_{i:02d}": {g: (0.5 + 0.01 * i, 0.02) for g in groups} for i in range(12)}
+    run_seed_comparison.plot(table, tmp_path / "comparison.png")
+    fig = figures[-1]
+    colours = {tuple(np.round(container.patches[0].get_facecolor(), 4)) for container in fig.axes[0].containers
+               if hasattr(container, "patches")}
+    assert len(colours) == 12, "two systems share a colour"
+    renderer = fig.canvas.get_renderer()
+    fig.draw(renderer)
+    legend = fig.axes[0].get_legend().get_window_extent(renderer)
+    assert not any(legend.overlaps(p.get_window_extent(renderer)) for p in _bar_patches(fig))
+
+
+@pytest.mark.parametrize("count", [3, 10, 12, 20, 25])
+def test_distinct_colors(count):
+    import demo_plots
+
+    assert len({tuple(c) for c in demo_plots.distinct_colors(count)}) == count
