@@ -796,6 +796,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
     ) -> list[np.ndarray]:
         """Turns any accepted input into a list of validated mono float32 clips at `self.sampling_rate`."""
         # -- split into clips -------------------------------------------------------------------------------------
+        batch_shape = None  # shape of a bare 2-D (batch, samples) array, for the 'axes swapped?' hint
         if _is_scalar(raw_speech) and not isinstance(raw_speech, (np.ndarray, torch.Tensor)):
             raise ValueError("raw_speech is a scalar; expected a 1-D clip, a list of clips or a 2-D batch array.")
         if isinstance(raw_speech, (np.ndarray, torch.Tensor)):
@@ -810,6 +811,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
             if ndim == 2:
                 batch = _to_numpy(raw_speech, "raw_speech")
                 batch = _to_float32(batch, "raw_speech")
+                batch_shape = tuple(batch.shape)
                 clips = [(batch[i], f"clip {i}") for i in range(batch.shape[0])]
                 if not clips:
                     raise ValueError("raw_speech is an empty batch (shape[0] == 0); pass at least one clip.")
@@ -868,9 +870,20 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                 array = _resample(array, sampling_rate, self.sampling_rate)
             if array.shape[0] < window_size:
                 note = f" after resampling to {self.sampling_rate} Hz" if needs_resampling else ""
+                hint = ""
+                if batch_shape is not None and batch_shape[0] > batch_shape[1]:
+                    as_list = "`[audio]` (one multi-channel clip, mixed down to mono), " * (
+                        batch_shape[1] <= _MAX_CHANNELS
+                    )
+                    hint = (
+                        f" The 2-D array of shape {batch_shape} was read as a batch of {batch_shape[0]} clips of "
+                        f"{batch_shape[1]} samples each; its axes look swapped: this looks like one clip in the "
+                        f"channels-last (samples, channels) layout of soundfile.read. Pass {as_list}"
+                        "`audio.mean(axis=1)` (mono), or `audio.T` if it is a batch of clips."
+                    )
                 raise ValueError(
                     f"{where} has {array.shape[0]} samples{note}; at least {window_size} samples (one 25 ms frame at "
-                    f"{self.sampling_rate} Hz) are required."
+                    f"{self.sampling_rate} Hz) are required.{hint}"
                 )
             prepared.append(array)
         return prepared

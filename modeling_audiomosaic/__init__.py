@@ -33,6 +33,7 @@ from .registration import register_audio_llm_classes, register_auto_classes
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
 from .convert_original_checkpoint import convert_original_checkpoint
 from .pipeline_audiomosaic import AudioMosaicAudioClassificationPipeline
+from .embeddings import AudioMosaicEmbedder, FrameEmbeddings, get_audio_embeddings
 
 register_auto_classes()
 
@@ -74,4 +75,7 @@ __all__ = [
     "pool_audio_tokens",
     "convert_original_checkpoint",
     "AudioMosaicAudioClassificationPipeline",
+    "AudioMosaicEmbedder",
+    "FrameEmbeddings",
+    "get_audio_embeddings",
 ]

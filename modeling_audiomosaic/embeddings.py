@@ -5,8 +5,7 @@ The encoder sees at most `config.max_length` frames (1024 = 10.24 s for the Audi
 of *any* length into embeddings:
 
 ```python
-import modeling_audiomosaic
-from modeling_audiomosaic.embeddings import AudioMosaicEmbedder, get_audio_embeddings
+from modeling_audiomosaic import AudioMosaicEmbedder, get_audio_embeddings
 
 embedder = AudioMosaicEmbedder.from_pretrained("path/to/saved/audiomosaic")  # local folder, no hub download
 clip = embedder.embed([wave_a, wave_b], sampling_rate=16000)  # (2, hidden_size)
@@ -74,7 +73,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import nn
+from transformers.utils import logging as hf_logging
 
+from .embedding_inputs import as_clips, resample
 from .modeling_audiomosaic import pool_tokens
 
 __all__ = [
@@ -90,6 +91,10 @@ __all__ = [
 POOLINGS = ("mean", "cls", "mean_patches")
 FREQUENCY_POOLINGS = ("mean", "concat")
 MERGES = ("mean", "center")
+
+AUTO_PROGRESS_MIN_WINDOWS = 64
+"""`progress=None` shows a progress bar when a call has at least this many windows (about 5.5 min of audio with the
+default 10.24 s windows and 50 % hop)."""
 
 # Kaldi front end of AudioMosaic (AudioMosaicFeatureExtractor): 25 ms frames every 10 ms.
 FRAME_LENGTH_MS = 25.0
@@ -158,84 +163,6 @@ def patch_timestamps_ms(
     window = int(round(sampling_rate * frame_length_ms / 1000.0))
     t = np.arange(num_patches, dtype=np.float64)
     return 1000.0 * (t * patch_size * shift + ((patch_size - 1) * shift + window) / 2.0) / sampling_rate
-
-
-def _resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    try:
-        import soxr
-
-        return np.asarray(soxr.resample(wave, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
-    except ImportError:
-        pass
-    try:
-        from fractions import Fraction
-
-        from scipy.signal import resample_poly
-
-        ratio = Fraction(int(target_sr), int(orig_sr))
-        return resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32)
-    except ImportError as err:  # pragma: no cover
-        raise ImportError(
-            f"Resampling from {orig_sr} Hz to {target_sr} Hz needs `soxr` or `scipy`; install one, or resample the "
-            "audio beforehand."
-        ) from err
-
-
-_PCM_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.int8): 128.0}
-
-
-def _clip_to_numpy(clip: Any, where: str) -> np.ndarray:
-    if torch.is_tensor(clip):
-        clip = clip.detach().cpu()
-        if clip.dtype == torch.bfloat16:
-            clip = clip.float()
-        clip = clip.numpy()
-    array = np.asarray(clip)
-    if array.dtype in _PCM_SCALES:
-        array = array.astype(np.float32) / _PCM_SCALES[array.dtype]
-    elif array.dtype == np.uint8:
-        array = (array.astype(np.float32) - 128.0) / 128.0
-    elif array.dtype.kind == "f":
-        array = array.astype(np.float32, copy=False)
-    else:
-        raise TypeError(
-            f"{where} has dtype {array.dtype}; expected floating point audio in [-1, 1] or int8/uint8/int16/int32 PCM."
-        )
-    if array.ndim != 1:
-        raise ValueError(
-            f"{where} has shape {tuple(array.shape)}; expected a 1-D mono waveform (average multi-channel audio over "
-            "its channels first)."
-        )
-    if array.size == 0:
-        raise ValueError(f"{where} is empty (0 samples); audio must contain at least one sample.")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{where} contains NaN or infinite values.")
-    return array
-
-
-def _as_clips(audio: Any) -> list[np.ndarray]:
-    """A 1-D array/tensor/list of numbers is one clip; a 2-D array/tensor is `(num_clips, num_samples)`; a list or
-    tuple of 1-D arrays/tensors is a batch of clips of any lengths."""
-    if torch.is_tensor(audio) or isinstance(audio, np.ndarray):
-        if audio.ndim == 1:
-            return [_clip_to_numpy(audio, "audio")]
-        if audio.ndim == 2:
-            if audio.shape[0] == 0:
-                raise ValueError("audio has 0 clips (shape (0, N)).")
-            return [_clip_to_numpy(row, f"audio[{i}]") for i, row in enumerate(audio)]
-        raise ValueError(
-            f"audio has shape {tuple(audio.shape)}; expected (num_samples,) for one clip or (num_clips, num_samples)."
-        )
-    if isinstance(audio, (list, tuple)):
-        if len(audio) == 0:
-            raise ValueError("audio is an empty list; pass at least one clip.")
-        if all(isinstance(x, (int, float, np.number)) and not isinstance(x, bool) for x in audio):
-            return [_clip_to_numpy(np.asarray(audio, dtype=np.float32), "audio")]
-        return [_clip_to_numpy(clip, f"audio[{i}]") for i, clip in enumerate(audio)]
-    raise TypeError(
-        f"audio has unsupported type {type(audio).__name__}; expected a numpy array, a torch tensor, a list of numbers "
-        "or a list of clips."
-    )
 
 
 def _encoder_of(model: nn.Module) -> nn.Module:
@@ -318,6 +245,14 @@ class AudioMosaicEmbedder:
             `"concat"` (`num_freq_patches * D` values).
         merge: frames covered by several windows: `"mean"` (average) or `"center"` (from the window whose centre is
             closest).
+        progress: show a progress bar (transformers' `logging.tqdm`, on stderr, over the windows of a call):
+            `True` always, `False` never, `None` (default) when a call has at least `AUTO_PROGRESS_MIN_WINDOWS` (64)
+            windows. `transformers.utils.logging.disable_progress_bar()` turns it off globally.
+
+    Input layouts: see [`modeling_audiomosaic.embedding_inputs`] (1-D = one clip; list = batch of clips, 2-D clips in a
+    list are multi-channel and mixed down; a bare 2-D array is a `(num_clips, num_samples)` batch, except the
+    `(num_samples, channels)` layout of `soundfile.read` with at most 8 channels, which is one clip mixed down;
+    ambiguous or swapped-looking shapes raise a `ValueError` that says how to pass the data).
     """
 
     def __init__(
@@ -333,6 +268,7 @@ class AudioMosaicEmbedder:
         device: str | torch.device | None = None,
         frequency_pooling: str = "mean",
         merge: str = "mean",
+        progress: bool | None = None,
     ) -> None:
         self.model = model
         self.encoder = _encoder_of(model)
@@ -402,6 +338,9 @@ class AudioMosaicEmbedder:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.batch_size = int(batch_size)
+        if progress is not None and not isinstance(progress, bool):
+            raise TypeError(f"progress must be True, False or None (automatic), got {progress!r}.")
+        self.progress = progress
         if device is not None:
             self.model.to(device)
         self.device = next(self.encoder.parameters()).device
@@ -469,12 +408,12 @@ class AudioMosaicEmbedder:
 
     # -- internals -----------------------------------------------------------------------------------------------------
     def _prepare(self, audio: Any, sampling_rate: int | None) -> list[np.ndarray]:
-        clips = _as_clips(audio)
         sr = self.sampling_rate if sampling_rate is None else int(sampling_rate)
         if sr <= 0:
             raise ValueError(f"sampling_rate must be positive, got {sampling_rate}.")
+        clips = as_clips(audio, min_samples=-(-self.frame_window * sr // self.sampling_rate))
         if sr != self.sampling_rate:
-            clips = [_resample(clip, sr, self.sampling_rate) for clip in clips]
+            clips = [resample(clip, sr, self.sampling_rate) for clip in clips]
         out = []
         for clip in clips:
             if clip.shape[0] < self.frame_window:  # shorter than one 25 ms frame: zero-pad to one frame
@@ -498,36 +437,43 @@ class AudioMosaicEmbedder:
         fe = self.feature_extractor
         last = self.num_layers
         need_hidden = any(k != last for k in self.layers)
-        for begin in range(0, len(windows), self.batch_size):
-            batch = windows[begin : begin + self.batch_size]
-            slices = []
-            for clip_index, start, valid in batch:
-                first = start * self.frame_shift
-                slices.append(clips[clip_index][first : first + (valid - 1) * self.frame_shift + self.frame_window])
-            inputs = fe(
-                slices,
-                sampling_rate=self.sampling_rate,
-                padding="longest",
-                max_length=self.window_frames,
-                truncation=True,
-                pad_to_multiple_of=self.patch_size,
-                return_attention_mask=True,
-                return_tensors="pt",
-            )
-            input_values = inputs["input_values"].to(self.device)
-            attention_mask = inputs["attention_mask"].to(self.device)
-            if bool(attention_mask.all()):
-                attention_mask = None
-            outputs = self.encoder(
-                input_values=input_values,
-                attention_mask=attention_mask,
-                output_hidden_states=need_hidden,
-                return_dict=True,
-            )
-            tokens = [
-                outputs.last_hidden_state if k == last else outputs.hidden_states[k] for k in self.layers
-            ]
-            yield batch, tokens, outputs.token_mask
+        show = self.progress if self.progress is not None else len(windows) >= AUTO_PROGRESS_MIN_WINDOWS
+        bar = hf_logging.tqdm(total=len(windows), disable=not show, desc="AudioMosaic windows", unit="window")
+        try:
+            for begin in range(0, len(windows), self.batch_size):
+                batch = windows[begin : begin + self.batch_size]
+                slices = []
+                for clip_index, start, valid in batch:
+                    first = start * self.frame_shift
+                    end = first + (valid - 1) * self.frame_shift + self.frame_window
+                    slices.append(clips[clip_index][first:end])
+                inputs = fe(
+                    slices,
+                    sampling_rate=self.sampling_rate,
+                    padding="longest",
+                    max_length=self.window_frames,
+                    truncation=True,
+                    pad_to_multiple_of=self.patch_size,
+                    return_attention_mask=True,
+                    return_tensors="pt",
+                )
+                input_values = inputs["input_values"].to(self.device)
+                attention_mask = inputs["attention_mask"].to(self.device)
+                if bool(attention_mask.all()):
+                    attention_mask = None
+                outputs = self.encoder(
+                    input_values=input_values,
+                    attention_mask=attention_mask,
+                    output_hidden_states=need_hidden,
+                    return_dict=True,
+                )
+                tokens = [
+                    outputs.last_hidden_state if k == last else outputs.hidden_states[k] for k in self.layers
+                ]
+                bar.update(len(batch))
+                yield batch, tokens, outputs.token_mask
+        finally:
+            bar.close()
 
     def _window_vectors(self, tokens: list[torch.Tensor], token_mask: torch.Tensor | None) -> torch.Tensor:
         """`(b, num_selected_layers, D)` window embeddings."""
@@ -565,7 +511,10 @@ class AudioMosaicEmbedder:
 
         Args:
             audio: one clip (1-D numpy array / tensor / list of numbers), a batch `(num_clips, num_samples)`, or a list
-                of 1-D clips of different lengths. Float audio in [-1, 1] (int16/int32/int8/uint8 PCM is scaled).
+                of clips of different lengths (1-D, or 2-D multi-channel in either layout: mixed down). A bare
+                `(num_samples, channels)` array with at most 8 channels (`soundfile.read`'s layout, e.g. `(N, 1)` or
+                `(N, 2)`) is one clip, mixed down; ambiguous shapes raise (see [`embedding_inputs`]). Float audio in
+                [-1, 1] (int16/int32/int8/uint8 PCM is scaled).
             sampling_rate: sampling rate of `audio`; other rates than the feature extractor's (16 kHz) are
                 resampled (soxr, or scipy as a fallback).
 
@@ -687,7 +636,7 @@ def get_audio_embeddings(
         feature_extractor: overrides the folder's / default feature extractor.
         frames: return [`AudioMosaicEmbedder.embed_frames`] instead of clip embeddings.
         **kwargs: [`AudioMosaicEmbedder`] options (`layer`, `pooling`, `use_fc_norm`, `window_seconds`, `hop_seconds`,
-            `batch_size`, `device`, `frequency_pooling`, `merge`).
+            `batch_size`, `device`, `frequency_pooling`, `merge`, `progress`).
     """
     if isinstance(model_or_path, nn.Module):
         model, fe = model_or_path, feature_extractor

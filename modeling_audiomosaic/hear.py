@@ -26,14 +26,25 @@ The module follows the HEAR common API, so it can be given to the HEAR embedding
   kept, so its timestamp may lie up to ~90 ms past the end). Long audio is cut into windows of `config.max_length`
   frames with a 50 % hop (a multiple of 16 frames, so all windows share the patch grid); patches seen by two windows
   are averaged. The count depends only on `n_samples`, never on the batch.
+* `timestamp_hop_ms` (a `load_model` option, default `None` = the native 160 ms grid above, unchanged): a finer,
+  constant hop, e.g. `40` (HEAR's validator suggests <= 50 ms for transcription-like tasks). It uses **shifted
+  inputs**, not interpolation: with `S = 160 / timestamp_hop_ms` shifts, the encoder also embeds the sound without its
+  first `k * timestamp_hop_ms` ms (`k = 1 .. S - 1`), whose time patches are centred `k * timestamp_hop_ms` ms later,
+  so every embedding is a real patch embedding of the audio around its timestamp (cost: `S` times the compute).
+  Timestamps are `87.5 + j * timestamp_hop_ms` ms, `j = 0, 1, ...`, kept while `<= duration` (all within
+  `[0, duration]`; embedding `j` comes from shift `j mod S`, time patch `j // S`, so the `j mod S == 0` entries equal
+  the default embeddings). A sound shorter than 87.5 ms gets one embedding (its only patch) at `duration / 2`. The hop
+  must split 160 ms into whole steps of whole samples: 5, 8, 10, 16, 20, 32, 40, 80 or 160 ms.
 
 Options of `load_model` (all keyword arguments): `layer` (-1; an int index into `hidden_states`, or a list whose
 embeddings are concatenated), `pooling`, `use_fc_norm`, `window_seconds`, `hop_seconds`, `batch_size` (windows per
-forward, default 8), `device`, `timestamp_aggregation` ("concat" | "mean"), `merge` ("mean" | "center").
+forward, default 8), `device`, `timestamp_aggregation` ("concat" | "mean"), `merge` ("mean" | "center"),
+`timestamp_hop_ms` (None | ms, see above), `progress` (None = automatic progress bar for long inputs).
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -71,6 +82,8 @@ class AudioMosaicHEARModel(nn.Module):
         device: str | torch.device | None = None,
         timestamp_aggregation: str = "concat",
         merge: str = "mean",
+        timestamp_hop_ms: float | None = None,
+        progress: bool | None = None,
     ) -> None:
         super().__init__()
         if isinstance(layer, str):
@@ -88,6 +101,7 @@ class AudioMosaicHEARModel(nn.Module):
             device=device,
             frequency_pooling=timestamp_aggregation,
             merge=merge,
+            progress=progress,
         )
         if self.embedder.sampling_rate != SAMPLE_RATE:
             raise ValueError(
@@ -99,7 +113,25 @@ class AudioMosaicHEARModel(nn.Module):
         num_layers = len(self.embedder.layers)
         self.scene_embedding_size = self.embedder.embedding_size * num_layers
         self.timestamp_embedding_size = self.embedder.frame_embedding_size * num_layers
+        self.timestamp_hop_ms, self.timestamp_shifts = self._check_hop(timestamp_hop_ms)
         self.eval()
+
+    def _check_hop(self, hop_ms: float | None) -> tuple[float | None, int]:
+        """Validate `timestamp_hop_ms`; returns it and the number of input shifts (1 for the native grid)."""
+        if hop_ms is None:
+            return None, 1
+        patch_samples = self.embedder.patch_size * self.embedder.frame_shift  # 2560 samples = 160 ms
+        is_number = isinstance(hop_ms, numbers.Real) and not isinstance(hop_ms, (bool, np.bool_))
+        step = float(hop_ms) * SAMPLE_RATE / 1000.0 if is_number else float("nan")
+        if not (step > 0 and abs(step - round(step)) < 1e-9 and patch_samples % round(step) == 0):
+            patch_ms = 1000.0 * patch_samples / SAMPLE_RATE
+            valid = [m for m in range(5, int(patch_ms) + 1) if patch_samples % (m * SAMPLE_RATE // 1000) == 0]
+            raise ValueError(
+                f"timestamp_hop_ms={hop_ms!r} is not supported: the hop must split the {patch_ms:g} ms time patch into "
+                f"whole steps of whole samples at {SAMPLE_RATE} Hz; use one of {valid} (e.g. 40), or None for the "
+                f"native {patch_ms:g} ms grid."
+            )
+        return float(hop_ms), patch_samples // round(step)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Scene embeddings (same as [`get_scene_embeddings`])."""
@@ -163,7 +195,7 @@ def get_scene_embeddings(audio: torch.Tensor, model: AudioMosaicHEARModel) -> to
     """`(n_sounds, scene_embedding_size)` float32 embeddings of `(n_sounds, n_samples)` 16 kHz audio, on the audio's
     device."""
     audio = _check(audio, model)
-    out = model.embedder.embed(audio.detach().float().cpu(), sampling_rate=SAMPLE_RATE)
+    out = model.embedder.embed(list(audio.detach().float().cpu()), sampling_rate=SAMPLE_RATE)
     if out.ndim == 3:  # several layers: concatenate
         out = out.reshape(out.shape[0], -1)
     return out.to(audio.device)
@@ -173,10 +205,48 @@ def get_timestamp_embeddings(
     audio: torch.Tensor, model: AudioMosaicHEARModel
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(embeddings (n_sounds, n_timestamps, timestamp_embedding_size), timestamps (n_sounds, n_timestamps))`, the
-    timestamps in milliseconds at patch centres (`160 t + 87.5`); on the audio's device."""
+    timestamps in milliseconds at patch centres (`160 t + 87.5`, or every `timestamp_hop_ms` ms when the model was
+    loaded with that option, see the module docstring); float32, on the audio's device."""
     audio = _check(audio, model)
-    result = model.embedder.embed_frames(audio.detach().float().cpu(), sampling_rate=SAMPLE_RATE)
-    embeddings = result.embeddings
-    if embeddings.ndim == 4:  # (n, layers, T, D) -> (n, T, layers * D)
+    rows = list(audio.detach().float().cpu())  # a list of 1-D sounds: never read as one multi-channel clip
+    if model.timestamp_hop_ms is not None:
+        embeddings, timestamps = _shifted_timestamp_embeddings(rows, model)
+        return embeddings.to(audio.device), timestamps.to(audio.device)
+    result = model.embedder.embed_frames(rows, sampling_rate=SAMPLE_RATE)
+    return _flat_layers(result.embeddings).to(audio.device), result.timestamps.to(audio.device)
+
+
+def _flat_layers(embeddings: torch.Tensor) -> torch.Tensor:
+    """`(n, layers, T, D) -> (n, T, layers * D)`; a 3-D tensor is returned as is."""
+    if embeddings.ndim == 4:
         embeddings = embeddings.permute(0, 2, 1, 3).reshape(embeddings.shape[0], embeddings.shape[2], -1)
-    return embeddings.to(audio.device), result.timestamps.to(audio.device)
+    return embeddings
+
+
+def _shifted_timestamp_embeddings(
+    rows: list[torch.Tensor], model: AudioMosaicHEARModel
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings every `model.timestamp_hop_ms` ms from shifted inputs (see the module docstring)."""
+    embedder = model.embedder
+    shifts = model.timestamp_shifts
+    step = round(model.timestamp_hop_ms * SAMPLE_RATE / 1000.0)  # samples per timestamp hop
+    n_sounds, n_samples = len(rows), int(rows[0].shape[0])
+    centre = (embedder.patch_size - 1) * embedder.frame_shift / 2 + embedder.frame_window / 2  # 1400 samples
+    count = int((n_samples - centre) // step) + 1 if n_samples >= centre else 0
+    used = max(1, min(shifts, count))  # shifts that contribute at least one timestamp
+    clips = [row[k * step :] for k in range(used) for row in rows]  # one call: all shifts batched together
+    result = embedder.embed_frames(clips, sampling_rate=SAMPLE_RATE)
+    frames = _flat_layers(result.embeddings)
+    if count == 0:  # shorter than one patch centre: its only (padded) patch, stamped at the middle of the sound
+        stamps = torch.full((n_sounds, 1), 500.0 * n_samples / SAMPLE_RATE, dtype=torch.float32)
+        return frames[:n_sounds, :1].clone(), stamps
+    j = torch.arange(count)
+    shift, patch = j % shifts, j // shifts
+    # clip index of sound i under shift k is k * n_sounds + i
+    index = shift[None, :] * n_sounds + torch.arange(n_sounds)[:, None]  # (n_sounds, count)
+    patches = patch[None, :].expand(n_sounds, count)
+    if bool((patches >= result.lengths[index]).any()):  # pragma: no cover - excluded by the count formula
+        raise RuntimeError("internal error: a timestamp falls on a padded time patch")
+    embeddings = frames[index, patches]
+    stamps_ms = (centre + j.double() * step) * 1000.0 / SAMPLE_RATE
+    return embeddings, stamps_ms.float().expand(n_sounds, count).clone()

@@ -278,6 +278,87 @@ def test_errors(model, fe, embedder):
         AudioMosaicEmbedder(model, fe, pooling="max")
 
 
+def test_two_d_layouts_and_mixdown(embedder):
+    left, right = wave(0.5, 1), wave(0.5, 2)
+    mono = embedder.embed(left)
+    mixed = embedder.embed((left + right) / 2)
+    # (N, 1): one mono clip (not N one-sample clips)
+    torch.testing.assert_close(embedder.embed(left[:, None]), mono)
+    torch.testing.assert_close(embedder.embed(torch.from_numpy(left)[:, None]), mono)
+    # (N, 2): soundfile's channels-last layout, one clip mixed down
+    stereo_last = np.stack([left, right], axis=1)
+    torch.testing.assert_close(embedder.embed(stereo_last), mixed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(embedder.embed((stereo_last * 32767).astype(np.int16)).shape, torch.Size([1, 32]))
+    # (2, N) channels-first: one clip when inside a list (a bare (2, N) array stays a batch of two clips)
+    torch.testing.assert_close(embedder.embed([stereo_last.T]), mixed, atol=1e-5, rtol=0)
+    torch.testing.assert_close(embedder.embed([stereo_last, left])[0], mixed[0], atol=1e-5, rtol=0)
+    batch = embedder.embed(stereo_last.T)
+    assert batch.shape == (2, 32)
+    # a list of 1-D clips of different lengths is a batch
+    other = wave(0.8, 3)
+    listed = embedder.embed([left, other])
+    torch.testing.assert_close(listed[0], mono[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(listed[1], embedder.embed(other)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batch[0], mono[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "shape, patterns",
+    [
+        ((4, 6), ["ambiguous", "batch of 4 clips of 6 samples", "list of 1-D clips", "[stereo]"]),
+        ((8000, 16), ["axes look swapped", "audio.T", "audio.mean(axis=1)", "8000 clips of 16 samples"]),
+        ((4000, 300), ["axes look swapped", "audio.T"]),
+    ],
+)
+def test_ambiguous_layouts_raise_with_advice(embedder, shape, patterns):
+    with pytest.raises(ValueError) as info:
+        embedder.embed(np.zeros(shape, dtype=np.float32))
+    for pattern in patterns:
+        assert pattern in str(info.value), (pattern, str(info.value))
+    with pytest.raises(ValueError, match="does not look like multi-channel audio"):
+        embedder.embed([np.zeros((16, 8000), dtype=np.float32)])
+
+
+@pytest.fixture
+def progress_bars_on():
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    yield
+    if not was_enabled:
+        hf_logging.disable_progress_bar()
+
+
+def test_progress_bar_for_long_inputs(model, fe, capsys, monkeypatch, progress_bars_on):
+    from modeling_audiomosaic import embeddings
+
+    kwargs = dict(window_seconds=0.32, batch_size=4)  # 32-frame windows, 16-frame hop: many cheap windows
+    audio = wave(2.0, 4)  # 198 frames -> 1 + ceil((198 - 32) / 16) = 12 windows, 3 batches
+    AudioMosaicEmbedder(model, fe, progress=True, **kwargs).embed(audio)
+    err = capsys.readouterr().err
+    assert "AudioMosaic windows" in err and "12/12" in err
+    AudioMosaicEmbedder(model, fe, progress=False, **kwargs).embed(audio)
+    assert "AudioMosaic windows" not in capsys.readouterr().err
+    # progress=None: a bar from AUTO_PROGRESS_MIN_WINDOWS windows on (default 64, ~5.5 min of audio)
+    assert embeddings.AUTO_PROGRESS_MIN_WINDOWS == 64
+    AudioMosaicEmbedder(model, fe, **kwargs).embed_frames(audio)
+    assert "AudioMosaic windows" not in capsys.readouterr().err
+    monkeypatch.setattr(embeddings, "AUTO_PROGRESS_MIN_WINDOWS", 12)
+    AudioMosaicEmbedder(model, fe, **kwargs).embed_frames(audio)
+    assert "12/12" in capsys.readouterr().err
+    with pytest.raises(TypeError, match="progress"):
+        AudioMosaicEmbedder(model, fe, progress="yes")
+
+
+def test_embedder_exported_from_package():
+    from modeling_audiomosaic import embeddings
+
+    assert modeling_audiomosaic.AudioMosaicEmbedder is AudioMosaicEmbedder
+    assert modeling_audiomosaic.get_audio_embeddings is embeddings.get_audio_embeddings
+    assert {"AudioMosaicEmbedder", "FrameEmbeddings", "get_audio_embeddings"} <= set(modeling_audiomosaic.__all__)
+
+
 def test_get_audio_embeddings(model, fe, tmp_path, clips):
     model.save_pretrained(tmp_path)
     fe.save_pretrained(tmp_path)
@@ -341,6 +422,56 @@ def test_hear_timestamp_counts(hear_model, clips, seconds, expected):
     assert embeddings.shape == (1, expected, 256) and stamps.shape == (1, expected)
     torch.testing.assert_close(stamps[0, -1], torch.tensor(160.0 * (expected - 1) + 87.5))
     assert (stamps[0, 1:] > stamps[0, :-1]).all()
+
+
+@pytest.fixture(scope="module")
+def hear_model_40ms(hear_model):
+    return hear.AudioMosaicHEARModel(hear_model.encoder, hear_model.feature_extractor, timestamp_hop_ms=40)
+
+
+@pytest.mark.parametrize("seconds, expected", [(1.07, 25), (1.98, 48), (4.0, 98)])
+def test_hear_timestamp_hop_option(hear_model, hear_model_40ms, seconds, expected):
+    """HEAR contract with timestamp_hop_ms=40: shapes, float32, a constant 40 ms hop inside [0, duration]."""
+    audio = torch.from_numpy(np.stack([wave(seconds, 1), wave(seconds, 2)]))
+    duration_ms = 1000.0 * audio.shape[1] / SR
+    model = hear_model_40ms
+    embeddings, stamps = hear.get_timestamp_embeddings(audio, model)
+    assert embeddings.shape == (2, expected, model.timestamp_embedding_size) and stamps.shape == (2, expected)
+    assert embeddings.dtype == torch.float32 and stamps.dtype == torch.float32
+    assert torch.isfinite(embeddings).all()
+    diffs = stamps[:, 1:].double() - stamps[:, :-1].double()
+    assert (diffs > 0).all() and (diffs - 40.0).abs().max() < 1e-3  # 1e-6 s
+    assert stamps.min() >= 0 and stamps.max() <= duration_ms and stamps[0, -1] + 40.0 > duration_ms
+    torch.testing.assert_close(stamps[:, 0], torch.full((2,), 87.5))
+    # default (no option): unchanged 160 ms grid; every 4th embedding of the 40 ms grid is a default embedding
+    default, default_stamps = hear.get_timestamp_embeddings(audio, hear_model)
+    torch.testing.assert_close(default_stamps[0], torch.from_numpy(patch_timestamps_ms(default.shape[1])).float())
+    torch.testing.assert_close(embeddings[:, ::4], default[:, : embeddings[:, ::4].shape[1]], atol=1e-5, rtol=0)
+    if seconds != 1.98:
+        return
+    # the others are the patches of the sound shifted by 40 / 80 / 120 ms (real embeddings, not interpolated)
+    for k in (1, 2, 3):
+        shifted, _ = hear.get_timestamp_embeddings(audio[:, k * 640 :], hear_model)
+        got = embeddings[:, k::4]
+        torch.testing.assert_close(got, shifted[:, : got.shape[1]], atol=1e-5, rtol=0)
+    # batch invariance
+    alone, _ = hear.get_timestamp_embeddings(audio[1:], model)
+    torch.testing.assert_close(alone[0], embeddings[1], atol=1e-5, rtol=0)
+
+
+def test_hear_timestamp_hop_edge_cases(hear_model, hear_model_40ms):
+    tiny = torch.from_numpy(wave(0.05, 1))[None]  # 50 ms: shorter than the first patch centre (87.5 ms)
+    embeddings, stamps = hear.get_timestamp_embeddings(tiny, hear_model_40ms)
+    assert embeddings.shape == (1, 1, 256) and stamps.tolist() == [[25.0]]
+    torch.testing.assert_close(embeddings, hear.get_timestamp_embeddings(tiny, hear_model)[0][:, :1])
+    model_20 = hear.AudioMosaicHEARModel(hear_model.encoder, hear_model.feature_extractor, timestamp_hop_ms=20.0)
+    _, stamps = hear.get_timestamp_embeddings(torch.from_numpy(wave(1.0, 1))[None], model_20)
+    assert stamps.shape == (1, 46) and (stamps[0, 1:] - stamps[0, :-1] - 20.0).abs().max() < 1e-3
+    loaded = hear.load_model("", random_init=True, config_kwargs=TINY, timestamp_hop_ms=40)
+    assert (loaded.timestamp_hop_ms, loaded.timestamp_shifts) == (40.0, 4)
+    for bad in (50, 0, -40, True, "40"):
+        with pytest.raises(ValueError, match=r"timestamp_hop_ms.*\[5, 8, 10, 16, 20, 32, 40, 80, 160\]"):
+            hear.AudioMosaicHEARModel(hear_model.encoder, hear_model.feature_extractor, timestamp_hop_ms=bad)
 
 
 def test_hear_errors(hear_model):

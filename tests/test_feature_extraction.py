@@ -486,6 +486,25 @@ def test_too_short_clip(fe):
     ].sum() == 1
 
 
+def test_channels_last_batch_error_says_axes_look_swapped(fe):
+    """A soundfile-style (samples, channels) array passed bare is read as a batch of tiny clips: the error says so."""
+    six = np.stack([make_clip(20000, seed=s) for s in range(6)], axis=1)  # (20000, 6): 5.1 audio, channels last
+    for kwargs in ({"sampling_rate": SR}, {"sampling_rate": 48000, "resample": True}):
+        with pytest.raises(ValueError, match=r"clip 0 has \d samples") as info:
+            fe(six, **kwargs)
+        message = str(info.value)
+        assert "(20000, 6)" in message and "axes look swapped" in message and "(samples, channels)" in message
+        assert "audio.T" in message and "[audio]" in message and "audio.mean(axis=1)" in message
+    # the suggested fix works: the same clip wrapped in a list is mixed down
+    got = fe([six], sampling_rate=SR, return_tensors="np")["input_values"]
+    np.testing.assert_allclose(got, fe(six.mean(axis=1), sampling_rate=SR, return_tensors="np")["input_values"],
+                               atol=1e-5)
+    # a genuine batch of too-short clips (more samples than clips) gets no such hint
+    with pytest.raises(ValueError, match="clip 0 has 300 samples") as info:
+        fe(np.zeros((2, 300), dtype=np.float32), sampling_rate=SR)
+    assert "swapped" not in str(info.value)
+
+
 def test_non_finite_values(fe):
     bad = make_clip(16000)
     bad[123] = np.nan

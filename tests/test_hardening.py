@@ -225,6 +225,46 @@ def test_pipeline_corrupt_empty_and_missing_files(pipes, tmp_path):
         ours(str(tmp_path / "missing.wav"))
 
 
+@pytest.mark.parametrize("fmt", ["flac", "wav"])
+def test_pipeline_warns_about_truncated_files(pipes, tmp_path, caplog, fmt):
+    """ffmpeg decodes the prefix of a truncated file without complaint: the pipeline warns with the numbers."""
+    ours, _, model, fe = pipes
+    wave = _base(3 * RATE, seed=5)
+    full = tmp_path / f"full.{fmt}"
+    sf.write(full, wave, RATE, subtype="PCM_16")
+    cut = tmp_path / f"cut.{fmt}"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(0.6 * len(data))])
+    with caplog.at_level(logging.WARNING):
+        ours(str(full))
+    assert not [r for r in caplog.records if "looks truncated" in r.getMessage()]
+    with caplog.at_level(logging.WARNING):
+        result = ours(str(cut))
+    messages = [r.getMessage() for r in caplog.records if "looks truncated" in r.getMessage()]
+    assert len(messages) == 1, caplog.text
+    assert str(cut) in messages[0] and "declares 3.000 s (48000 samples at 16000 Hz)" in messages[0]
+    decoded = float(messages[0].split("but only ")[1].split(" s")[0])
+    assert 1.0 < decoded < 2.0  # the decoded prefix, about 60 % of 3 s
+    assert {r["label"] for r in result} == set(model.config.id2label.values())  # the prefix is still classified
+    # the same check for bytes input, named by size
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        ours(cut.read_bytes())
+    assert any(f"<{len(cut.read_bytes())} bytes>" in r.getMessage() for r in caplog.records)
+
+
+def test_pipeline_too_short_file_says_too_short(pipes, tmp_path):
+    ours, _, _, _ = pipes
+    path = tmp_path / "short.wav"
+    sf.write(path, _base(100), RATE, subtype="PCM_16")  # a valid file of 100 samples (6.25 ms)
+    with pytest.raises(ValueError) as info:
+        ours(str(path))
+    message = str(info.value)
+    assert "Could not decode" not in message
+    assert f"'{path}' is too short" in message and "100 samples (6.2 ms)" in message
+    assert "at least 400 samples (25 ms" in message
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # data loader
 # ---------------------------------------------------------------------------------------------------------------------
