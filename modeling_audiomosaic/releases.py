@@ -745,10 +745,10 @@ def _section_conversion(info: ReleaseInfo) -> list[str]:
         "With access to the Hub, download the original release, convert it and check that it loads:",
         "",
         "```bash",
-        f"huggingface-cli download {info.repo_id} --local-dir orig && "
+        f"hf download {info.repo_id} --local-dir orig && "
         "python run_scripts/convert_original_checkpoint.py orig converted && "
-        "python -c \"import modeling_audiomosaic; from transformers import AutoModel; "
-        "AutoModel.from_pretrained('converted')\"",
+        f"python -c \"import modeling_audiomosaic; from transformers import {auto}; "
+        f"{auto}.from_pretrained('converted')\"",
         "```",
         "",
         "Publish the converted folder:",

@@ -159,7 +159,8 @@ class DataArguments:
     )
     max_length: int | None = field(default=None, metadata={"help": "frames to pad/crop to (default: the extractor's)"})
     validation_split_percentage: float = field(
-        default=0.0, metadata={"help": "without --validation_file: hold out this % of train (by group) for selection"}
+        default=0.0,
+        metadata={"help": "without --validation_file: hold out this percentage (0-100) of train, split by group"},
     )
     filter_eval_sets: bool = field(
         default=True, metadata={"help": "drop undecodable items from validation/test once (exact metrics)"}

@@ -205,7 +205,7 @@ def test_card_front_matter_and_model_index(name):
         assert f"\n{heading}\n" in text, heading
     assert "`(x - mean) / std`" in text  # the release preprocess() bug is explained
     assert ("(x + 5.081) / 4.4849" if info.use_final_norm else "(x - mean) / (2 * std)") in text
-    assert f"huggingface-cli download {info.repo_id} --local-dir orig" in text
+    assert f"hf download {info.repo_id} --local-dir orig" in text
     assert "trust_remote_code=True" in text and "push_to_hub" in text
     assert "@inproceedings{" in text and "2605.14231" in text
     for metric in info.metrics:
