@@ -1,16 +1,21 @@
 """Collators and dataset wrappers for pre-training.
 
-* `EpochTaggedDataset` adds ``epoch``, ``index`` and ``num_skipped`` (bad items skipped while producing this example,
-  counted in whichever DataLoader worker decoded it) to every example, and forwards ``set_epoch`` (Trainer calls it
-  every epoch). Streams carry ``num_skipped`` from the data layer itself.
+* `EpochTaggedDataset` adds ``epoch``, ``index``, ``num_skipped`` and ``skipped_ids`` (the bad items skipped while
+  producing this example, counted in whichever DataLoader worker decoded it) to every example, and takes
+  ``set_epoch``. Streams carry ``num_skipped`` / ``skipped_ids`` from the data layer itself.
 * `PretrainingViewsCollator` turns a list of examples into ``{"input_values": (B, num_views, frames, mel)}`` with a
   `ContrastiveViewGenerator`. Its randomness is a pure function of ``(seed, epoch, example ids)``, so a resumed run
   produces exactly the views of the uninterrupted one, whichever worker builds the batch.
+
+The epoch both hold lives in shared memory (`SharedEpoch`): ``set_epoch`` in the main process also reaches DataLoader
+workers that already run (``dataloader_persistent_workers``). `AudioMosaicPretrainingTrainer` calls ``set_epoch`` on
+the training dataset and the collator at the start of every epoch, resumed ones included.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,20 +23,47 @@ import numpy as np
 import torch
 
 
-def _skip_total(dataset: Any) -> int:
-    counter = getattr(dataset, "skip_counter", None)
-    return int(counter.num_skipped) if counter is not None else 0
+class SharedEpoch:
+    """An epoch number in shared memory: set in the main process, read by DataLoader workers (persistent ones too).
+
+    A plain attribute is copied into each worker when the worker starts, so a persistent worker would keep reading
+    the epoch it started in (and a resumed run would then see other epochs than the uninterrupted one)."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self._value = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.set(epoch)
+
+    def set(self, epoch: int) -> None:
+        self._value.fill_(int(epoch))
+
+    def get(self) -> int:
+        return int(self._value.item())
+
+
+def _skip_counter(dataset: Any) -> Any:
+    return getattr(dataset, "skip_counter", None)
 
 
 class EpochTaggedDataset(torch.utils.data.Dataset):
-    """Map-style wrapper adding ``epoch``, ``index`` and ``num_skipped`` to each example of ``dataset``."""
+    """Map-style wrapper adding ``epoch``, ``index``, ``num_skipped`` and ``skipped_ids`` to each example of
+    ``dataset``.
+
+    ``num_skipped`` / ``skipped_ids``: the bad items passed over while producing this example, e.g. a corrupt file
+    replaced by the next good one (with an `AudioDataset`, every pass, also over an item already known to be bad;
+    otherwise the skips the wrapped dataset's ``skip_counter`` counted). They are measured in the process that decodes
+    (a DataLoader worker), so they reach the training loop through the batches.
+    """
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
-        self.epoch = 0
+        self._epoch = SharedEpoch(0)
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+        self._epoch.set(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 
@@ -39,14 +71,21 @@ class EpochTaggedDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        before = _skip_total(self.dataset)
-        example = dict(self.dataset[index])
-        example.update(epoch=self.epoch, index=int(index), num_skipped=_skip_total(self.dataset) - before)
+        if hasattr(self.dataset, "get_with_skips"):  # `AudioDataset`: every pass over a bad item, known ones too
+            example, ids = self.dataset.get_with_skips(index)
+            example = dict(example)
+        else:  # any dataset with a `skip_counter`: the skips it counted while producing the example
+            counter = _skip_counter(self.dataset)
+            before = int(counter.num_skipped) if counter is not None else 0
+            example = dict(self.dataset[index])
+            skipped = (int(counter.num_skipped) - before) if counter is not None else 0
+            ids = list(counter.recent_ids)[-skipped:] if skipped > 0 and hasattr(counter, "recent_ids") else []
+        example.update(epoch=self.epoch, index=int(index), num_skipped=len(ids), skipped_ids=list(ids))
         return example
 
     @property
     def skip_counter(self):
-        return getattr(self.dataset, "skip_counter", None)
+        return _skip_counter(self.dataset)
 
 
 def _is_unlabelled(labels: Any) -> bool:
@@ -93,7 +132,19 @@ class PretrainingViewsCollator:
         self.label_vocabulary = label_vocabulary
         self.teacher_feature_extractor = teacher_feature_extractor
         self.crop_samples = getattr(view_generator, "num_samples", 0) if crop_samples is None else int(crop_samples)
-        self.epoch = 0  # used when examples carry no "epoch" (streams); set by `EpochCallback`
+        self._epoch = SharedEpoch(0)  # used when examples carry no "epoch" (streams); see `set_epoch`
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch used for examples without an ``epoch`` field (streams); the Trainer calls it every epoch."""
+        self._epoch.set(epoch)
 
     def _crop(self, waves: list[np.ndarray], generator: torch.Generator) -> list[np.ndarray]:
         if not self.crop_samples:
@@ -118,7 +169,9 @@ class PretrainingViewsCollator:
         views = self.view_generator(waves, generator=generator)
         batch = {
             "input_values": views,
+            # bad items skipped while producing these examples (in the worker that decoded them), and their ids
             "num_skipped": int(sum(int(example.get("num_skipped", 0)) for example in examples)),
+            "skipped_ids": [str(i) for example in examples for i in (example.get("skipped_ids") or ())],
         }
         if self.label_vocabulary is not None:
             batch["labels"] = self._labels(examples)
@@ -154,7 +207,10 @@ class PretrainingViewsCollator:
 
 
 class CollatorEpochCallback:
-    """`TrainerCallback`-compatible hook that tells the collator the epoch (for streamed examples without one)."""
+    """`TrainerCallback`-compatible hook that tells the collator the epoch (for streamed examples without one).
+
+    Not needed with `AudioMosaicPretrainingTrainer`, which sets the epoch of the dataset and the collator itself. The
+    epoch is the integer part of ``state.epoch`` (a run resumed at epoch 1.7 is in epoch 1, not 2)."""
 
     def __init__(self, collator: PretrainingViewsCollator) -> None:
         self.collator = collator
@@ -165,4 +221,4 @@ class CollatorEpochCallback:
         raise AttributeError(name)
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.epoch = int(round(state.epoch)) if state.epoch is not None else 0
+        self.collator.set_epoch(int(math.floor(state.epoch)) if state.epoch is not None else 0)

@@ -62,7 +62,7 @@ import logging
 import math
 import os
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +81,9 @@ TARGET_SAMPLING_RATE = 16000
 
 MIN_NUM_SAMPLES = 400
 """Default minimum length after resampling: one 25 ms Kaldi window at 16 kHz (shorter clips give no fbank frame)."""
+
+RECENT_SKIPS_KEPT = 1024
+"""How many ids of the latest skipped items a [`SkipCounter`] keeps in ``recent_ids``."""
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 """File extensions collected by the ``"folder"`` source (all readable by soundfile >= 0.12)."""
@@ -362,6 +365,9 @@ class SkipCounter:
         self.num_ok = 0
         self._num_warned = 0
         self._lock = threading.Lock()
+        # ids of the latest skips, newest last: a caller that notes `num_skipped` before a decode can read which items
+        # it skipped (the last `num_skipped` increase entries), as `EpochTaggedDataset` does to report them per example
+        self.recent_ids: deque[str] = deque(maxlen=RECENT_SKIPS_KEPT)
 
     # pickling (DataLoader workers): a Lock cannot be pickled
     def __getstate__(self) -> dict:
@@ -372,6 +378,8 @@ class SkipCounter:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        if "recent_ids" not in state:  # pickled by an older version
+            self.recent_ids = deque(maxlen=RECENT_SKIPS_KEPT)
 
     @property
     def num_skipped(self) -> int:
@@ -389,6 +397,7 @@ class SkipCounter:
         """Count one skipped item and warn about the first few."""
         with self._lock:
             self.counts[reason] += 1
+            self.recent_ids.append(str(example_id))
             ids = self.examples.setdefault(reason, [])
             if len(ids) < self.max_examples:
                 ids.append(str(example_id))
@@ -431,6 +440,7 @@ class SkipCounter:
         with self._lock:
             self.counts.clear()
             self.examples.clear()
+            self.recent_ids.clear()
             self.num_ok = 0
             self._num_warned = 0
 
@@ -880,18 +890,21 @@ class ExampleDecoder:
         keys = list(batch.keys())
         size = len(batch[keys[0]]) if keys else 0
         out: dict[str, list] = {name: [] for name in self.output_columns}
-        out["num_skipped"] = []  # bad items dropped since the previous emitted row (so streams can report skips)
-        pending = getattr(self, "_pending_skips", 0)
+        # bad items dropped since the previous emitted row, and their ids (so streams can report skips)
+        out["num_skipped"] = []
+        out["skipped_ids"] = []
+        pending: list[str] = list(getattr(self, "_pending_skip_ids", []))
         for i in range(size):
             example = self.decode({k: batch[k][i] for k in keys})
             if example is None:
-                pending += 1
+                pending.append(self.skip_counter.recent_ids[-1])  # `decode` recorded exactly this one skip
                 continue
             for name in self.output_columns:
                 out[name].append(example[name])
-            out["num_skipped"].append(pending)
-            pending = 0
-        self._pending_skips = pending
+            out["num_skipped"].append(len(pending))
+            out["skipped_ids"].append(pending)
+            pending = []
+        self._pending_skip_ids = pending
         return out
 
 
@@ -907,6 +920,7 @@ class AudioDataset(torch.utils.data.Dataset):
     * ``ds[i]`` returns example ``i``; if it is bad it is counted and the next good item is returned instead
       (``i+1, i+2, ...``, at most ``max_retries`` bad items in a row, then ``EmptyDatasetError``). Known-bad indices
       are remembered, so batch shapes and epoch lengths stay fixed (as the original's retry loop).
+      [`get_with_skips`] also returns the ids of the bad items passed over (known-bad ones included).
     * ``iter(ds)`` yields only the good examples, in order; [`filter_valid`] decodes everything once and returns a
       dataset restricted to the good items (exact lengths, e.g. for evaluation).
     * ``skip_counter`` holds the statistics; ``raw`` is the underlying `datasets.Dataset`.
@@ -917,7 +931,7 @@ class AudioDataset(torch.utils.data.Dataset):
         self.decoder = decoder
         self.max_retries = max_retries
         self.name = name
-        self._bad: set[int] = set()
+        self._bad: dict[int, str] = {}  # known-bad index -> its id (in this process)
 
     @property
     def skip_counter(self) -> SkipCounter:
@@ -930,22 +944,31 @@ class AudioDataset(torch.utils.data.Dataset):
         """Example ``index`` or ``None`` if it is bad (no substitution)."""
         example = self.decoder.decode(self.raw[int(index)])
         if example is None:
-            self._bad.add(int(index))
+            self._bad[int(index)] = self.skip_counter.recent_ids[-1]  # `decode` recorded exactly this one skip
         return example
 
     def __getitem__(self, index: int) -> Example:
+        return self.get_with_skips(index)[0]
+
+    def get_with_skips(self, index: int) -> tuple[Example, list[str]]:
+        """``(ds[index], ids of the bad items passed over to produce it)``. Every pass over a bad item is listed,
+        also over one already known to be bad (which `skip_counter` does not count again), so the list does not depend
+        on which process decoded what before."""
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a dataset of {n} items")
         index = int(index) % n
         failures = 0
+        skipped: list[str] = []
         for step in range(n):
             j = (index + step) % n
             if j in self._bad:
+                skipped.append(self._bad[j])
                 continue
             example = self.get(j)
             if example is not None:
-                return example
+                return example, skipped
+            skipped.append(self._bad[j])
             failures += 1
             if failures > self.max_retries:
                 break
@@ -959,7 +982,7 @@ class AudioDataset(torch.utils.data.Dataset):
         for i, record in enumerate(self.raw):
             example = self.decoder.decode(record)
             if example is None:
-                self._bad.add(i)
+                self._bad[i] = self.skip_counter.recent_ids[-1]
                 continue
             yielded += 1
             yield example

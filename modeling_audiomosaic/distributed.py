@@ -59,3 +59,13 @@ def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:
         gathered = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, tensor.detach().contiguous())
     return torch.cat(gathered, dim=0)
+
+
+def gather_objects(obj):
+    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects; a collective: every rank must call it). A list of
+    one element in a single process."""
+    if world_size() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered

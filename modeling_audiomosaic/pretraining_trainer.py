@@ -13,7 +13,12 @@ What it adds to `transformers.Trainer`:
 * non-finite losses are skipped and counted in the logs (`nonfinite_losses_skipped`) instead of poisoning the run:
   the bad batch contributes a zero gradient, and an optimizer step whose accumulation window held no finite loss on
   any rank is not taken at all (so Adam's moments and the weights stay exactly as they were; every rank agrees);
-* bad audio items skipped by the data layer (reported by the collator as ``num_skipped``) are counted and logged.
+* bad audio items skipped by the data layer (reported through the batches as ``num_skipped`` / ``skipped_ids``, since
+  decoding runs in DataLoader workers) are counted and logged, and [`~AudioMosaicPretrainingTrainer.data_summary`]
+  totals them over all ranks: examples trained on, skip events, distinct bad items and their ids;
+* exact resumption: `DataEpochCallback` tells the training dataset and the collator the epoch at the start of every
+  epoch (accelerate's `set_epoch` does not reach the dataset in the data loader Trainer builds to skip the batches
+  of a resumed epoch, nor under multi-process training), so a resumed run draws the views of the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import json
 import math
 import os
 import zipfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
@@ -31,6 +36,8 @@ from torch import nn
 
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
+
+from .distributed import gather_objects
 
 logger = logging.get_logger(__name__)
 
@@ -55,6 +62,26 @@ class MaskingCurriculumCallback(TrainerCallback):
             total = max(int(math.ceil(state.num_train_epochs or 1)), 1)
             target.set_masking_epoch(epoch, total)
 
+
+class DataEpochCallback(TrainerCallback):
+    """Calls ``set_epoch(epoch)`` on the trainer's training dataset and data collator at the start of every epoch.
+
+    Trainer only calls ``set_epoch`` on its data loader, and accelerate's `DataLoaderShard.set_epoch` forwards it to
+    the dataset only when the batch sampler has no inner sampler taking it: in the loader that skips the batches
+    already trained on when a run resumes mid-epoch (`SkipBatchSampler`), and in every multi-process loader
+    (`BatchSamplerShard`), the dataset never heard of the epoch. A run resumed in epoch ``e >= 1`` then tagged its
+    examples with epoch 0 and drew other views than the uninterrupted run. The epoch is the integer part of
+    ``state.epoch`` (for a resumed run Trainer restores it from the checkpoint: ``epochs_trained`` + a fraction < 1).
+    """
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        epoch = int(math.floor(state.epoch or 0))
+        for target in (self.trainer.train_dataset, self.trainer.data_collator):
+            if hasattr(target, "set_epoch"):
+                target.set_epoch(epoch)
 
 
 def decay_parameter_names(model: nn.Module) -> list[str]:
@@ -134,9 +161,12 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._metric_sums: dict[str, float] = defaultdict(float)
         self._metric_count = 0
         self.nonfinite_losses = 0
-        self.data_items_skipped = 0
+        self.data_items_skipped = 0  # skip events (a bad item met in two epochs counts twice), this process
+        self.data_items_trained = 0  # examples in the training batches, this process
+        self.skipped_item_events: Counter[str] = Counter()  # bad item id -> times skipped, this process
         self.optimizer_steps_skipped = 0
         self._finite_in_window = 0  # finite training losses since the last optimizer step (this rank)
+        self.add_callback(DataEpochCallback(self))
         if hasattr(self.model, "set_masking_epoch"):
             self.add_callback(MaskingCurriculumCallback())
         specs = self.model.config.view_masking_specs() if hasattr(self.model.config, "view_masking_specs") else []
@@ -173,8 +203,12 @@ class AudioMosaicPretrainingTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         skipped = inputs.pop("num_skipped", 0)
+        skipped_ids = inputs.pop("skipped_ids", None) or []
         if model.training:
             self.data_items_skipped += int(skipped)
+            self.skipped_item_events.update(str(i) for i in skipped_ids)
+            values = inputs.get("input_values")
+            self.data_items_trained += int(values.shape[0]) if values is not None else 0
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:
@@ -206,6 +240,41 @@ class AudioMosaicPretrainingTrainer(Trainer):
             for view, count in enumerate(kept):
                 self._metric_sums[f"kept_tokens_view{view}"] += float(count)
         self._metric_count += 1
+
+    def data_summary(self, max_ids: int = 20) -> dict:
+        """Data accounting of the batches trained on by this `train()` call, totalled over all ranks (a collective:
+        every rank must call it). A resumed run counts from its checkpoint on.
+
+        Keys: ``examples_trained`` (decoded examples in the training batches), ``skip_events`` (each time a bad item
+        was met and skipped; a bad file met in every epoch counts once per epoch), ``distinct_bad_items`` (bad items
+        by id), ``bad_item_ids`` (the first ``max_ids`` of them, sorted) with ``skip_events_by_item``,
+        ``skip_events_without_id`` (skips a data source reported without ids) and ``text`` (one readable sentence).
+        """
+        per_rank = gather_objects((self.data_items_trained, self.data_items_skipped, dict(self.skipped_item_events)))
+        trained = sum(r[0] for r in per_rank)
+        events = sum(r[1] for r in per_rank)
+        by_id: Counter[str] = Counter()
+        for _, _, ids in per_rank:
+            by_id.update(ids)
+        ids = sorted(by_id)
+        without_id = events - sum(by_id.values())
+        if events:
+            listed = ", ".join(ids[:max_ids]) + (f", ... ({len(ids) - max_ids} more)" if len(ids) > max_ids else "")
+            text = (f"{trained} decoded examples trained on; bad items skipped {events} times: "
+                    f"{len(ids)} distinct bad items ({listed or 'no ids reported'})")
+            if without_id and ids:
+                text += f", plus {without_id} skips whose item ids were not reported"
+        else:
+            text = f"{trained} decoded examples trained on; no bad item met"
+        return {
+            "examples_trained": trained,
+            "skip_events": events,
+            "distinct_bad_items": len(ids),
+            "bad_item_ids": ids[:max_ids],
+            "skip_events_by_item": {i: by_id[i] for i in ids[:max_ids]},
+            "skip_events_without_id": without_id,
+            "text": text,
+        }
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self._metric_count:

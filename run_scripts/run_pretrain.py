@@ -13,7 +13,9 @@ are `ModelArguments`, `DataArguments` (below) and `transformers.TrainingArgument
 
 Data: ``--train_path`` (folder of audio, AudioSet-style JSON manifest, CSV, parquet, webdataset shards) or
 ``--dataset_name`` (``datasets.load_dataset``; Hub ids stream with ``--streaming``). Bad files are skipped and counted
-(``data_items_skipped`` in the logs). Views (augmentation + fbank) are built in DataLoader workers.
+(``data_items_skipped`` in the logs, per process; ``pretrain_summary.json`` → ``data``: examples trained on, skip
+events and distinct bad items with their ids, over all ranks and workers). Views (augmentation + fbank) are built in
+DataLoader workers.
 """
 
 from __future__ import annotations
@@ -41,11 +43,7 @@ from script_args import parse_with_recipe  # noqa: E402
 import modeling_audiomosaic  # noqa: E402,F401
 from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
 from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
-from feature_extraction.collators import (  # noqa: E402
-    CollatorEpochCallback,
-    EpochTaggedDataset,
-    PretrainingViewsCollator,
-)
+from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator  # noqa: E402
 from feature_extraction.data import build_label_vocabulary, load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining  # noqa: E402
 from modeling_audiomosaic.pretraining_trainer import (  # noqa: E402
@@ -291,8 +289,8 @@ def main(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_dataset,
         data_collator=collator,
-        callbacks=[CollatorEpochCallback(collator)]
-        + ([TimeBudgetCallback(data_args.max_train_minutes * 60.0)] if data_args.max_train_minutes else []),
+        # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
+        callbacks=[TimeBudgetCallback(data_args.max_train_minutes * 60.0)] if data_args.max_train_minutes else None,
     )
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":  # resume from the newest complete checkpoint-* folder of output_dir
@@ -304,19 +302,22 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"--resume_from_checkpoint {checkpoint} is incomplete: {'; '.join(problems)}")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
+    # counted from the batches (decoding runs in DataLoader workers, whose own counters the main process never sees),
+    # summed over the ranks: a collective, so every rank calls it
+    data = trainer.data_summary()
     if trainer.is_world_process_zero():
         feature_extractor.save_pretrained(training_args.output_dir)
-        skip = getattr(train_dataset, "skip_counter", None)
         summary = {
             "train_loss": result.training_loss,
             "global_step": result.global_step,
-            "data_items_skipped": trainer.data_items_skipped,
+            "data_items_skipped": data["skip_events"],  # every skip event, all ranks (kept for older readers)
+            "data": data,
             "nonfinite_losses_skipped": trainer.nonfinite_losses,
-            "skip_summary_rank0_main_process": skip.summary() if skip is not None else None,
             "log_history": trainer.state.log_history,
         }
         with open(os.path.join(training_args.output_dir, "pretrain_summary.json"), "w") as handle:
             json.dump(summary, handle, indent=2, default=str)
+        logger.info("data: %s", data["text"])
         logger.info("finished: loss %.4f after %d steps", result.training_loss, result.global_step)
     history = trainer.state.log_history
     result_dict = {"train_loss": result.training_loss, "global_step": result.global_step, "log_history": history}

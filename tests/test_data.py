@@ -277,6 +277,11 @@ def test_map_style_getitem_substitutes_bad_items(corpus):
     assert ds.skip_counter.counts["undecodable"] == 1
     ds[bad]  # known-bad index: not decoded (nor counted) again
     assert ds.skip_counter.counts["undecodable"] == 1
+    # get_with_skips lists every pass over a bad item, known-bad ones included (what a training run reports)
+    example, skipped = ds.get_with_skips(bad)
+    assert example["id"] == ex["id"] and skipped == ["bird/corrupt.wav"]
+    assert ds.get_with_skips(ids.index(ex["id"]))[1] == []  # a good item: nothing skipped
+    assert ds.skip_counter.counts["undecodable"] == 1 and list(ds.skip_counter.recent_ids) == ["bird/corrupt.wav"]
     assert ds.get(bad) is None
     valid = ds.filter_valid()
     assert len(valid) == len(GOOD_FILES) and sorted(valid.raw["id"]) == sorted(GOOD_FILES)
@@ -349,7 +354,11 @@ def test_parquet_map_style_equals_streaming_hub_path(corpus):
     # the decoded datasets.IterableDataset (what to give Trainer/accelerate) shares the counter
     hf = stream.hf_dataset
     assert isinstance(hf, datasets.IterableDataset)
-    assert len(list(hf)) == 15 and stream.skip_counter.counts["undecodable"] == 2
+    rows = list(hf)
+    assert len(rows) == 15 and stream.skip_counter.counts["undecodable"] == 2
+    # the row after the bad item carries it (streams report skips through the rows, e.g. from DataLoader workers)
+    assert [(r["num_skipped"], r["skipped_ids"]) for r in rows if r["num_skipped"]] == [(1, ["clip06.wav"])]
+    assert sum(r["num_skipped"] for r in rows) == 1 and all(r["skipped_ids"] == [] for r in rows if not r["num_skipped"])
     # a local directory name goes through the same load_dataset path as a Hub id
     by_dir = load_audio_dataset(dataset_name=str(corpus["pq_dir"]), streaming=True, cache_dir=corpus["cache"])
     assert [ex["id"] for ex in by_dir] == corpus["pq_ids"]

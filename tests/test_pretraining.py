@@ -316,3 +316,50 @@ def test_encoder_and_classifier_load_from_a_pretraining_folder_quietly(tmp_path)
     classifier, info = AudioMosaicForAudioClassification.from_pretrained(tmp_path, output_loading_info=True)
     assert not info["unexpected_keys"]
     assert set(info["missing_keys"]) == {"classifier.dense.weight", "classifier.dense.bias"}
+
+
+# ----------------------------------------------------------------------------------------------- data epoch (resume)
+class _Items(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return {"id": f"item{index}"}
+
+
+def test_epoch_reaches_persistent_dataloader_workers():
+    """`set_epoch` in the main process is seen by a DataLoader worker that is already running (persistent workers
+    keep their copy of the dataset and the collator from the first epoch)."""
+    from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+
+    dataset = EpochTaggedDataset(_Items())
+    collator = PretrainingViewsCollator(view_generator=None, crop_samples=0)
+
+    def collate(examples):
+        return [(ex["epoch"], collator.epoch) for ex in examples]
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1, persistent_workers=True,
+                                         collate_fn=collate)
+    seen = []
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        collator.set_epoch(epoch)
+        seen.append({pair for batch in loader for pair in batch})
+    assert seen == [{(0, 0)}, {(1, 1)}, {(2, 2)}]
+
+
+def test_data_epoch_callback_uses_the_integer_part_of_the_epoch():
+    """A run resumed at epoch 1.7 (Trainer restores `state.epoch` from the checkpoint) is in epoch 1: the dataset and
+    the collator must hear 1 (rounding would say 2)."""
+    from types import SimpleNamespace
+
+    from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+    from modeling_audiomosaic.pretraining_trainer import DataEpochCallback
+
+    trainer = SimpleNamespace(train_dataset=EpochTaggedDataset(_Items()),
+                              data_collator=PretrainingViewsCollator(view_generator=None, crop_samples=0))
+    callback = DataEpochCallback(trainer)
+    for state_epoch, expected in ((0.0, 0), (1.0, 1), (1.7, 1), (2.999, 2)):
+        callback.on_epoch_begin(None, SimpleNamespace(epoch=state_epoch), None)
+        assert trainer.train_dataset.epoch == trainer.data_collator.epoch == expected
+        assert trainer.train_dataset[0]["epoch"] == expected

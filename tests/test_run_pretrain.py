@@ -121,6 +121,9 @@ def test_streaming_parquet_through_datasets(audio_dir, recipe, tmp_path):
     ])
     assert result["global_step"] == 3
     assert all(np.isfinite(list(_losses(result["log_history"]).values())))
+    data = json.loads((tmp_path / "stream" / "pretrain_summary.json").read_text())["data"]
+    assert data["examples_trained"] == 12 and data["skip_events_without_id"] == 0, data
+    assert data["bad_item_ids"] == (["corrupt.wav"] if data["skip_events"] else []), data
 
 
 def _free_port():
@@ -156,6 +159,10 @@ def test_two_process_accelerate_launch(audio_dir, recipe, tmp_path):
     epochs = [h["epoch"] for h in summary["log_history"] if "loss" in h]
     assert abs(epochs[-1] - 4 / 3) < 0.01, epochs
     assert all(np.isfinite(list(_losses(summary["log_history"]).values())))
+    # the data accounting is summed over both ranks: 4 steps x 2 ranks x 4 examples
+    data = summary["data"]
+    assert data["examples_trained"] == 32, data
+    assert data["bad_item_ids"] == ["corrupt.wav"] and data["skip_events"] >= 1, data
 
 
 def test_time_budget_stops_training(audio_dir, recipe, tmp_path):
@@ -258,3 +265,86 @@ def test_incomplete_checkpoints_are_detected_and_skipped(audio_dir, recipe, tmp_
     with pytest.raises(ValueError, match="is incomplete: optimizer.pt"):
         run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out),
                            "--max_steps", "6", "--resume_from_checkpoint", str(out / "checkpoint-4")])
+
+
+@pytest.fixture(scope="module")
+def small_audio_dir(tmp_path_factory):
+    """12 items (11 clips, 1 s each, and one corrupt file): 3 steps of 4 clips per epoch in one process."""
+    folder = tmp_path_factory.mktemp("pretrain_small")
+    rng = np.random.default_rng(1)
+    for i in range(11):
+        sf.write(folder / f"clip{i:02d}.wav", _clip(rng, 1.0), 16000)
+    (folder / "corrupt.wav").write_bytes(b"definitely not a RIFF file" * 20)
+    return folder
+
+
+def test_resume_at_and_after_epoch_boundaries_reproduces_uninterrupted_run(small_audio_dir, recipe, tmp_path):
+    """Resuming at the end of epoch 0 (step 3), right after it (step 4) and mid-epoch 1 (step 5) gives, for every later
+    step, the uninterrupted run's loss (3 steps per epoch; 8 steps cross two more epoch boundaries)."""
+    steps = 8
+    common = ["--config", str(recipe), "--train_path", str(small_audio_dir), "--max_steps", str(steps)]
+    full = run_pretrain.main(common + ["--output_dir", str(tmp_path / "full"), "--save_steps", "1"])
+    a = _losses(full["log_history"])
+    assert sorted(a) == list(range(1, steps + 1))
+    for resume_at in (3, 4, 5):
+        resumed = run_pretrain.main(common + [
+            "--output_dir", str(tmp_path / f"resumed{resume_at}"), "--save_steps", str(steps),
+            "--resume_from_checkpoint", str(tmp_path / "full" / f"checkpoint-{resume_at}"),
+        ])
+        b = _losses(resumed["log_history"])
+        assert resumed["global_step"] == steps
+        for step in range(resume_at + 1, steps + 1):
+            assert abs(a[step] - b[step]) <= 1e-6, (resume_at, step, a[step], b[step])
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_two_process_resume_at_and_after_epoch_boundaries(small_audio_dir, recipe, tmp_path):
+    """2 processes x 2 clips: 3 steps per epoch. Resuming at the end of epoch 0 (step 3), right after it (step 4) and
+    mid-epoch 1 (step 5) reproduces every later loss of the uninterrupted run."""
+    steps = 7
+    common = ["--config", str(recipe), "--train_path", str(small_audio_dir), "--max_steps", str(steps),
+              "--per_device_train_batch_size", "2"]
+    full_out = tmp_path / "full"
+    proc, log = _launch(common + ["--output_dir", str(full_out), "--save_steps", "1"], full_out, tmp_path / "full.log")
+    full = _wait(proc, full_out, tmp_path / "full.log")
+    log.close()
+    a = _losses(full["log_history"])
+    assert sorted(a) == list(range(1, steps + 1))
+    assert abs([h["epoch"] for h in full["log_history"] if "loss" in h][-1] - steps / 3) < 0.01
+    for resume_at in (3, 4, 5):
+        out = tmp_path / f"resumed{resume_at}"
+        args = common + ["--output_dir", str(out), "--save_steps", str(steps),
+                         "--resume_from_checkpoint", str(full_out / f"checkpoint-{resume_at}")]
+        proc, log = _launch(args, out, tmp_path / f"resumed{resume_at}.log")
+        b = _losses(_wait(proc, out, tmp_path / f"resumed{resume_at}.log")["log_history"])
+        log.close()
+        for step in range(resume_at + 1, steps + 1):
+            assert abs(a[step] - b[step]) <= 1e-6, (resume_at, step, a[step], b[step])
+
+
+def test_summary_counts_skips_made_in_dataloader_workers(recipe, tmp_path):
+    """Decoding runs in 2 DataLoader workers, so the main process's own counters stay at 0: the summary must still
+    carry what the workers met. 12 files, 2 of them corrupt, 2 epochs of 3 batches of 4."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    bad = {"clip03.wav", "clip08.wav"}
+    for i in range(12):
+        name = f"clip{i:02d}.wav"
+        if name in bad:
+            (folder / name).write_bytes(b"definitely not a RIFF file" * 20)
+        else:
+            sf.write(folder / name, _clip(rng, 1.0), 16000)
+    out = tmp_path / "run"
+    result = run_pretrain.main(["--config", str(recipe), "--train_path", str(folder), "--output_dir", str(out),
+                                "--max_steps", "6", "--save_steps", "100", "--dataloader_num_workers", "2"])
+    assert result["global_step"] == 6
+    summary = json.loads((out / "pretrain_summary.json").read_text())
+    data = summary["data"]
+    assert data["examples_trained"] == 24  # 6 batches of 4 decoded examples
+    assert data["skip_events"] == summary["data_items_skipped"] == 4  # each bad file once per epoch
+    assert data["distinct_bad_items"] == 2 and data["bad_item_ids"] == sorted(bad)
+    assert data["skip_events_by_item"] == {name: 2 for name in bad} and data["skip_events_without_id"] == 0
+    assert "bad items skipped 4 times: 2 distinct bad items (clip03.wav, clip08.wav)" in data["text"]
+    assert [h for h in summary["log_history"] if "loss" in h][-1]["data_items_skipped"] == 4
