@@ -117,7 +117,10 @@ class DataArguments:
     roll_and_gain: bool = field(default=True)
     max_train_samples: int | None = field(default=None)
     max_train_minutes: float | None = field(
-        default=None, metadata={"help": "stop (and save) after this much wall-clock training time: a fixed budget"}
+        default=None, metadata={"help": "optional hard cap: stop (and save) after this much wall-clock training time. "
+                                        "The lr schedule still spans --max_steps, so a cut run depends on the "
+                                        "machine's speed; it is warned and marked stopped_by_time_budget in "
+                                        "pretrain_summary.json. Prefer --max_steps for reproducible runs"}
     )
 
 
@@ -130,11 +133,13 @@ class TimeBudgetCallback(TrainerCallback):
     """Stop training once `seconds` of wall-clock time have passed (checked after every optimizer step).
 
     Every rank decides on its own clock, so under multi-process training the decision is all-reduced (max) to keep
-    the ranks in step."""
+    the ranks in step. A cut run is warned about and remembered (`stopped_at_step`): its schedule was not finished,
+    so its result depends on the machine's speed and load."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.start = None
+        self.stopped_at_step: int | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
@@ -146,6 +151,13 @@ class TimeBudgetCallback(TrainerCallback):
         if over.item() > 0:
             control.should_training_stop = True
             control.should_save = True
+            if state.global_step < state.max_steps:
+                self.stopped_at_step = state.global_step
+                logger.warning(
+                    "--max_train_minutes %g reached at step %d of %d: the schedule was cut, so this run's result "
+                    "depends on the machine's speed and load (use --max_steps alone for a reproducible run).",
+                    self.seconds / 60, state.global_step, state.max_steps,
+                )
         return control
 
 
@@ -284,13 +296,14 @@ def main(argv: list[str] | None = None) -> dict:
         label_vocabulary=vocabulary,
         teacher_feature_extractor=teacher_extractor,
     )
+    time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
     trainer = AudioMosaicPretrainingTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
         data_collator=collator,
         # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
-        callbacks=[TimeBudgetCallback(data_args.max_train_minutes * 60.0)] if data_args.max_train_minutes else None,
+        callbacks=[time_budget] if time_budget else None,
     )
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":  # resume from the newest complete checkpoint-* folder of output_dir
@@ -310,6 +323,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary = {
             "train_loss": result.training_loss,
             "global_step": result.global_step,
+            "scheduled_steps": trainer.state.max_steps,
+            "stopped_by_time_budget": bool(time_budget and time_budget.stopped_at_step is not None),
             "data_items_skipped": data["skip_events"],  # every skip event, all ranks (kept for older readers)
             "data": data,
             "nonfinite_losses_skipped": trainer.nonfinite_losses,

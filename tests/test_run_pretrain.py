@@ -171,6 +171,8 @@ def test_time_budget_stops_training(audio_dir, recipe, tmp_path):
                                 "--max_train_minutes", "0.0001"])
     assert 1 <= result["global_step"] < 1000
     assert (tmp_path / "budget" / "model.safetensors").exists()
+    summary = json.loads((tmp_path / "budget" / "pretrain_summary.json").read_text())
+    assert summary["stopped_by_time_budget"] and summary["scheduled_steps"] == 1000, summary
 
 
 def _launch(args, out, log_path):
