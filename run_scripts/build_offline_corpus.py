@@ -13,11 +13,15 @@ Three labelled tasks plus an unlabelled pre-training pool, all 16 kHz mono 16-bi
   four SoundFonts; random pitch/velocity; split by *SoundFont*; near-silent renders are re-drawn.
 * ``pretrain_pool``: every train/validation clip of the three tasks plus extra unlabelled clips (unused recordings,
   extra words from train/validation voices, non-family GM programs of train/validation SoundFonts); never a test clip.
+* ``pretrain_pool_speech`` (optional, ``--speech-pool``; not part of the default build): the pool plus sentences and
+  words without any keyword-task word, from train/validation voices of the cheap engines, until speech is half of the
+  clips (``SPEECH_POOL_SHARE``).
 
 Usage::
 
     python run_scripts/build_offline_corpus.py --size default          # -> .cache/offline_corpus/default-seed0
     python run_scripts/build_offline_corpus.py --size tiny --out /tmp/c --skip pico,mbrola
+    python run_scripts/build_offline_corpus.py --size default --speech-pool    # + pretrain_pool_speech/
 
     from build_offline_corpus import build_corpus
     out = build_corpus(size="tiny", out_dir="/tmp/c")
@@ -48,6 +52,7 @@ import importlib.util
 import io
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -68,11 +73,15 @@ BUILDER_VERSION = "1"
 SPLITS = ("train", "validation", "test")
 TASKS = ("keywords", "esc", "instruments")
 POOL = "pretrain_pool"
-ALL_TASKS = TASKS + (POOL,)
+ALL_TASKS = TASKS + (POOL,)  # the default build
+SPEECH_POOL = "pretrain_pool_speech"  # optional (built only when asked): the pool plus extra speech
+KNOWN_TASKS = ALL_TASKS + (SPEECH_POOL,)
+POOLS = {"default": POOL, "speech": SPEECH_POOL}  # pre-training pools by name (run_demo.py --pool): their folder
 DURATION = {"keywords": 1.0, "esc": 5.0, "instruments": 4.0}
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO / ".cache" / "offline_corpus"
 MIN_NOTE_RMS = 1e-3  # instrument renders quieter than this are re-drawn ("near-silent")
+MAX_SENTENCE_SECONDS = 6.0  # longest speech-pool sentence clip
 
 # ------------------------------------------------------------------------------------------------ sizes
 SIZES: dict[str, dict[str, Any]] = {
@@ -108,6 +117,44 @@ EXTRA_WORDS = [
     "table", "coffee", "paper", "silver", "rabbit", "planet", "doctor", "market", "winter",
 ]  # pre-training pool only
 KEYWORD_LABELS = COMMANDS + ["_unknown_", "_silence_"]
+# the optional speech-heavier pool (`pretrain_pool_speech`): sentences and words that avoid the keyword task's words
+# (and their exact homophones), spoken by train/validation voices of the cheap engines
+SPEECH_POOL_SHARE = 0.5  # target share of speech clips in that pool (clips: each gives one crop per epoch)
+SENTENCE_FRACTION = 0.75  # of the added clips; the rest are single words
+BANNED_SPEECH_WORDS = frozenset(COMMANDS + UNKNOWN_WORDS + ["to", "too", "for", "fore", "know", "write", "rite",
+                                                            "won", "ate"])
+SENTENCES = [
+    "The weather was cold and bright this morning.", "She painted the kitchen a pale shade of green.",
+    "A small boat drifted slowly across the lake.", "Please bring a glass of water and some bread.",
+    "The children laughed at the clever puppet show.", "He keeps his old books in a wooden box.",
+    "We walked along the beach until sunset.", "The train was late because of the snow.",
+    "My neighbour grows tomatoes in the garden.", "The museum opens at noon every Sunday.",
+    "Fresh coffee smells wonderful in the kitchen.", "They built a bridge over the narrow river.",
+    "The teacher asked a difficult question.", "A gentle breeze moved through the tall grass.",
+    "Her brother plays the violin very well.", "The market sells fruit, cheese and flowers.",
+    "Rain fell softly against the window.", "The library is quiet in the evening.",
+    "Can you hear the bells of the church?", "The pilot waved as the plane climbed.",
+    "We need more paper and a sharp pencil.", "The soup was warm and full of vegetables.",
+    "A red kite flew high above the hills.", "The office closes early during the summer.",
+    "He forgot his umbrella at the station.", "The orchestra played a beautiful melody.",
+    "Snow covered the roofs of the village.", "The baker wakes before dawn each day.",
+    "She found a silver coin in the sand.", "The doctor said the patient was much better.",
+    "Our guests arrived just after dinner.", "The candle flickered in the dark room.",
+    "Winter evenings are long and peaceful.", "The farmer counted the sheep in the field.",
+    "A quiet street leads away from the square.", "The radio played an old jazz song.",
+    "Mountains rise beyond the distant valley.", "The students wrote their names in blue ink.",
+    "Lunch will be served in the garden.", "The clock in the hall struck midnight.",
+    "A young fox crossed the road at dusk.", "The painter mixed yellow and purple paint.",
+    "We heard thunder far away in the mountains.", "Her letter arrived a week later.",
+    "The captain steered the ship through the storm.", "Many people enjoy walking in the park.",
+    "The cake was decorated with fresh berries.", "Light from the moon filled the garden.",
+]
+SPEECH_WORDS = EXTRA_WORDS + [
+    "apple", "basket", "candle", "dinner", "engine", "finger", "guitar", "island", "jacket", "kitten", "lemon",
+    "mirror", "needle", "ocean", "pencil", "quiet", "rocket", "sugar", "tiger", "umbrella", "violin", "wagon",
+    "zebra", "bottle", "button", "carpet", "daisy", "honey", "ladder", "monkey", "pillow", "ribbon", "salad",
+    "tunnel", "velvet", "whistle", "bucket", "camera", "dragon", "feather",
+]
 ENGINES = ("espeak", "mbrola", "pico", "flite", "festival", "piper", "kokoro")
 CHEAP_ENGINES = ("espeak", "mbrola", "pico", "flite")
 ESPEAK_ACCENTS = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
@@ -334,6 +381,7 @@ def _check_component(comp: str, paths: dict[str, str]) -> list[dict[str, Any]]:
 
 def required_components(tasks: tuple[str, ...], skip: set[str]) -> list[str]:
     comps: list[str] = []
+    tasks = KNOWN_TASKS if SPEECH_POOL in tasks else tasks
     if "keywords" in tasks or POOL in tasks:
         comps += list(ENGINES) + ["ufoai", "wesnoth", "sonicpi"]
     if "esc" in tasks or POOL in tasks:
@@ -630,15 +678,17 @@ class Config:
     def key(self, task: str) -> str:
         payload: dict[str, Any] = {"v": BUILDER_VERSION, "task": task, "seed": self.seed,
                                    "cpc": self.clips_per_class, "format": self.audio_format}
-        if task in ("keywords", POOL):
+        if task in ("keywords", POOL, SPEECH_POOL):
             payload.update(engines=self.engines, weights=self.engine_weights, sources=self.sources,
                            kokoro=self.preset.get("kokoro_unknown_words"))
         if task in ("esc", POOL):
             payload.update(sources=self.sources)
         if task in ("instruments", POOL):
             payload.update(fonts=self.fonts)
-        if task == POOL:
-            payload.update(pool=self.pool_extra, tasks=sorted(self.tasks))
+        if task == POOL:  # the optional speech pool does not change the default pool (nor its cache)
+            payload.update(pool=self.pool_extra, tasks=sorted(t for t in self.tasks if t in ALL_TASKS))
+        if task == SPEECH_POOL:
+            payload.update(pool=self.pool_extra, share=SPEECH_POOL_SHARE, sentence_fraction=SENTENCE_FRACTION)
         payload["paths"] = {k: self.paths[k] for k in sorted(self.paths)}
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -686,7 +736,7 @@ class Plan:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.jobs: dict[str, list[dict[str, Any]]] = {t: [] for t in ALL_TASKS}
+        self.jobs: dict[str, list[dict[str, Any]]] = {t: [] for t in KNOWN_TASKS}
         self.info: dict[str, Any] = {}
         self.recs: dict[str, str] = {}
         self.rec_group: dict[str, str] = {}
@@ -1001,6 +1051,47 @@ class Plan:
                              "cost": 0.5 + 0.02 * len(clips[i:i + 64])})
         self.jobs[POOL] = jobs
 
+    def plan_speech_pool(self) -> None:
+        """Sentences (``SENTENCES``) and words (``SPEECH_WORDS``) from train/validation voices of the cheap engines,
+        as many as make speech ``SPEECH_POOL_SHARE`` of the clips of the default pool plus these."""
+        cfg = self.cfg
+        rows = [c for t in (*TASKS, POOL) for j in self.jobs[t] for c in j["clips"] if c["split"] != "test"]
+        speech = sum(1 for c in rows if "word" in c)  # TTS clips carry their text
+        total = max(0, round((SPEECH_POOL_SHARE * len(rows) - speech) / (1 - SPEECH_POOL_SHARE)))
+        voices, noise = self.split_voices(), self.split_noise()
+        cand = sorted((v for s in ("train", "validation") for v in voices[s] if v["engine"] in CHEAP_ENGINES),
+                      key=lambda v: v["id"])
+        if not cand:
+            raise ValueError(f"{SPEECH_POOL}: needs a train/validation voice of {', '.join(CHEAP_ENGINES)}")
+        rng = _rng(cfg.seed, SPEECH_POOL)
+        per_engine: dict[str, list[dict]] = defaultdict(list)
+        for i in rng.permutation(len(cand)):
+            per_engine[cand[i]["engine"]].append(cand[i])
+        engines = sorted(per_engine)
+        n_sent = round(SENTENCE_FRACTION * total)
+        by_voice: dict[str, list[dict]] = defaultdict(list)
+        vmap = {}
+        for k in range(total):
+            vs = per_engine[engines[k % len(engines)]]
+            v = vs[(k // len(engines)) % len(vs)]
+            kind, i = ("sentence", k) if k < n_sent else ("word", k - n_sent)
+            name = f"audio/{kind}s/{kind}_{i:04d}"
+            texts = SENTENCES if kind == "sentence" else SPEECH_WORDS
+            text = texts[int(_rng(cfg.seed, "speech-text", name).integers(len(texts)))]
+            by_voice[v["id"]].append({"name": name, "split": "pool", "label": "", "word": text, "group": v["id"],
+                                      "source": v["engine"], "seed": _clip_seed(cfg, SPEECH_POOL, name),
+                                      "noise": noise["train"] + noise["validation"], "finish": kind})
+            vmap[v["id"]] = v
+        jobs = []
+        for vid in sorted(by_voice):
+            for i in range(0, len(by_voice[vid]), 40):
+                job = self._tts_job(SPEECH_POOL, vmap[vid]["engine"], [vmap[vid]], by_voice[vid][i:i + 40])
+                job["id"] = f"speech-{job['id']}-{i // 40}"
+                job["cost"] *= 2.0  # sentences take longer than words
+                jobs.append(job)
+        self.info["speech_pool_planned"] = {"sentences": n_sent, "words": total - n_sent}
+        self.jobs[SPEECH_POOL] = jobs
+
 
 def make_plan(cfg: Config) -> Plan:
     plan = Plan(cfg)
@@ -1012,6 +1103,8 @@ def make_plan(cfg: Config) -> Plan:
         plan.plan_instruments()
     if POOL in cfg.tasks:
         plan.plan_pool()
+    if SPEECH_POOL in cfg.tasks:
+        plan.plan_speech_pool()
     return plan
 
 
@@ -1226,6 +1319,33 @@ def _finish_keyword(raw: np.ndarray, sr: int, rng: np.random.Generator, noise_id
     return _limit(canvas)
 
 
+def _finish_sentence(raw: np.ndarray, sr: int, rng: np.random.Generator, noise_ids: list[str], ctx: dict,
+                     meta: dict) -> np.ndarray:
+    """A free-length speech clip (at most ``MAX_SENTENCE_SECONDS``): trim, speed, level, 0.05-0.3 s margins, noise
+    as for the keywords. The pre-training loader cuts random crops from it."""
+    x = _trim(_resample(raw, sr), 40.0)
+    if x.size < 160:
+        raise RuntimeError("synthesised sentence is empty after trimming")
+    speed = float(rng.uniform(0.9, 1.1))
+    x = _fit(_speed(x, speed), int(MAX_SENTENCE_SECONDS * SR) - int(0.6 * SR))
+    x = x / (np.max(np.abs(x)) + 1e-9) * float(rng.uniform(0.3, 0.9))
+    pads = [int(rng.uniform(0.05, 0.3) * SR) for _ in range(2)]
+    canvas = np.concatenate([np.zeros(pads[0], np.float32), x, np.zeros(pads[1], np.float32)])
+    meta.update(speed=round(speed, 4), offset=pads[0], seconds=round(canvas.size / SR, 3), noise=None)
+    if rng.random() < 0.8:
+        snr = float(rng.uniform(5, 30))
+        if noise_ids and rng.random() < 0.7:
+            rec = noise_ids[int(rng.integers(len(noise_ids)))]
+            noise = _crop(_load_rec(rec, ctx, canvas.size / SR + 1.0, rng), canvas.size, rng)
+            meta["noise"] = rec
+        else:
+            meta["noise"] = ["white", "pink", "brown"][int(rng.integers(3))]
+            noise = _colored_noise(canvas.size, meta["noise"], rng)
+        canvas = _mix_at_snr(canvas, noise, snr, float(np.mean(np.square(x, dtype=np.float64))))
+        meta["snr_db"] = round(snr, 2)
+    return _limit(canvas)
+
+
 def _job_tts(job: dict, ctx: dict) -> list[dict]:
     engine = job["engine"]
     clips = job["clips"]
@@ -1251,7 +1371,8 @@ def _job_tts(job: dict, ctx: dict) -> list[dict]:
     rows = []
     for c, p, r, (raw, sr) in zip(clips, params, rngs, raws, strict=True):
         meta = {"engine": engine, "voice": c["group"], "word": c["word"], **p}
-        x = _finish_keyword(raw, sr, r, c.get("noise", []), ctx, meta)
+        finish = _finish_sentence if c.get("finish") == "sentence" else _finish_keyword
+        x = finish(raw, sr, r, c.get("noise", []), ctx, meta)
         rows.append(_write(c, x, ctx, meta))
     return rows
 
@@ -1458,15 +1579,50 @@ def _write_pool(out: Path, task_rows: dict[str, list[dict]], extra_rows: list[di
     for r in sorted(extra_rows, key=lambda r: r["path"]):
         pool.append({"wav": r["path"], "labels": "", "group": r["group"], "source": r["source"], "task": "extra",
                      "split": "pool"})
+    _write_pool_files(out / POOL, pool)
+    return pool
+
+
+def _write_pool_files(pdir: Path, pool: list[dict]) -> None:
     assert not any(p["split"] == "test" or "/test/" in p["wav"] for p in pool)
-    pdir = out / POOL
     pdir.mkdir(parents=True, exist_ok=True)
     (pdir / "train.json").write_text(json.dumps({"data": pool}, indent=1) + "\n", encoding="utf-8")
     with open(pdir / "train.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "group", "source", "task"])
         w.writerows([p["wav"], "", p["group"], p["source"], p["task"]] for p in pool)
-    return pool
+
+
+def _write_speech_pool(out: Path, pool: list[dict], extra_rows: list[dict]) -> list[dict]:
+    """``<out>/pretrain_pool_speech/train.json`` (+ csv, metadata.jsonl): every clip of the default pool (paths
+    relative to the new folder) plus the extra sentences and words (task ``extra_speech``)."""
+    entries = [{**p, "wav": posixpath.normpath(f"../{POOL}/{p['wav']}")} for p in pool]
+    rows = sorted(extra_rows, key=lambda r: r["path"])
+    entries += [{"wav": r["path"], "labels": "", "group": r["group"], "source": r["source"], "task": "extra_speech",
+                 "split": "pool"} for r in rows]
+    _write_pool_files(out / SPEECH_POOL, entries)
+    with open(out / SPEECH_POOL / "metadata.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"path": r["path"], "group": r["group"], "source": r["source"], **r["meta"]},
+                               sort_keys=True) + "\n")
+    return entries
+
+
+EXTRA_SECONDS = {"env": 5.0, "speech": 1.0, "instruments": 4.0, "words": 1.0}  # fixed-length pool extras (folder)
+
+
+def _speech_share(entries: list[dict], seconds: dict[str, float]) -> dict[str, Any]:
+    """Clips and seconds of a pool manifest, and how much of it is speech (a TTS engine's clip); ``seconds`` gives the
+    length of free-length clips by ``wav``."""
+    def length(p: dict) -> float:
+        return seconds.get(p["wav"]) or DURATION.get(p["task"]) or EXTRA_SECONDS[p["wav"].split("/")[-2]]
+
+    secs = [length(p) for p in entries]
+    speech = [p["source"] in ENGINES for p in entries]
+    total, speech_secs = sum(secs), sum(x for x, sp in zip(secs, speech) if sp)
+    return {"seconds": round(total, 1), "speech_clips": sum(speech), "speech_seconds": round(speech_secs, 1),
+            "speech_share_clips": round(sum(speech) / max(1, len(entries)), 3),
+            "speech_share_seconds": round(speech_secs / max(total, 1e-9), 3)}
 
 
 def _versions(cfg: Config) -> dict[str, str]:
@@ -1514,6 +1670,14 @@ def _group_overlap(rows: list[dict]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ main entry point
+def pool_tasks(pool: str) -> tuple[str, ...]:
+    """The ``tasks`` to build for pre-training pool ``pool`` (a key of ``POOLS``); its manifest is
+    ``<corpus>/POOLS[pool]/train.json``."""
+    if pool not in POOLS:
+        raise ValueError(f"unknown pool {pool!r}; choose from {sorted(POOLS)}")
+    return KNOWN_TASKS if pool == "speech" else ALL_TASKS
+
+
 def default_out_dir(size: str, seed: int, clips_per_class: int | None = None) -> Path:
     name = f"{size}-seed{seed}" + (f"-cpc{clips_per_class}" if clips_per_class else "")
     return DEFAULT_CACHE / name
@@ -1542,7 +1706,8 @@ def build_corpus(
         clips_per_class: override the size's clips per class (total over the three splits, >= 3).
         seed: everything random derives from it.
         workers: processes (``multiprocessing`` fork pool); 1 runs in this process.
-        tasks: any of ``keywords``, ``esc``, ``instruments``, ``pretrain_pool``.
+        tasks: any of ``keywords``, ``esc``, ``instruments``, ``pretrain_pool``; ``pretrain_pool_speech`` (the optional
+            speech-heavier pool) builds all of them plus that pool.
         skip: engines (``espeak mbrola pico flite festival piper kokoro``), recording sources (``ufoai wesnoth
             hedgewars sonicpi``) or SoundFonts (``FluidR3_GM TimGM6mb MuseScore_General_Lite sf_GMbank``) to leave
             out; anything needed and not skipped must be installed.
@@ -1558,10 +1723,11 @@ def build_corpus(
     if isinstance(tasks, str):
         tasks = tuple(t.strip() for t in tasks.split(",") if t.strip())
     tasks = tuple(t if t != "pool" else POOL for t in tasks)
-    bad = [t for t in tasks if t not in ALL_TASKS]
+    bad = [t for t in tasks if t not in KNOWN_TASKS]
     if bad or not tasks:
-        raise ValueError(f"unknown tasks {bad}; choose from {ALL_TASKS}")
-    tasks = tuple(t for t in ALL_TASKS if t in tasks)
+        raise ValueError(f"unknown tasks {bad}; choose from {KNOWN_TASKS}")
+    # the speech pool extends the full default pool: it needs every task
+    tasks = KNOWN_TASKS if SPEECH_POOL in tasks else tuple(t for t in ALL_TASKS if t in tasks)
     if audio_format not in ("wav", "flac"):
         raise ValueError("audio_format must be 'wav' or 'flac'")
     skip_set = _normalise_skip(skip)
@@ -1579,7 +1745,7 @@ def build_corpus(
     out.mkdir(parents=True, exist_ok=True)
     plan = make_plan(cfg)
 
-    task_dirs = {t: out / t for t in ALL_TASKS}
+    task_dirs = {t: out / t for t in KNOWN_TASKS}
     # the cache key covers the configuration and the whole plan (so a planning change rebuilds the task)
     keys = {}
     for t in tasks:
@@ -1674,6 +1840,8 @@ def build_corpus(
                 pool_task_rows[task] = [json.loads(line) for line in
                                         (task_dirs[task] / "metadata.jsonl").read_text().splitlines()]
         pool = _write_pool(out, pool_task_rows, task_rows[POOL])
+    if SPEECH_POOL in tasks:
+        speech_pool = _write_speech_pool(out, pool, task_rows[SPEECH_POOL])
     for task in tasks:
         (task_dirs[task] / ".complete").write_text(keys[task] + "\n")
 
@@ -1710,8 +1878,19 @@ def build_corpus(
         stats["tasks"][POOL] = {
             "clips": len(pool), "by_task": dict(sorted(Counter(p["task"] for p in pool).items())),
             "extra_by_source": dict(sorted(Counter(r["source"] for r in task_rows[POOL]).items())),
-            "dropped_renders": dropped[POOL],
+            "dropped_renders": dropped[POOL], **_speech_share(pool, {}),
         }
+    if SPEECH_POOL in tasks:
+        extra = task_rows[SPEECH_POOL]
+        stats["tasks"][SPEECH_POOL] = {
+            "clips": len(speech_pool), "by_task": dict(sorted(Counter(p["task"] for p in speech_pool).items())),
+            "extra_by_kind": dict(sorted(Counter(r["path"].split("/")[1] for r in extra).items())),
+            "extra_by_source": dict(sorted(Counter(r["source"] for r in extra).items())),
+            "extra_seconds": round(sum(r["meta"].get("seconds", 1.0) for r in extra), 1),
+            **_speech_share(speech_pool, {r["path"]: r["meta"]["seconds"] for r in extra if "seconds" in r["meta"]}),
+        }
+    elif SPEECH_POOL in previous.get("tasks", {}) and (task_dirs[SPEECH_POOL] / ".complete").is_file():
+        stats["tasks"][SPEECH_POOL] = previous["tasks"][SPEECH_POOL]  # built by an earlier call
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (out / "build_config.json").write_text(json.dumps({
         "builder_version": BUILDER_VERSION, "size": size, "clips_per_class": cfg.clips_per_class, "seed": seed,
@@ -1830,6 +2009,16 @@ def render_card(stats: dict[str, Any]) -> str:
           "4 s notes of non-family GM programs (pads, FX, ethnic, percussive, sound effects) from train/validation "
           f"SoundFonts. Extra clips by source: {p['extra_by_source']}. No test clip, no test voice, no test "
           "recording group and no test SoundFont is in the pool.\n")
+    if SPEECH_POOL in t:
+        p = t[SPEECH_POOL]
+        a(f"## `{SPEECH_POOL}` (unlabelled, optional: `--speech-pool`)\n")
+        a(f"The default pool plus {sum(p['extra_by_kind'].values())} speech clips ({p['extra_by_kind']}, "
+          f"{p['extra_seconds']} s): {len(SENTENCES)} short sentences (free length, at most "
+          f"{MAX_SENTENCE_SECONDS:g} s) and {len(SPEECH_WORDS)} single words (1 s), none of them containing a keyword-task word, spoken by "
+          f"train/validation voices of espeak-ng/MBROLA/Pico/Flite ({p['extra_by_source']}). {p['clips']} clips, "
+          f"{p['seconds']} s; speech {p['speech_clips']} clips ({100 * p['speech_share_clips']:.0f} %), "
+          f"{p['speech_seconds']} s ({100 * p['speech_share_seconds']:.0f} %). Pre-training takes one crop per "
+          "clip per epoch, so the clip share is the share of speech crops.\n")
     a("## Sources and licences\n")
     a("| source | package(s) | licence |")
     a("|---|---|---|")
@@ -1861,7 +2050,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips-per-class", type=int, default=None, help="override the size's clips per class")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated subset of " + ", ".join(ALL_TASKS))
+    ap.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated subset of " + ", ".join(ALL_TASKS)
+                    + f" (or {SPEECH_POOL}: everything plus the speech pool)")
+    ap.add_argument("--speech-pool", action="store_true", help=f"also build the optional {SPEECH_POOL}")
     ap.add_argument("--skip", default="", help="comma-separated components to leave out: " + ", ".join(SKIPPABLE))
     ap.add_argument("--path", action="append", default=[], metavar="KEY=PATH",
                     help="override a program or data path (keys: " + ", ".join(DEFAULT_PATHS) + ")")
@@ -1883,8 +2074,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise MissingPackagesError(problems)
             print("all dependencies found")
             return 0
+        tasks = args.tasks + (f",{SPEECH_POOL}" if args.speech_pool else "")
         out = build_corpus(args.out, size=args.size, clips_per_class=args.clips_per_class, seed=args.seed,
-                           workers=args.workers, tasks=args.tasks, skip=args.skip, force=args.force, paths=paths,
+                           workers=args.workers, tasks=tasks, skip=args.skip, force=args.force, paths=paths,
                            audio_format=args.format, progress=not args.no_progress)
     except MissingPackagesError as err:
         print(str(err), file=sys.stderr)

@@ -146,6 +146,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--pretrain_max_minutes", type=float, default=None,
                         help="optional hard wall-clock cap; a run it cuts is marked as such in the report")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", default="default", choices=["default", "speech"],
+                        help="pre-training pool: the default pool, or `speech` (plus sentences and words from "
+                             "train/validation voices, half of the clips speech; built on first use)")
     parser.add_argument("--recipe", default=str(REPO / "run_scripts" / "recipes" / "pretrain_cpu_demo.yaml"))
     parser.add_argument("--skip_pretrain", action="store_true", help="reuse <output_dir>/pretrain from a previous run")
     parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bars for the probes")
@@ -158,9 +161,9 @@ def main(argv=None) -> dict:
 
     # 1. corpus --------------------------------------------------------------------------------------------------
     log("[1/5] building the offline corpus (cached after the first run) ...")
-    from build_offline_corpus import build_corpus
+    from build_offline_corpus import POOLS, build_corpus, pool_tasks
 
-    corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=args.seed)
+    corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=args.seed, tasks=pool_tasks(args.pool))
     stats = json.loads((corpus / "corpus_stats.json").read_text())
     timings["corpus_s"] = round(time.time() - t0, 1)
 
@@ -174,7 +177,7 @@ def main(argv=None) -> dict:
 
         cap = ["--max_train_minutes", str(args.pretrain_max_minutes)] if args.pretrain_max_minutes else []
         run_pretrain.main([
-            "--config", args.recipe, "--train_path", str(corpus / "pretrain_pool" / "train.json"),
+            "--config", args.recipe, "--train_path", str(corpus / POOLS[args.pool] / "train.json"),
             "--output_dir", str(pretrain_dir), *cap,
             "--max_steps", str(args.pretrain_max_steps), "--seed", str(args.seed), "--disable_tqdm", "false",
             "--report_to", "tensorboard", "--save_steps", "100000",
@@ -195,8 +198,8 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     random_init = AudioMosaicModel(pretrained.config).eval()
     embedders = {
-        MODEL_NAMES[0]: AudioMosaicEmbedder(pretrained, fe, batch_size=64, layer="all"),
-        MODEL_NAMES[1]: AudioMosaicEmbedder(random_init, fe, batch_size=64, layer="all"),
+        MODEL_NAMES[0]: AudioMosaicEmbedder(pretrained, fe, batch_size=64, layer="all", progress=False),
+        MODEL_NAMES[1]: AudioMosaicEmbedder(random_init, fe, batch_size=64, layer="all", progress=False),
     }
     results, probes, test_embeddings, last_block, per_layer = {}, {}, {}, {}, {}
     num_blocks = pretrained.config.num_hidden_layers
@@ -313,6 +316,7 @@ def main(argv=None) -> dict:
         "command": "bash run_scripts/main_job.sh  (python run_scripts/run_demo.py "
                    f"--corpus_size {args.corpus_size} --pretrain_max_steps {args.pretrain_max_steps} --seed {args.seed}"
                    + (f" --pretrain_max_minutes {args.pretrain_max_minutes:g}" if args.pretrain_max_minutes else "")
+                   + (f" --pool {args.pool}" if args.pool != "default" else "")
                    + (" --skip_pretrain: probes of an earlier run's model" if args.skip_pretrain else "") + ")",
         "corpus": {t: stats.get(t, {}).get("splits", stats.get(t)) for t in TASKS},
         "pretrain": {"steps": summary["global_step"], "scheduled_steps": args.pretrain_max_steps,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import sys
 import warnings
 from collections import defaultdict
@@ -158,6 +160,64 @@ def test_pool_has_no_test_clip(corpus):
     assert not {_audio_sha(p) for p in pool_paths} & test_hashes
     test_groups = {r["group"] for t in TASKS for r in _manifest(corpus, t, "test")}
     assert not {p["group"] for p in pool} & test_groups
+
+
+@pytest.fixture(scope="module")
+def speech_corpus(corpus, tmp_path_factory) -> Path:
+    """A copy of the module's corpus with the optional speech pool added (the rest comes from the cache)."""
+    root = tmp_path_factory.mktemp("speech") / "a"
+    shutil.copytree(corpus, root)
+    return _build(root, tasks=(boc.SPEECH_POOL,))
+
+
+def test_speech_pool_has_no_test_voice_clip_or_keyword_word(corpus, speech_corpus):
+    base = json.loads((corpus / "pretrain_pool" / "train.json").read_text())["data"]
+    pool = json.loads((speech_corpus / boc.SPEECH_POOL / "train.json").read_text())["data"]
+    paths = {(speech_corpus / boc.SPEECH_POOL / p["wav"]).resolve() for p in pool}
+    assert all(p.is_file() for p in paths) and len(paths) == len(pool)
+    assert {(speech_corpus / "pretrain_pool" / p["wav"]).resolve() for p in base} < paths  # the default pool + more
+    test_rows = {t: _manifest(speech_corpus, t, "test") for t in TASKS}
+    test_paths = {(speech_corpus / t / r["wav"]).resolve() for t in TASKS for r in test_rows[t]}
+    assert not paths & test_paths and not any("/test/" in p["wav"] for p in pool)
+    extra = [p for p in pool if p["task"] == "extra_speech"]
+    extra_paths = [speech_corpus / boc.SPEECH_POOL / p["wav"] for p in extra]
+    assert not {_audio_sha(p) for p in extra_paths} & {_audio_sha(p) for p in test_paths}
+    # voices: train/validation voices of the cheap engines only; never a test voice or test speaker
+    speaker_of = {v["id"]: v["speaker"] for v in boc.keyword_voices(list(boc.ENGINES))}
+    test_voices = {r["group"] for r in test_rows["keywords"]}
+    heard = {s: {speaker_of[r["group"]] for r in _manifest(speech_corpus, "keywords", s) if r["group"] in speaker_of}
+             for s in SPLITS}
+    assert {p["source"] for p in extra} <= set(boc.CHEAP_ENGINES)
+    assert not {p["group"] for p in extra} & test_voices
+    assert not {speaker_of[p["group"]] for p in extra} & heard["test"]
+    assert {p["group"] for p in pool} & {r["group"] for t in TASKS for r in test_rows[t]} == set()
+    # text: no keyword-task word (commands or _unknown_ words), not even as a homophone
+    meta = [json.loads(line) for line in (speech_corpus / boc.SPEECH_POOL / "metadata.jsonl").read_text().splitlines()]
+    assert len(meta) == len(extra) and {m["word"] for m in meta} <= set(boc.SENTENCES) | set(boc.SPEECH_WORDS)
+    words = {w for m in meta for w in re.findall(r"[a-z']+", m["word"].lower())}
+    assert not words & set(boc.COMMANDS + boc.UNKNOWN_WORDS) and not words & boc.BANNED_SPEECH_WORDS
+    assert any(" " in m["word"] for m in meta) and any(" " not in m["word"] for m in meta)
+    # about half of the clips are speech; sentences are longer than the 1.28 s crop, 16 kHz mono
+    stats = json.loads((speech_corpus / "corpus_stats.json").read_text())["tasks"]
+    assert stats[boc.SPEECH_POOL]["speech_share_clips"] == pytest.approx(boc.SPEECH_POOL_SHARE, abs=0.02)
+    assert stats[boc.SPEECH_POOL]["speech_share_clips"] > stats["pretrain_pool"]["speech_share_clips"] + 0.1
+    lengths = [sf.info(str(p)).duration for p in extra_paths if "/sentences/" in p.as_posix()]
+    assert 1.5 < np.mean(lengths) and max(lengths) <= boc.MAX_SENTENCE_SECONDS
+    assert {(sf.info(str(p)).samplerate, sf.info(str(p)).channels) for p in extra_paths} == {(16000, 1)}
+
+
+def test_speech_pool_is_optional_and_cached(corpus, speech_corpus):
+    assert not (corpus / boc.SPEECH_POOL).exists()  # the default build does not pay for it
+    assert boc.SPEECH_POOL not in json.loads((corpus / "build_config.json").read_text())["tasks"]
+    for name in (".build_key", "train.json"):  # it leaves the default pool (and its cache key) unchanged
+        assert (speech_corpus / "pretrain_pool" / name).read_bytes() == (corpus / "pretrain_pool" / name).read_bytes()
+    for tasks in (boc.ALL_TASKS, boc.pool_tasks("speech")):
+        messages = []
+        boc.build_corpus(speech_corpus, size="tiny", seed=0, workers=2, skip=SKIP, progress=False,
+                         log=messages.append, tasks=tasks)
+        assert not any(m.startswith("rendering") for m in messages), messages
+        assert boc.SPEECH_POOL in json.loads((speech_corpus / "corpus_stats.json").read_text())["tasks"]
+    assert "## `pretrain_pool_speech`" in (speech_corpus / "README.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------- audio
