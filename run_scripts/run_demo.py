@@ -141,7 +141,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--corpus_dir", default=None, help="default: .cache/offline_corpus/<size>-seed<seed>")
     parser.add_argument("--pretrain_max_steps", type=int, default=400,
                         help="the schedule (warmup + cosine): pre-training always runs exactly these steps")
-    parser.add_argument("--pretrain_minutes", type=float, default=15.0,
+    parser.add_argument("--pretrain_minutes", type=float, default=12.0,
                         help="expected pre-training time: a warning (never a stop) when it takes longer")
     parser.add_argument("--pretrain_max_minutes", type=float, default=None,
                         help="optional hard wall-clock cap; a run it cuts is marked as such in the report")
