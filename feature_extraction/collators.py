@@ -15,7 +15,6 @@ the training dataset and the collator at the start of every epoch, resumed ones 
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -204,21 +203,3 @@ class PretrainingViewsCollator:
             waves = [resample_audio(wave, TARGET_SAMPLING_RATE, rate) for wave in waves]
         features = extractor(waves, sampling_rate=rate, return_tensors="pt")
         return {key: value for key, value in features.items() if isinstance(value, torch.Tensor)}
-
-
-class CollatorEpochCallback:
-    """`TrainerCallback`-compatible hook that tells the collator the epoch (for streamed examples without one).
-
-    Not needed with `AudioMosaicPretrainingTrainer`, which sets the epoch of the dataset and the collator itself. The
-    epoch is the integer part of ``state.epoch`` (a run resumed at epoch 1.7 is in epoch 1, not 2)."""
-
-    def __init__(self, collator: PretrainingViewsCollator) -> None:
-        self.collator = collator
-
-    def __getattr__(self, name):  # every other TrainerCallback event is a no-op
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.set_epoch(int(math.floor(state.epoch)) if state.epoch is not None else 0)

@@ -115,6 +115,14 @@ def classifier_from_probe(encoder_dir: Path, probe: dict, classes: list[str]) ->
     return model.eval()
 
 
+def pretrain_arguments(recipe: str | Path, manifest: Path, output_dir: Path, steps: int, seed: int,
+                       progress: bool = True, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The `run_pretrain.py` arguments of the demo's pre-training (also used by `run_speech_study.py`)."""
+    return ["--config", str(recipe), "--train_path", str(manifest), "--output_dir", str(output_dir),
+            "--max_steps", str(steps), "--seed", str(seed), "--disable_tqdm", "false" if progress else "true",
+            "--report_to", "tensorboard", "--save_steps", "100000", *extra]
+
+
 def _stable_log_entry(entry: dict) -> dict:
     """A training-log row without its wall-clock fields (runtime, samples per second), which depend on the machine."""
     return {k: v for k, v in entry.items() if not any(w in k for w in ("runtime", "per_second", "time"))}
@@ -176,12 +184,8 @@ def main(argv=None) -> dict:
         import run_pretrain
 
         cap = ["--max_train_minutes", str(args.pretrain_max_minutes)] if args.pretrain_max_minutes else []
-        run_pretrain.main([
-            "--config", args.recipe, "--train_path", str(corpus / POOLS[args.pool] / "train.json"),
-            "--output_dir", str(pretrain_dir), *cap,
-            "--max_steps", str(args.pretrain_max_steps), "--seed", str(args.seed), "--disable_tqdm", "false",
-            "--report_to", "tensorboard", "--save_steps", "100000",
-        ])
+        run_pretrain.main(pretrain_arguments(args.recipe, corpus / POOLS[args.pool] / "train.json", pretrain_dir,
+                                             args.pretrain_max_steps, args.seed, extra=cap))
     summary = json.loads((pretrain_dir / "pretrain_summary.json").read_text())
     timings["pretrain_s"] = round(time.time() - t1, 1)
     schedule = schedule_status(summary["global_step"], args.pretrain_max_steps, args.pretrain_max_minutes)

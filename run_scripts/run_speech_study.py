@@ -146,12 +146,8 @@ def pretrain(run_dir: Path, manifest: Path, seed: int, args: argparse.Namespace,
 
         shutil.rmtree(run_dir, ignore_errors=True)
         start = time.time()
-        run_pretrain.main([
-            "--config", args.recipe, "--train_path", str(manifest), "--output_dir", str(run_dir),
-            "--max_steps", str(args.pretrain_max_steps), "--seed", str(seed),
-            "--disable_tqdm", "false" if args.progress else "true", "--report_to", "tensorboard",
-            "--save_steps", "100000", *shlex.split(args.pretrain_args),
-        ])
+        run_pretrain.main(run_demo.pretrain_arguments(args.recipe, manifest, run_dir, args.pretrain_max_steps, seed,
+                                                      args.progress, shlex.split(args.pretrain_args)))
         _write_json(run_dir / "study_pretrain_info.json", {"wall_s": round(time.time() - start, 1)})
         key_file.write_text(json.dumps(key))
     summary = json.loads((run_dir / "pretrain_summary.json").read_text())
