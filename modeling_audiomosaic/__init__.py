@@ -4,6 +4,9 @@
 import modeling_audiomosaic  # registers "audiomosaic" with AutoConfig / AutoModel / AutoModelForAudioClassification
 from transformers import AutoModel, pipeline
 ```
+
+The converter of the original checkpoints is not imported here (transformers keeps its converters out of
+``__init__``): ``from modeling_audiomosaic.convert_original_checkpoint import convert_original_checkpoint``.
 """
 
 from .configuration_audiomosaic import CLASSIFIER_HEADS, INPUT_PRESETS, POOLING_MODES, SIZE_PRESETS, AudioMosaicConfig
@@ -31,7 +34,6 @@ from .modeling_audio_llm import (
 from .processing_audiomosaic import LTU_CHAT_TEMPLATE, AudioMosaicProcessor
 from .registration import register_audio_llm_classes, register_auto_classes
 from .labels import LABEL_FILES, LABELS_DIR, load_label_file
-from .convert_original_checkpoint import convert_original_checkpoint
 from .pipeline_audiomosaic import AudioMosaicAudioClassificationPipeline
 from .embeddings import AudioMosaicEmbedder, FrameEmbeddings, get_audio_embeddings
 
@@ -73,7 +75,6 @@ __all__ = [
     "LTU_CHAT_TEMPLATE",
     "answer_alignment_loss",
     "pool_audio_tokens",
-    "convert_original_checkpoint",
     "AudioMosaicAudioClassificationPipeline",
     "AudioMosaicEmbedder",
     "FrameEmbeddings",

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -418,40 +421,62 @@ def test_unknown_and_missing_keys_are_all_listed(small_release, tmp_path):
 
 
 def test_generic_and_release_model_cards(small_release, tmp_path, monkeypatch):
-    src, _ = small_release
-    import sys
-    import types
+    """The converter writes the card of `modeling_audiomosaic.model_cards` (the one renderer): the release's card when
+    the folder is a recognised release, else the generic card stating source and preprocessing."""
+    from modeling_audiomosaic import model_cards
 
-    monkeypatch.delitem(sys.modules, "modeling_audiomosaic.releases", raising=False)
-    fake = types.ModuleType("modeling_audiomosaic.releases")
-    fake.release_for_path = lambda name: {"name": "AudioMosaic-vit-b16-finetune-spc1"} if "spc1" in name else None
-    fake.render_model_card = lambda name: f"# {name}\n\nrelease card\n"
-    monkeypatch.setitem(sys.modules, "modeling_audiomosaic.releases", fake)
-    monkeypatch.setattr(modeling_audiomosaic, "releases", fake, raising=False)
+    src, _ = small_release
+    rendered = []
+
+    def fake_release_card(name, converted=True, extra_files=None):
+        rendered.append(name)
+        return f"# {name}\n\nrelease card\n"
+
+    monkeypatch.setattr(model_cards, "render_model_card", fake_release_card)
     summary = convert_original_checkpoint(src, tmp_path / "release")
-    assert summary["release"] == "AudioMosaic-vit-b16-finetune-spc1"
+    assert summary["release"] == rendered[0] == "AudioMosaic-vit-b16-finetune-spc1"
     assert (tmp_path / "release" / "README.md").read_text() == "# AudioMosaic-vit-b16-finetune-spc1\n\nrelease card\n"
 
-    fake.release_for_path = lambda name: None  # not recognised -> generic card stating source and preprocessing
     summary = convert_original_checkpoint(src, tmp_path / "generic", release_name="my-finetune")
     card = (tmp_path / "generic" / "README.md").read_text()
     assert summary["release"] is None and any("not recognised" in note for note in summary["notes"])
+    assert card == model_cards.render_generic_model_card(summary)
     assert str(src) in card and "128 frames" in card and "-6.845978" in card and "(x - mean) / (2 * std)" in card
+    assert len(rendered) == 1  # the generic card did not go through the release renderer
 
 
 def test_real_release_table_card_and_mismatch(small_release, tmp_path):
-    """With `modeling_audiomosaic.releases`: the folder name selects the release card; a checkpoint that does not
-    match the named release (here an 11-way, 128-frame head named as the AudioSet fine-tune) gets a generic card."""
-    releases = pytest.importorskip("modeling_audiomosaic.releases")
+    """The folder name selects the release card; a checkpoint that does not match the named release (here an 11-way,
+    128-frame head named as the AudioSet fine-tune) gets a generic card."""
+    from modeling_audiomosaic.model_cards import render_model_card
+
     src, _ = small_release
     summary = convert_original_checkpoint(src, tmp_path / "spc1")
     assert summary["release"] == "AudioMosaic-vit-b16-finetune-spc1"
-    assert (tmp_path / "spc1" / "README.md").read_text() == releases.render_model_card(summary["release"])
+    assert (tmp_path / "spc1" / "README.md").read_text() == render_model_card(summary["release"])
     summary = convert_original_checkpoint(src, tmp_path / "wrong", release_name="AudioMosaic-vit-b16-finetune-as20k")
     assert summary["release"] is None
     assert any("does not match release" in note and "num_labels" in note for note in summary["notes"])
     assert "Converted with `modeling_audiomosaic.convert_original_checkpoint`" in (
         tmp_path / "wrong" / "README.md").read_text()
+
+
+def test_package_import_leaves_the_converter_out():
+    """`import modeling_audiomosaic` does not import the converter (transformers keeps converters out of
+    `__init__`); it is imported from its own module."""
+    converter_modules = ["modeling_audiomosaic.convert_original_checkpoint", "modeling_audiomosaic.conversion_plan",
+                         "modeling_audiomosaic.conversion_keys"]
+    code = (
+        "import sys, modeling_audiomosaic\n"
+        f"loaded = [name for name in {converter_modules!r} if name in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "assert not hasattr(modeling_audiomosaic, 'convert_original_checkpoint')\n"
+        "from modeling_audiomosaic.convert_original_checkpoint import convert_original_checkpoint\n"
+        "assert callable(convert_original_checkpoint)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------------------------------------ full-size keys
