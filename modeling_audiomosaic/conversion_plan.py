@@ -123,7 +123,6 @@ def normalize_model_class(name: str) -> str:
     raise ValueError(f"unknown model_class {name!r}; choose one of {choices}.")
 
 
-
 def _release_kwarg(kwargs: Mapping[str, Any], *names: str) -> Any:
     """The first of `names` that the release's constructor kwargs set (not to ``None``), else ``None``."""
     return next((kwargs[n] for n in names if n in kwargs and kwargs[n] is not None), None)

@@ -572,7 +572,6 @@ def render_index() -> str:
     return "\n".join(lines) + "\n"
 
 
-
 # -- cards of converted checkpoints that are not catalogued releases -------------------------------------------------
 
 #: native class -> the Auto class that loads it
