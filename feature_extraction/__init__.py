@@ -2,7 +2,10 @@
 
 * `feature_extraction_audiomosaic`: batched Kaldi filter banks and the transformers feature extractor. Self-contained
   (stdlib, numpy, torch, transformers only) so that it can be shipped next to saved models and loaded as remote code.
-* `augmentation`: waveform augmentations and the contrastive view generator (pre-training).
+* `augmentation`: waveform augmentations and the contrastive view generator (pre-training); the public names of
+  `augmentation_chain` (roll + gain, the waveform chain), `augmentation_views` (the view generator) and
+  `augmentation_filters` (Butterworth designs).
+* `random_draws`: the one generator coercion and the uniform / Bernoulli / Beta draws, shared with fine-tuning.
 * `data`: audio datasets from local files, manifests, parquet, webdataset or `datasets` (streaming), with skip counting.
 * `collators`: pre-training collator and dataset wrappers.
 """

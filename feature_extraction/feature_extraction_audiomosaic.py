@@ -14,6 +14,8 @@ Public API:
 - :func:`num_kaldi_frames`: number of frames Kaldi produces for a given number of samples.
 - :class:`AudioMosaicFeatureExtractor`: the ``transformers`` feature extractor (pad/crop + AST normalisation).
 - :data:`FEATURE_EXTRACTOR_PRESETS`: per-task ``max_length`` / ``mean`` / ``std`` (AudioSet, ESC-50, Speech Commands).
+- :func:`normalize_log_mel` / :func:`normalized_padding_value`: the normalisation ``(x - mean) / (2 * std)`` and the
+  value padded frames take after it; the contrastive view generator of the package imports them from here.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ __all__ = [
     "FEATURE_EXTRACTOR_PRESETS",
     "kaldi_fbank",
     "kaldi_mel_banks",
+    "normalize_log_mel",
+    "normalized_padding_value",
     "num_kaldi_frames",
 ]
 
@@ -651,6 +655,50 @@ def _round_up(value: int, multiple: int | None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Normalisation and padding value
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _normalization_constants(mean: float, std: float) -> tuple[float, float]:
+    """``(shift, scale) = (mean, 2 * std)`` of :func:`normalize_log_mel`, as Python floats."""
+    return float(mean), float(std) * 2
+
+
+def normalize_log_mel(values: Any, mean: float, std: float, *, inplace: bool = False) -> Any:
+    """The AST / AudioMosaic normalisation of raw log-mel values: ``(values - mean) / (2 * std)``.
+
+    Args:
+        values (`np.ndarray` or `torch.Tensor`): Raw log-mel filter-bank values.
+        mean (`float`), std (`float`): Dataset statistics (see :data:`FEATURE_EXTRACTOR_PRESETS`).
+        inplace (`bool`, *optional*, defaults to `False`): Normalise the tensor `values` in place and return it (two
+            passes with scalar operands, in the tensor's dtype, no temporary); torch tensors only.
+
+    Returns:
+        The normalised values (a new array / tensor unless `inplace`).
+    """
+    if inplace:
+        if not isinstance(values, torch.Tensor):
+            raise TypeError(f"inplace=True needs a torch.Tensor, got {type(values).__name__}; use inplace=False.")
+        shift, scale = _normalization_constants(mean, std)
+        return values.sub_(shift).div_(scale)
+    return (values - mean) / (std * 2)
+
+
+def normalized_padding_value(padding_value: float, mean: float, std: float, do_normalize: bool = True) -> float:
+    """The value padded frames hold in the features: the raw log-mel `padding_value` after normalisation.
+
+    Padding is written in the raw log-mel domain and normalised with the rest, like the original recipe (and AST), so
+    padded cells hold ``(padding_value - mean) / (2 * std)`` (about 0.467 for the AudioSet statistics and the default
+    raw 0). The value is computed in float32, exactly as :func:`normalize_log_mel` computes it for float32 features;
+    with ``do_normalize=False`` it is `padding_value` rounded to float32.
+    """
+    fill = torch.full((), float(padding_value), dtype=torch.float32)
+    if do_normalize:
+        normalize_log_mel(fill, mean, std, inplace=True)
+    return float(fill)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Feature extractor
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -788,8 +836,8 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
         return num_kaldi_frames(int(num_samples), window_size, window_shift)
 
     def normalize(self, input_values: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """Applies `(x - mean) / (2 * std)` (the AST / AudioMosaic convention)."""
-        return (input_values - self.mean) / (self.std * 2)
+        """Applies `(x - mean) / (2 * std)` (the AST / AudioMosaic convention, [`normalize_log_mel`])."""
+        return normalize_log_mel(input_values, self.mean, self.std)
 
     def _prepare_clips(
         self, raw_speech: Any, sampling_rate: int | float | None, resample: bool
@@ -919,7 +967,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
         features = torch.empty(len(clips), target, self.num_mel_bins, dtype=torch.float32, device=compute_device)
         # Normalisation is fused into the fbank loop (applied per chunk while the data is in cache). Only the first
         # `valid_frames[i]` frames are computed (cropping to `target` frames happens here).
-        shift, scale = (float(self.mean), float(self.std) * 2) if self.do_normalize else (None, None)
+        shift, scale = _normalization_constants(self.mean, self.std) if self.do_normalize else (None, None)
         _fbank_into(
             waves,
             valid_frames.tolist(),
@@ -937,10 +985,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
             scale=scale,
         )
         # Padding is written in the raw log-mel domain and then normalised, like the original (and AST).
-        fill = torch.full((), float(self.padding_value), dtype=torch.float32)
-        if self.do_normalize:
-            fill = (fill - shift) / scale
-        fill_value = float(fill)
+        fill_value = normalized_padding_value(self.padding_value, self.mean, self.std, self.do_normalize)
         for i, n in enumerate(valid_frames.tolist()):
             if n < target:
                 features[i, n:] = fill_value

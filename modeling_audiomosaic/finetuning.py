@@ -48,6 +48,8 @@ from transformers import Trainer
 from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging
 
+from feature_extraction.random_draws import as_generator, sample_beta  # one generator coercion, one Beta sampler
+
 from .modeling_audiomosaic import pool_tokens
 
 logger = logging.get_logger(__name__)
@@ -187,30 +189,6 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
 # ----------------------------------------------------------------------------------------------------------------------
 # Augmentations
 # ----------------------------------------------------------------------------------------------------------------------
-def _generator(generator: torch.Generator | int | None) -> torch.Generator | None:
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, (int, np.integer)):
-        return torch.Generator().manual_seed(int(generator))
-    raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
-
-
-def sample_beta(n: int, alpha: float, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`n` draws of `Beta(alpha, beta)` (float64) from a torch generator.
-
-    Integer parameters use the order statistic of `alpha + beta - 1` uniforms (exact); others use numpy's sampler
-    seeded from the generator.
-    """
-    if alpha <= 0 or beta <= 0:
-        raise ValueError(f"Beta parameters must be positive, got {alpha}, {beta}")
-    if float(alpha).is_integer() and float(beta).is_integer():
-        a, b = int(alpha), int(beta)
-        u = torch.rand(n, a + b - 1, dtype=torch.float64, generator=generator)
-        return u.kthvalue(a, dim=1).values
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, beta, size=n))
-
-
 def mixup_waveforms(
     waves: Sequence[np.ndarray],
     targets: np.ndarray,
@@ -235,7 +213,7 @@ def mixup_waveforms(
     """
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"mixup probability must be in [0, 1], got {probability}")
-    generator = _generator(generator)
+    generator = as_generator(generator)
     targets = np.asarray(targets, dtype=np.float32)
     n = len(waves)
     if targets.ndim != 2 or targets.shape[0] != n:
@@ -331,7 +309,7 @@ class SpecAugment:
 
     def sample_masks(self, batch: int, frames: int, bins: int, generator: torch.Generator | int | None = None):
         """`(freq_mask (B, F) bool, time_mask (B, T) bool)` — True where the cell is masked."""
-        generator = _generator(generator)
+        generator = as_generator(generator)
         freq = torch.zeros(batch, bins, dtype=torch.bool)
         time = torch.zeros(batch, frames, dtype=torch.bool)
         bin_index = torch.arange(bins)
@@ -363,7 +341,7 @@ def add_noise_and_shift(features: torch.Tensor, generator: torch.Generator | int
     """Speech Commands fine-tuning noise of the original, after normalisation: per clip
     `x + U(0,1)^{T×F} · U(0,1) / 10`, then a circular shift along time by `randint(−max_shift, max_shift)` frames
     (upper bound excluded, as `np.random.randint`)."""
-    generator = _generator(generator)
+    generator = as_generator(generator)
     squeeze = features.ndim == 2
     x = features.unsqueeze(0) if squeeze else features
     batch = x.shape[0]
