@@ -16,6 +16,8 @@ Public API:
 - :data:`FEATURE_EXTRACTOR_PRESETS`: per-task ``max_length`` / ``mean`` / ``std`` (AudioSet, ESC-50, Speech Commands).
 - :func:`normalize_log_mel` / :func:`normalized_padding_value`: the normalisation ``(x - mean) / (2 * std)`` and the
   value padded frames take after it; the contrastive view generator of the package imports them from here.
+- :func:`resample_audio` and :func:`to_float32_mono`: the project's one resampler and one "any audio -> float32
+  mono" conversion (kept here so that this file stays self-contained; the rest of the project imports them).
 """
 
 from __future__ import annotations
@@ -629,14 +631,55 @@ def _mix_down(array: np.ndarray, where: str) -> np.ndarray:
     return array.mean(axis=channel_axis, dtype=np.float32)
 
 
-def _resample(wave: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
-    """Resamples a mono float32 clip with soxr (preferred) or scipy's polyphase filter."""
+def to_float32_array(clip: Any, where: str = "audio") -> np.ndarray:
+    """Converts one array-like (numpy array, torch tensor, list of numbers) to float32 by this module's dtype rules:
+    floats are cast, int8 / uint8 / int16 / int32 PCM is scaled to [-1, 1), anything else raises `TypeError`. The shape
+    is kept. ``where`` names the input in error messages."""
+    return _to_float32(_to_numpy(clip, where), where)
+
+
+def to_float32_mono(clip: Any, where: str = "audio") -> np.ndarray:
+    """Converts one clip of any accepted form to a 1-D float32 mono waveform: [`to_float32_array`], then a 2-D clip,
+    `(channels, samples)` or `(samples, channels)`, is averaged over its shorter axis (at most 8 channels).
+
+    This is the one "any audio -> float32 mono" conversion of the project: the data loader and the embedder use it, and
+    the feature extractor applies the same helpers clip by clip.
+
+    Raises:
+        TypeError: an unsupported dtype or type.
+        ValueError: more than 8 channels, or neither 1-D nor 2-D.
+    """
+    array = to_float32_array(clip, where)
+    if array.ndim == 2 and array.size:
+        array = _mix_down(array, where)
+    if array.ndim != 1:
+        raise ValueError(
+            f"{where} has shape {tuple(array.shape)}; expected a 1-D mono clip or a 2-D (channels, samples) / "
+            "(samples, channels) clip."
+        )
+    return array
+
+
+def resample_audio(wave: Any, orig_sr: float, target_sr: float) -> np.ndarray:
+    """Resamples a float waveform, 1-D or `(samples, channels)`, from `orig_sr` to `target_sr` Hz.
+
+    Uses soxr (`quality="HQ"`) when installed, else `scipy.signal.resample_poly` with the exact rational ratio of the
+    two rates. The output has `round(len * target_sr / orig_sr)` samples (+- 1) and is C-contiguous float32; equal
+    rates or an empty input return the input as float32. This is the one resampler of the project: the feature
+    extractor, the data loader, the embedder and the collators all call it.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"Sampling rates must be positive, got {orig_sr} -> {target_sr}.")
+    if orig_sr == target_sr or wave.shape[0] == 0:
+        return np.ascontiguousarray(wave)
     try:
         import soxr  # noqa: PLC0415  (optional dependency, imported lazily)
     except ImportError:
         soxr = None
     if soxr is not None:
-        return np.asarray(soxr.resample(wave, orig_sr, target_sr), dtype=np.float32)
+        out = soxr.resample(np.ascontiguousarray(wave), float(orig_sr), float(target_sr), quality="HQ")
+        return np.ascontiguousarray(out, dtype=np.float32)
     try:
         from scipy.signal import resample_poly  # noqa: PLC0415
     except ImportError as err:
@@ -644,8 +687,9 @@ def _resample(wave: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
             "Resampling needs `soxr` (pip install soxr) or `scipy`; neither is installed. Resample the audio to "
             f"{target_sr} Hz yourself."
         ) from err
-    ratio = Fraction(target_sr).limit_denominator(10**6) / Fraction(orig_sr).limit_denominator(10**6)
-    return np.asarray(resample_poly(wave, ratio.numerator, ratio.denominator), dtype=np.float32)
+    ratio = Fraction(float(target_sr)).limit_denominator(10**6) / Fraction(float(orig_sr)).limit_denominator(10**6)
+    out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=0)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _round_up(value: int, multiple: int | None) -> int:
@@ -915,7 +959,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                     "itself, which is scaled automatically)."
                 )
             if needs_resampling:
-                array = _resample(array, sampling_rate, self.sampling_rate)
+                array = resample_audio(array, sampling_rate, self.sampling_rate)
             if array.shape[0] < window_size:
                 note = f" after resampling to {self.sampling_rate} Hz" if needs_resampling else ""
                 hint = ""

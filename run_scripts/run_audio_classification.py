@@ -28,7 +28,7 @@ weights (from the folder's config, or from ``--input_preset/--model_size/--confi
 baseline.
 
 **Data.** ``--train_file/--validation_file/--test_file``: AudioSet-style JSON manifests or CSV files (see
-`feature_extraction.data.load_audio_dataset`). Labels come from ``--label_file`` (a ``labels.csv``) or are inferred
+`feature_extraction.load_audio_dataset`). Labels come from ``--label_file`` (a ``labels.csv``) or are inferred
 from the training split; single-label (cross-entropy) or multi-label (BCE) is inferred from the data (an example with
 zero or several labels means multi-label) or set with ``--problem_type``. Features come from the model folder's
 feature extractor or ``--feature_preset`` (audioset | esc50 | speechcommands); clips are zero-padded / cropped to its
@@ -43,7 +43,6 @@ extractor are saved in ``output_dir``, loadable by ``pipeline("audio-classificat
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import logging
@@ -77,13 +76,14 @@ from transformers import (  # noqa: E402
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint  # noqa: E402
 
 import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.data import (  # noqa: E402
+from feature_extraction import (  # noqa: E402
     AudioClassificationCollator,
+    AudioMosaicFeatureExtractor,
     LabelVocabulary,
     build_label_vocabulary,
     load_audio_dataset,
 )
+from feature_extraction.labels import LABEL_KEY_COLUMNS, read_label_csv  # noqa: E402
 from modeling_audiomosaic import AudioMosaicConfig  # noqa: E402
 from modeling_audiomosaic.finetuning import (  # noqa: E402
     AudioClassificationTrainCollator,
@@ -209,26 +209,15 @@ def read_label_file(path: str, train_labels: set[str] | None = None) -> tuple[li
     ``display_name`` column (rows ordered by ``index`` when present); or a header-less file with one label per line
     (first column). When several key columns exist, the one covering most training labels is used as the key.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError(f"label file {path} is empty")
-    header = [cell.strip().lower() for cell in rows[0]]
-    key_candidates = [name for name in ("mid", "label", "name", "class", "display_name", "labels") if name in header]
-    if not key_candidates:  # no header: one label per row
-        return [row[0].strip() for row in rows], None
-    records = [dict(zip(header, (cell.strip() for cell in row))) for row in rows[1:]]
-    if "index" in header:
-        records.sort(key=lambda r: int(r["index"]))
-        indices = [int(r["index"]) for r in records]
-        if indices != list(range(len(records))):
-            raise ValueError(f"{path}: the index column is not 0..{len(records) - 1}")
+    table = read_label_csv(path)  # rows in `index` order (checked to be 0..n-1) when the file has that column
+    if not table.has_header:  # one label per row
+        return table.column("label"), None
+    key_candidates = [name for name in LABEL_KEY_COLUMNS if name in table.columns]
     key = key_candidates[0]
     if train_labels:
-        key = max(key_candidates, key=lambda c: sum(r.get(c) in train_labels for r in records))
-    keys = [r[key] for r in records]
-    names = [r["display_name"] for r in records] if "display_name" in header else None
-    return keys, names
+        key = max(key_candidates, key=lambda c: sum(label in train_labels for label in table.column(c)))
+    names = table.column("display_name") if "display_name" in table.columns else None
+    return table.column(key), names
 
 
 def build_vocabulary(data_args: DataArguments, train_dataset: Any, eval_sets: dict[str, Any]) -> LabelVocabulary:

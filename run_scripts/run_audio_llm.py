@@ -57,7 +57,7 @@ sys.path.insert(0, str(REPO))
 
 import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
 from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.data import load_audio_dataset  # noqa: E402
+from feature_extraction.loading import load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import (  # noqa: E402
     AudioMosaicForConditionalGeneration,
     AudioMosaicProcessor,
@@ -143,7 +143,7 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
 def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str, Any]]:
     """Read `{"audio", "question", "answer"[, "task"]}` records from a JSON list or JSON-lines file; `audio` is a
     path (relative to the file) or a list of samples at `sampling_rate`."""
-    from feature_extraction.data import read_audio, resample_audio
+    from feature_extraction.audio_io import decode_audio
 
     path = Path(path)
     text = path.read_text()
@@ -159,8 +159,7 @@ def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str,
             file = (path.parent / audio) if not Path(audio).is_absolute() else Path(audio)
             if not file.is_file():
                 raise FileNotFoundError(f"{path}: record {number}: audio file {file} does not exist.")
-            wave, rate = read_audio(str(file))  # (samples, channels) float32
-            audio = resample_audio(wave.mean(axis=1), rate, sampling_rate)
+            audio = decode_audio(str(file), sampling_rate)  # mono float32 at `sampling_rate`
         items.append({"audio": np.asarray(audio, dtype=np.float32), "question": str(record["question"]),
                       "answer": str(record["answer"]), "task": str(record.get("task", "all"))})
     if not items:

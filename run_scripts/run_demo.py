@@ -49,7 +49,7 @@ from demo_plots import (  # noqa: E402
 )
 from feature_extraction import AudioMosaicFeatureExtractor, kaldi_fbank  # noqa: E402
 from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
-from feature_extraction.data import load_audio_dataset  # noqa: E402
+from feature_extraction.loading import load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel  # noqa: E402
 from modeling_audiomosaic.embeddings import AudioMosaicEmbedder  # noqa: E402
 

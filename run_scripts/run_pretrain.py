@@ -44,7 +44,8 @@ import modeling_audiomosaic  # noqa: E402,F401
 from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
 from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
 from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator  # noqa: E402
-from feature_extraction.data import build_label_vocabulary, load_audio_dataset  # noqa: E402
+from feature_extraction.labels import build_label_vocabulary  # noqa: E402
+from feature_extraction.loading import load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining  # noqa: E402
 from modeling_audiomosaic.pretraining_trainer import (  # noqa: E402
     AudioMosaicPretrainingTrainer,

@@ -165,7 +165,7 @@ def system_config(flags: list[str]):
         teacher.feature_dim = json.loads(model_args.config_overrides)["hidden_size"]
     vocabulary = None
     if "--supervised_weight" in flags:
-        from feature_extraction.data import LabelVocabulary
+        from feature_extraction.labels import LabelVocabulary
 
         vocabulary = LabelVocabulary(["a", "b"], multi_label=True)
     return run_pretrain.build_config(model_args, teacher, vocabulary)

@@ -230,7 +230,7 @@ def test_spec_augment_fills_normalised_raw_zero():
 
 
 def test_train_collator_without_augmentation_equals_eval_collator(data_dir):
-    from feature_extraction.data import AudioClassificationCollator, build_label_vocabulary, load_audio_dataset
+    from feature_extraction import AudioClassificationCollator, build_label_vocabulary, load_audio_dataset
 
     dataset = load_audio_dataset(str(data_dir / "train.csv"))
     vocab = build_label_vocabulary(dataset)
@@ -385,7 +385,7 @@ def test_label_file_formats_and_group_split(tmp_path, data_dir):
     assert rac.read_label_file(str(path), {"Ant"}) == (["Ant", "Bee, buzzing"], ["Ant", "Bee, buzzing"])
     path.write_text("dog\ncat\n")
     assert rac.read_label_file(str(path)) == (["dog", "cat"], None)
-    from feature_extraction.data import load_audio_dataset
+    from feature_extraction import load_audio_dataset
 
     dataset = load_audio_dataset(str(data_dir / "train.json"), group_column="group")
     train, validation = rac.split_by_group(dataset, 30.0, seed=0)

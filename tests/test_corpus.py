@@ -302,7 +302,7 @@ def test_manifests_load_with_datasets(corpus, tmp_path):
 
 
 def test_manifests_load_with_project_loader(corpus):
-    from feature_extraction.data import load_audio_dataset
+    from feature_extraction import load_audio_dataset
 
     for task in TASKS:
         rows = _manifest(corpus, task, "train")
