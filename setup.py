@@ -34,7 +34,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "feature_extraction"],
+    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "feature_extraction",
+              "feature_extraction.offline_corpus"],
     # the metrics are local `evaluate` modules (one folder each), loaded offline with evaluate.load(<folder>)
     package_data={"modeling_audiomosaic": ["labels/*.csv", "metrics/*/*.py", "metrics/*/*.md"]},
     include_package_data=True,

@@ -169,7 +169,7 @@ def main(argv=None) -> dict:
 
     # 1. corpus --------------------------------------------------------------------------------------------------
     log("[1/5] building the offline corpus (cached after the first run) ...")
-    from build_offline_corpus import POOLS, build_corpus, pool_tasks
+    from feature_extraction.offline_corpus import POOLS, build_corpus, pool_tasks
 
     corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=args.seed, tasks=pool_tasks(args.pool))
     stats = json.loads((corpus / "corpus_stats.json").read_text())

@@ -301,8 +301,8 @@ def main(argv=None) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    from build_offline_corpus import build_corpus
     from feature_extraction import AudioMosaicFeatureExtractor
+    from feature_extraction.offline_corpus import build_corpus
     from modeling_audiomosaic import AudioMosaicModel
 
     corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=0)

@@ -43,9 +43,9 @@ import numpy as np
 import torch
 
 import run_demo  # run_scripts/ is on sys.path for a script; run_demo adds the repository too
-from build_offline_corpus import POOLS, build_corpus, pool_tasks
 from demo_plots import layer_sweep_probe
 from feature_extraction import AudioMosaicFeatureExtractor
+from feature_extraction.offline_corpus import POOLS, build_corpus, pool_tasks
 from modeling_audiomosaic import AudioMosaicModel
 from modeling_audiomosaic.embeddings import POOLINGS, AudioMosaicEmbedder
 from run_seed_comparison import ProbeHarness, summarise

@@ -53,7 +53,7 @@ def test_equal_budget_steps():
 
 
 def test_tiny_comparison_end_to_end(tmp_path):
-    from build_offline_corpus import build_corpus
+    from feature_extraction.offline_corpus import build_corpus
 
     corpus = build_corpus(str(tmp_path / "corpus"), size="tiny", seed=0)
     result = rsc.main([
