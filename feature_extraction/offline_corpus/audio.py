@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..feature_extraction_audiomosaic import resample_audio
 from .catalogue import SR
 
 
@@ -16,19 +17,10 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
 
 
-def _resample(x: np.ndarray, sr_in: float, sr_out: float = SR) -> np.ndarray:
-    if sr_in == sr_out or x.size == 0:
-        return np.ascontiguousarray(x, dtype=np.float32)
-    import soxr
-
-    return np.ascontiguousarray(soxr.resample(np.ascontiguousarray(x, dtype=np.float32), sr_in, sr_out, "HQ"),
-                                dtype=np.float32)
-
-
 def _decode(data: bytes | str | Path) -> np.ndarray:
     src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else str(data)
     x, sr = sf.read(src, dtype="float32", always_2d=True)
-    return _resample(x.mean(axis=1), sr)
+    return resample_audio(x.mean(axis=1), sr, SR)
 
 
 def _trim(x: np.ndarray, db: float) -> np.ndarray:
@@ -47,14 +39,14 @@ def _trim(x: np.ndarray, db: float) -> np.ndarray:
 
 def _speed(x: np.ndarray, factor: float) -> np.ndarray:
     """Speed perturbation (tempo and pitch together, like Kaldi's speed perturbation)."""
-    return _resample(x, SR * factor, SR)
+    return resample_audio(x, SR * factor, SR)
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:
     """Time-compress ``x`` to at most ``n`` samples (resampling; used when a word is longer than the clip)."""
     if x.size <= n:
         return x
-    y = _resample(x, x.size, n)
+    y = resample_audio(x, x.size, n)
     return y[:n]
 
 

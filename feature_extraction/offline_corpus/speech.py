@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .audio import _colored_noise, _crop, _fit, _limit, _mix_at_snr, _resample, _speed, _trim
+from ..feature_extraction_audiomosaic import resample_audio
+from .audio import _colored_noise, _crop, _fit, _limit, _mix_at_snr, _speed, _trim
 from .catalogue import MAX_SENTENCE_SECONDS, SR
 from .worker import _STATE, _load_rec, _run, _tmp, _write
 
@@ -139,7 +140,7 @@ def _synth_kokoro(word: str, mix: dict[str, float], ctx: dict) -> tuple[np.ndarr
 def _finish_keyword(raw: np.ndarray, sr: int, rng: np.random.Generator, noise_ids: list[str], ctx: dict,
                     meta: dict) -> np.ndarray:
     """1 s Speech Commands-like clip: trim, speed perturbation, level, placement, background noise."""
-    x = _trim(_resample(raw, sr), 40.0)
+    x = _trim(resample_audio(raw, sr, SR), 40.0)
     if x.size < 160:
         raise RuntimeError("synthesised word is empty after trimming")
     speed = float(rng.uniform(0.9, 1.1))
@@ -170,7 +171,7 @@ def _finish_sentence(raw: np.ndarray, sr: int, rng: np.random.Generator, noise_i
                      meta: dict) -> np.ndarray:
     """A free-length speech clip (at most ``MAX_SENTENCE_SECONDS``): trim, speed, level, 0.05-0.3 s margins, noise
     as for the keywords. The pre-training loader cuts random crops from it."""
-    x = _trim(_resample(raw, sr), 40.0)
+    x = _trim(resample_audio(raw, sr, SR), 40.0)
     if x.size < 160:
         raise RuntimeError("synthesised sentence is empty after trimming")
     speed = float(rng.uniform(0.9, 1.1))

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .audio import _decode, _resample
+from ..feature_extraction_audiomosaic import resample_audio
+from .audio import _decode
 from .catalogue import SR
 from .recordings import _read_rec_bytes
 
@@ -72,7 +73,7 @@ def _load_rec(rec_id: str, ctx: dict, seconds: float | None = None,
         with sf.SoundFile(io.BytesIO(blob)) as f:
             f.seek(start)
             x = f.read(n, dtype="float32", always_2d=True)
-        return _resample(x.mean(axis=1), sr)
+        return resample_audio(x.mean(axis=1), sr, SR)
     cache = _STATE.setdefault("recs", {})
     if rec_id not in cache:
         cache[rec_id] = _decode(blob)
