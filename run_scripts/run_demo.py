@@ -39,8 +39,6 @@ sys.path.insert(0, str(REPO / "run_scripts"))
 
 import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
 from demo_plots import (  # noqa: E402
-    layer_sweep_probe,
-    logistic_regression_probe,
     logmel_statistics,
     plot_embedding_map,
     plot_masked_views,
@@ -52,6 +50,7 @@ from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E4
 from feature_extraction.data import load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel  # noqa: E402
 from modeling_audiomosaic.embeddings import AudioMosaicEmbedder  # noqa: E402
+from modeling_audiomosaic.probing import layer_sweep_probe, logistic_regression_probe  # noqa: E402
 
 TASKS = ("keywords", "esc", "instruments")
 SPLITS = ("train", "validation", "test")
