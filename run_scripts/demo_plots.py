@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any, Callable
 
 import matplotlib
 
@@ -143,55 +141,3 @@ def logmel_statistics(features: torch.Tensor, attention_mask: torch.Tensor | Non
     mean = (features * weights).sum(1) / count
     var = ((features - mean.unsqueeze(1)) ** 2 * weights).sum(1) / count
     return torch.cat([mean, var.sqrt()], dim=1).numpy()
-
-
-def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, seed: int = 0,
-                              cs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -> dict:
-    """Standardised features + multinomial logistic regression (`probe_lr.LogisticRegressionLBFGS`, scikit-learn's
-    objective solved in torch); C chosen on the validation split, swept upwards with warm starts. `seed` is kept
-    for the call signature: the solver is deterministic."""
-    from sklearn.preprocessing import StandardScaler
-
-    from probe_lr import LogisticRegressionLBFGS
-
-    scaler = StandardScaler().fit(train_x)
-    train_x, val_x, test_x = (scaler.transform(x) for x in (train_x, val_x, test_x))
-    best, model = None, LogisticRegressionLBFGS(warm_start=True)
-    for c in sorted(cs):
-        model.C = float(c)
-        model.fit(train_x, train_y)
-        val_acc = model.score(val_x, val_y)
-        if best is None or val_acc > best[0]:
-            best = (val_acc, c, copy.deepcopy(model))
-    val_acc, c, clf = best
-    return {"validation_accuracy": val_acc, "test_accuracy": clf.score(test_x, test_y), "C": c, "scaler": scaler,
-            "classifier": clf}
-
-
-def layer_sweep_probe(features: dict[str, np.ndarray], labels: dict[str, list], seed: int = 0,
-                      layers: list[int] | None = None, on_layer: Callable[[], Any] | None = None) -> dict:
-    """Linear probes on every block's pooled output (`features[split]` is `(N, num_layers + 1, D)` from
-    `AudioMosaicEmbedder(layer="all")`; index 0 = embeddings, i = block i); the layer AND C are chosen on the
-    validation split, as AudioMosaic's layer-probe sweep; the test split is read once per layer for the record.
-
-    `on_layer` is called after each layer's probe (progress bars).
-
-    Returns the best probe (with `"layer"`), the last block's probe (`"last"`), and `per_layer` accuracies.
-    """
-    count = next(iter(features.values())).shape[1]
-    layers = list(range(1, count)) if layers is None else layers
-    per_layer, best, last = {}, None, None
-    for layer in layers:
-        probe = logistic_regression_probe(
-            features["train"][:, layer], labels["train"], features["validation"][:, layer], labels["validation"],
-            features["test"][:, layer], labels["test"], seed=seed,
-        )
-        probe["layer"] = layer
-        per_layer[layer] = {"validation_accuracy": probe["validation_accuracy"], "test_accuracy": probe["test_accuracy"]}
-        if best is None or probe["validation_accuracy"] > best["validation_accuracy"]:
-            best = probe
-        if layer == count - 1:
-            last = probe
-        if on_layer is not None:
-            on_layer()
-    return {"best": best, "last": last, "per_layer": per_layer}

@@ -88,15 +88,16 @@ from modeling_audiomosaic import AudioMosaicConfig  # noqa: E402
 from modeling_audiomosaic.finetuning import (  # noqa: E402
     AudioClassificationTrainCollator,
     AudioClassificationTrainer,
-    CachedProbeHead,
     SpecAugment,
+    logits_only,
+)
+from modeling_audiomosaic.metrics import compute_classification_metrics  # noqa: E402
+from modeling_audiomosaic.probing import (  # noqa: E402
     collate_cached_features,
     compute_probe_features,
     freeze_for_probing,
     is_audiomosaic_classifier,
-    logits_only,
 )
-from modeling_audiomosaic.metrics import compute_classification_metrics  # noqa: E402
 
 logger = logging.getLogger("run_audio_classification")
 
@@ -484,7 +485,7 @@ def main(argv: list[str] | None = None) -> dict:
                                           num_workers=training_args.dataloader_num_workers, description=split)
             for split, dataset in {"train": train_dataset, **eval_sets}.items()
         }
-        train_model = CachedProbeHead(model)
+        train_model = model.probe_head()  # the model's own head on the cached probe inputs, sharing its parameters
         train_data, split_data = cached["train"], {k: cached[k] for k in eval_sets}
         data_collator, eval_data_collator = collate_cached_features, None
     else:

@@ -39,8 +39,6 @@ sys.path.insert(0, str(REPO / "run_scripts"))
 
 import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
 from demo_plots import (  # noqa: E402
-    layer_sweep_probe,
-    logistic_regression_probe,
     logmel_statistics,
     plot_embedding_map,
     plot_masked_views,
@@ -48,10 +46,12 @@ from demo_plots import (  # noqa: E402
     plot_training_loss,
 )
 from feature_extraction import AudioMosaicFeatureExtractor, kaldi_fbank  # noqa: E402
+from feature_extraction.feature_extraction_audiomosaic import normalize_log_mel  # noqa: E402
 from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
 from feature_extraction.loading import load_audio_dataset  # noqa: E402
 from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel  # noqa: E402
 from modeling_audiomosaic.embeddings import AudioMosaicEmbedder  # noqa: E402
+from modeling_audiomosaic.probing import layer_sweep_probe, logistic_regression_probe  # noqa: E402
 
 TASKS = ("keywords", "esc", "instruments")
 SPLITS = ("train", "validation", "test")
@@ -76,7 +76,7 @@ def logmel_features(waves: list[np.ndarray], fe: AudioMosaicFeatureExtractor) ->
     out = []
     for wave in waves:
         spec = kaldi_fbank(torch.from_numpy(wave))  # (frames, 128)
-        spec = (spec - fe.mean) / (2 * fe.std)
+        spec = normalize_log_mel(spec, fe.mean, fe.std)
         out.append(logmel_statistics(spec.unsqueeze(0))[0])
     return np.stack(out)
 

@@ -54,7 +54,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "run_scripts"))
 
 import modeling_audiomosaic  # noqa: E402,F401
-from demo_plots import grouped_bars, layer_sweep_probe, logistic_regression_probe  # noqa: E402
+from demo_plots import grouped_bars  # noqa: E402
+from modeling_audiomosaic.probing import layer_sweep_probe, logistic_regression_probe  # noqa: E402
 from run_demo import SPLITS, TASKS, load_split, logmel_features  # noqa: E402
 
 RECIPE = REPO / "run_scripts" / "recipes" / "pretrain_cpu_compare.yaml"

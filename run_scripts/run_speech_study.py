@@ -8,8 +8,8 @@ docs/offline_corpus.md), pre-train exactly as `run_demo.py --pool <pool> --seed 
 the demo's recipe, flags and step count), then linear-probe the pre-trained encoder on the three tasks for every
 pooling (`mean`: all tokens incl. CLS, the demo's; `cls`; `mean_patches`) x embedding window (`AudioMosaicEmbedder`
 windows of 128 frames = the model's 1.28 s, the demo's, or 64 frames, 50 % overlap, averaged over the clip): the block
-and C are chosen on the validation split (`demo_plots.layer_sweep_probe`), the test split is read for the record.
-A last row per pool also chooses the pooling and window per task on validation. The corpus is the demo's for
+and C are chosen on the validation split (`modeling_audiomosaic.probing.layer_sweep_probe`), the test split is read for
+the record. A last row per pool also chooses the pooling and window per task on validation. The corpus is the demo's for
 `--corpus_seed` (default 0: the study's default-pool seed-0 encoder is the demo's); seeds vary pre-training.
 
 Baselines, as in the demo (they do not depend on the pool): the same architecture randomly initialised (demo probe:
@@ -43,11 +43,11 @@ import numpy as np
 import torch
 
 import run_demo  # run_scripts/ is on sys.path for a script; run_demo adds the repository too
-from demo_plots import layer_sweep_probe
 from feature_extraction import AudioMosaicFeatureExtractor
 from feature_extraction.offline_corpus import POOLS, build_corpus, pool_tasks
 from modeling_audiomosaic import AudioMosaicModel
 from modeling_audiomosaic.embeddings import POOLINGS, AudioMosaicEmbedder
+from modeling_audiomosaic.probing import layer_sweep_probe
 from run_seed_comparison import ProbeHarness, summarise
 
 TASKS, SPLITS, log = run_demo.TASKS, run_demo.SPLITS, run_demo.log

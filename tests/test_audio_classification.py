@@ -18,17 +18,15 @@ from feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicForPreTraining
 from modeling_audiomosaic.finetuning import (
     AudioClassificationTrainCollator,
-    CachedProbeHead,
     SpecAugment,
     add_noise_and_shift,
-    classification_loss,
-    extract_probe_features,
     get_layer_id,
     layer_decay_param_groups,
     mixup_waveforms,
     normalized_fill_value,
-    soft_target_cross_entropy,
 )
+from modeling_audiomosaic.modeling_audiomosaic import classification_loss, soft_target_cross_entropy
+from modeling_audiomosaic.probing import extract_probe_features
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "run_scripts"))
@@ -263,7 +261,7 @@ def test_cached_probe_head_equals_model(head):
     x = torch.randn(3, 64, 128)
     features = extract_probe_features(model, x)
     assert features.shape == (3, 1 if head in ("linear", "layer") else 3, 32)
-    cached = CachedProbeHead(model)
+    cached = model.probe_head()
     assert {n for n, _ in cached.named_parameters()} <= {
         n.replace("audiomosaic.pooler.", "") for n, p in model.named_parameters() if p.requires_grad
     }

@@ -39,7 +39,6 @@ SCRIPTS_DIR = REPO / "run_scripts"
 LIBRARY_MODULES = {
     "script_args.py": "parse_with_recipe(), the YAML-recipe argument parsing of the HfArgumentParser scripts",
     "demo_plots.py": "the plots and the log-mel baseline of run_demo.py",
-    "probe_lr.py": "LogisticRegressionLBFGS, the linear-probe solver",
 }
 CLI_SCRIPTS = sorted(p for p in SCRIPTS_DIR.glob("*.py") if p.name not in LIBRARY_MODULES)
 SHELL_SCRIPTS = sorted(SCRIPTS_DIR.glob("*.sh"))
