@@ -345,7 +345,7 @@ def add_noise_and_shift(features: torch.Tensor, generator: torch.Generator | int
 class AudioClassificationTrainCollator:
     """Training collator: waveforms → [roll + gain] → [waveform mixup] → features → [SpecAugment] → [noise].
 
-    The order is the original's (reference §9.2). With no augmentation enabled it returns exactly what
+    The order is the original's (`AudiosetDataset.__getitem__`). With no augmentation enabled it returns exactly what
     `feature_extraction.collators.AudioClassificationCollator` returns. Labels: `int64` class ids (single-label) or
     `float32` multi-hot rows; with `mixup > 0` always `float32` `(B, C)` rows (one-hot / soft for single-label tasks,
     handled by [`classification_loss`]).

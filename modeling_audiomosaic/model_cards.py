@@ -451,7 +451,7 @@ def _section_limitations(info: ReleaseInfo) -> list[str]:
 
 
 def bibtex() -> str:
-    """Minimal BibTeX with the facts the reference records (surnames only; no invented fields)."""
+    """Minimal BibTeX: the paper's title, authors, venue, year and arXiv id (surnames only; no invented fields)."""
     return "\n".join(
         [
             "@inproceedings{huang2026audiomosaic,",

@@ -931,7 +931,7 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
     | `attentive` | `pool(LN(B_i))` (no affine), L + 1 entries | `pool(LN_i(x)) = gamma_i * pool(LN(x)) + beta_i` |
     """
 
-    accepts_loss_kwargs = False  # the loss is a per-batch mean; see transformers_notes pitfall 4
+    accepts_loss_kwargs = False  # per-batch mean loss: Trainer divides it by GA steps (Trainer.training_step)
 
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__(config)

@@ -3,7 +3,7 @@
 What it adds to `transformers.Trainer`:
 
 * the loss comes from the model (`outputs.loss`, a per-batch mean); `loss_is_scaled_for_ga = False` so Trainer divides
-  it by the gradient-accumulation steps (and the model sets `accepts_loss_kwargs = False`, see transformers_notes §1.4);
+  it by the gradient-accumulation steps (and the model sets `accepts_loss_kwargs = False`, see `Trainer.training_step`);
 * the weight-decay exclusions the model declares (`model.no_weight_decay()`: every 1-D parameter such as biases,
   norms and the learnable temperature, plus `cls_token`, the position table and the MAE mask token, as the original);
 * the DWM hint curriculum: `MaskingCurriculumCallback` calls `model.set_masking_epoch(epoch, epochs)` every epoch;
@@ -52,7 +52,7 @@ class MaskingCurriculumCallback(TrainerCallback):
     """Sets the model's per-epoch masking state (the DWM hint ratio) at the start of every epoch.
 
     The epoch is Trainer's (0-based, integer part) and the total is `state.num_train_epochs` (Trainer derives it from
-    `max_steps` when training is step-based), so `h = 1 - (epoch / total) ** k` follows the reference curriculum.
+    `max_steps` when training is step-based), so `h = 1 - (epoch / total) ** k` follows DWM's curriculum.
     """
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):

@@ -17,8 +17,8 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
-#: Alpaca-style prompt of LTU (`alpaca_short`, reference §12.4) as a chat template; the audio markers of the first user
-#: message are moved to the very front (LTU prepends the 32 audio embeddings), the rest is its instruction.
+#: Alpaca-style prompt of LTU (alpaca-lora's `alpaca_short` template) as a chat template; the audio markers of the
+#: first user message are moved to the very front (LTU prepends the 32 audio embeddings), the rest is its instruction.
 LTU_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"

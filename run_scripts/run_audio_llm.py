@@ -147,8 +147,8 @@ def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str,
 
     path = Path(path)
     text = path.read_text()
-    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if
-                                                                        l.strip()]
+    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines()
+                                                                        if line.strip()]
     items = []
     for number, record in enumerate(records):
         missing = [key for key in ("audio", "question", "answer") if key not in record]

@@ -2,8 +2,9 @@
 
 Every checkpoint is built in the EXACT released format with random weights: the encoder keys come from timm's
 VisionTransformer (`reference_timm.py`, the original's stem/pooling/heads on top), the class extras have the shapes of
-reference §11.4, and `config.json` holds `model_class` + constructor kwargs + `audio_preprocessing`. Each one is
-converted, loaded with `AutoModel*.from_pretrained` and compared with the reference forward in eval mode (<= 1e-5).
+the original classes (`conversion_keys.expected_original_keys`), and `config.json` holds `model_class` + constructor
+kwargs + `audio_preprocessing`. Each one is converted, loaded with `AutoModel*.from_pretrained` and compared with the
+reference forward in eval mode (<= 1e-5).
 
 Speed: a full ViT-B/16 (12 x 768) at 1024 frames costs ~12 s to build, run twice and convert on 2 CPU cores. So one
 class (pre-training: the most extra keys, BatchNorm buffers included) is checked numerically at full size; the others
@@ -64,7 +65,7 @@ def _torch_load_only_with_weights_only(monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ references
 class PretrainReference(OriginalAudioMosaicReference):
-    """`AudioMosaicPretrain` (§4.2): no final norm, mean over all tokens -> `f`; `z = projector(fc_norm(f))`."""
+    """`AudioMosaicPretrain`: no final norm, mean over all tokens -> `f`; `z = projector(fc_norm(f))`."""
 
     def __init__(self, **kw) -> None:
         super().__init__(num_classes=0, **kw)
@@ -115,7 +116,8 @@ def fast_full_size_pretrain_reference() -> PretrainReference:
 
 
 def release_config(model_class: str, frames: int, depth: int, preprocessing: dict, **extra) -> dict:
-    """A release `config.json`: `model_class` + constructor kwargs + `audio_preprocessing` (§11.2)."""
+    """A release `config.json`: `model_class` + constructor kwargs + `audio_preprocessing` (the original's
+    `scripts/test_hf_releases.py` loads it so)."""
     return {
         "model_class": model_class, "spec_size": [frames, 128], "patch_size": 16, "patch_stride": 16,
         "embed_dim": 768, "depth": depth, "num_heads": 12, "mlp_ratio": 4.0, "qkv_bias": True, "proj_bias": True,
@@ -291,7 +293,7 @@ def test_ltu_audio_encoder_and_projector(tmp_path):
     assert summary["native_class"] == "AudioMosaicModel" and len(summary["skipped"]) == 128
     config = check_code_files(dst, "AutoModel")
     assert config["use_final_norm"] is True and config["use_fc_norm"] is False
-    check_preprocessor(dst, 1024, -5.081, 4.4849 / 2)  # LTU's (fbank + 5.081) / 4.4849 (reference §2.6)
+    check_preprocessor(dst, 1024, -5.081, 4.4849 / 2)  # LTU's (fbank + 5.081) / 4.4849 (its data_collator.load_audio)
     saved = load_file(str(dst / "audio_projector.safetensors"))
     assert set(saved) == set(projector) and all(torch.equal(saved[k], projector[k]) for k in projector)
     assert "audio_projector.safetensors" in (dst / "README.md").read_text()
@@ -590,7 +592,7 @@ def test_size_disagreements_and_ignored_stride():
 
 
 def test_problem_type_follows_the_training_loss(small_release):
-    """Speech Commands heads were trained with BCE on one-hot targets (reference §9.2): multi-label, from the release
+    """Speech Commands heads were trained with BCE on one-hot targets (`SPCFinetune`): multi-label, from the release
     catalogue, with the source stated; cross-entropy heads stay single-label; unknown widths say so."""
     src, _ = small_release
     summary = convert_original_checkpoint(src, None, dry_run=True)  # recognised: AudioMosaic-vit-b16-finetune-spc1
@@ -607,8 +609,9 @@ def test_problem_type_follows_the_training_loss(small_release):
 
 
 def test_missing_pooling_takes_the_original_class_default(tmp_path):
-    """A release config without `pooling` is built by the release loader with the class default (`pooling='cls'`,
-    reference §4.1): the converted model must pool the CLS token too, and the summary says where it came from."""
+    """A release config without `pooling` is built by the release loader with the class default (`pooling='cls'`
+    in the original `__init__`): the converted model must pool the CLS token too, and the summary says where it came
+    from."""
     torch.manual_seed(13)
     ref = OriginalAudioMosaicReference(frames=128, depth=REDUCED_DEPTH, num_classes=11, pooling="cls").eval()
     config = spc_config()

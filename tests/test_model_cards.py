@@ -25,7 +25,7 @@ CARDS_DIR = REPO_ROOT / "model_cards"
 SCRIPT = REPO_ROOT / "run_scripts" / "make_model_cards.py"
 REFERENCE = Path("/work/shared/reference/audiomosaic.md")
 
-# §11.1 of the reference notes: the hanxunh/audiomosaic collection (14 encoder repos + 1 LTU repo).
+# The hanxunh/audiomosaic collection on the Hugging Face Hub (14 encoder repos + 1 LTU repo).
 EXPECTED_NAMES = {
     "AudioMosaic-vit-b16-pretrained",
     "AudioMosaic-vit-b16-finetune-as20k",
@@ -56,7 +56,8 @@ def _front_matter(text: str) -> dict:
 
 
 def _reference_names() -> set[str]:
-    """Repo names of the reference's §11.1 table, with `{1..5}` and `-ata`, `-tta` expanded."""
+    """Repo names of the release table in the maintainers' notes at `REFERENCE` (not part of the repository; the check
+    is skipped without it), with `{1..5}` and `-ata`, `-tta` expanded."""
     section = REFERENCE.read_text(encoding="utf-8").split("### 11.1", 1)[1].split("###", 1)[0]
     names: set[str] = set()
     for cell in re.findall(r"^\| `(AudioMosaic-[^|]*?)\|", section, re.M):

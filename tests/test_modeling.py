@@ -91,7 +91,7 @@ def test_probe_parity(ref_cls, head, extra, final_norm):
 
 
 def test_parameter_count_matches_release():
-    # measured on the original classes (reference §3.7)
+    # counted on the original `AudioMosaicClassifier` (models/audiomosaic.py) instantiated on CPU
     model = AudioMosaicForAudioClassification(AudioMosaicConfig(num_labels=527))
     assert sum(p.numel() for p in model.parameters()) == 86_056_463
     spc = AudioMosaicForAudioClassification(AudioMosaicConfig.from_preset("speechcommands", num_labels=11))

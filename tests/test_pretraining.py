@@ -46,7 +46,7 @@ def test_keep_counts_1024(name, ratio, kept):
 
 
 @pytest.mark.parametrize(
-    "grid, counts",  # (original_time, original_freq, time, freq) at 0.6 / 0.4 (reference §5.4)
+    "grid, counts",  # (original_time, original_freq, time, freq) at 0.6 / 0.4 (ratios of the original `pretrain.yaml`)
     [((32, 8), (96, 152, 96, 128)), ((8, 8), (24, 32, 24, 32))],
 )
 def test_keep_counts_other_sizes(grid, counts):
