@@ -1,11 +1,13 @@
-"""Argument parsing shared by the run scripts: a YAML recipe (``--config``) gives defaults, flags override them."""
+"""Command-line arguments with a YAML recipe: ``--config recipe.yaml`` gives the defaults, flags override them.
+
+Used by run_scripts/run_pretrain.py and run_audio_classification.py (recipes in run_scripts/recipes/).
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-import yaml
 from transformers import HfArgumentParser
 
 
@@ -22,6 +24,8 @@ def parse_with_recipe(dataclass_types: tuple, argv: list[str] | None = None, def
         index = argv.index("--config")
         recipe_path = argv[index + 1]
         del argv[index : index + 2]
+        import yaml  # pyyaml: the `train` extra
+
         with open(recipe_path, encoding="utf-8") as handle:
             recipe = yaml.safe_load(handle) or {}
         known = {action.dest for action in parser._actions}
