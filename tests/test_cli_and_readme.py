@@ -338,9 +338,7 @@ def _check_script(script_token: str, args: list[str], extra_flags: list[str]) ->
     proc = script_help(script)
     if proc.returncode != 0:
         return [f"`{script_token} --help` failed ({proc.returncode}): {_output(proc)[-1500:]}"]
-    accepted = _accepted_flags(_output(proc))
-    if "parse_with_recipe(" in script.read_text(encoding="utf-8"):
-        accepted.add("--config")  # handled by recipe_arguments.parse_with_recipe before HfArgumentParser
+    accepted = _accepted_flags(_output(proc))  # recipe scripts list --config too (recipe_arguments.parse_with_recipe)
     problems = [f"{script_token} has no option {flag} (stale flag?)"
                 for flag in dict.fromkeys(_flags(args) + extra_flags) if flag not in accepted]
     return problems + _check_paths(args)
