@@ -34,8 +34,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "feature_extraction",
-              "feature_extraction.offline_corpus"],
+    # the `feature_extraction/` folder is installed inside the model's namespace, as
+    # `modeling_audiomosaic.feature_extraction`: a generic top-level name would shadow (or be shadowed by) any other
+    # project's or a user's own `feature_extraction` module
+    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "modeling_audiomosaic.feature_extraction",
+              "modeling_audiomosaic.feature_extraction.offline_corpus"],
+    package_dir={"modeling_audiomosaic.feature_extraction": "feature_extraction"},
     # the metrics are local `evaluate` modules (one folder each), loaded offline with evaluate.load(<folder>)
     package_data={"modeling_audiomosaic": ["labels/*.csv", "metrics/*/*.py", "metrics/*/*.md"]},
     include_package_data=True,

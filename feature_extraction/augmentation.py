@@ -3,16 +3,16 @@
 
 The public names, gathered from the modules that implement them:
 
-- :mod:`feature_extraction.augmentation_chain`: :func:`roll_and_gain` (the original ``roll_mag_aug``),
+- :mod:`.augmentation_chain`: :func:`roll_and_gain` (the original ``roll_mag_aug``),
   :func:`sample_beta_gain`, :class:`WaveformAugmentation` (the random augmentation chain) and
   :data:`AUGMENTATION_PRESETS`.
-- :mod:`feature_extraction.augmentation_views`: :class:`ContrastiveViewGenerator` (augmented log-mel views of every
+- :mod:`.augmentation_views`: :class:`ContrastiveViewGenerator` (augmented log-mel views of every
   clip of a batch, with one batched fbank call).
-- :mod:`feature_extraction.augmentation_filters`: :func:`butterworth_highpass_sos` /
+- :mod:`.augmentation_filters`: :func:`butterworth_highpass_sos` /
   :func:`butterworth_bandstop_sos` (vectorised Butterworth designs, same filters as ``scipy.signal.butter``).
 
-Input validation lives in :mod:`feature_extraction.augmentation_inputs`, and every random draw (generator coercion,
-uniform, Bernoulli and Beta numbers, shared with fine-tuning) in :mod:`feature_extraction.random_draws`.
+Input validation lives in :mod:`.augmentation_inputs`, and every random draw (generator coercion,
+uniform, Bernoulli and Beta numbers, shared with fine-tuning) in :mod:`.random_draws`.
 """
 
 from .augmentation_chain import AUGMENTATION_PRESETS, WaveformAugmentation, roll_and_gain, sample_beta_gain

@@ -8,7 +8,7 @@
   resampling-based speed change instead of time-stretch / pitch-shift) followed by mean removal; the named settings
   are in :data:`AUGMENTATION_PRESETS`. ``docs/augmentation.md`` lists the transforms, their defaults and their cost.
 
-Randomness comes from :mod:`feature_extraction.random_draws`: the per-clip parameters of a batch are drawn first
+Randomness comes from :mod:`.random_draws`: the per-clip parameters of a batch are drawn first
 (vectorised), then the Gaussian noise of each clip in clip order, so a seed fixes the output exactly.
 
 Processing: the sample-level work is done clip by clip on contiguous rows (scale-and-copy, noise, one
@@ -79,7 +79,7 @@ def sample_beta_gain(
 ) -> torch.Tensor:
     """Draws ``n`` gains ``Beta(alpha, beta) + offset`` (default ``Beta(10, 10) + 0.5``, range 0.5-1.5, mean 1).
 
-    The Beta draws are those of :func:`feature_extraction.random_draws.sample_beta` (exact order statistic for
+    The Beta draws are those of :func:`.random_draws.sample_beta` (exact order statistic for
     integer parameters).
 
     Returns:

@@ -1,7 +1,7 @@
 # coding=utf-8
 """Validation of the waveform inputs of the augmentations (dtype, shape, lengths, finite samples).
 
-Shared by :mod:`feature_extraction.augmentation_chain` and :mod:`feature_extraction.augmentation_views`; the error
+Shared by :mod:`.augmentation_chain` and :mod:`.augmentation_views`; the error
 messages name the offending clip so that a bad file can be found in a batch.
 """
 

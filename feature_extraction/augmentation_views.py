@@ -9,9 +9,9 @@ The original recipe builds every pre-training view of a 16 kHz mono clip as (``d
 3. subtraction of the waveform mean;
 4. Kaldi fbank, pad/crop to 1024 frames, ``(x - mean) / (2 std)``.
 
-:class:`ContrastiveViewGenerator` does steps 1-3 with :func:`~feature_extraction.augmentation_chain.roll_and_gain`
-and :class:`~feature_extraction.augmentation_chain.WaveformAugmentation`, and step 4 with one batched
-:func:`~feature_extraction.feature_extraction_audiomosaic.kaldi_fbank` call for all clips x views, returning
+:class:`ContrastiveViewGenerator` does steps 1-3 with :func:`~.augmentation_chain.roll_and_gain`
+and :class:`~.augmentation_chain.WaveformAugmentation`, and step 4 with one batched
+:func:`~.feature_extraction_audiomosaic.kaldi_fbank` call for all clips x views, returning
 ``(batch, num_views, max_length, num_mel_bins)``.
 """
 

@@ -116,12 +116,12 @@ class PretrainingViewsCollator:
     ``view_generator.num_samples``) are first cut to a random window of that length, drawn from the same generator.
 
     Args:
-        view_generator: a `feature_extraction.ContrastiveViewGenerator` (augmentation + fbank of every view).
+        view_generator: a `ContrastiveViewGenerator` (`.augmentation`; augmentation + fbank of every view).
         seed: base seed; the batch's generator is seeded from ``(seed, epoch, ids)``.
         audio_key: field holding the 1-D float32 waveform.
         crop_samples: random-window length for long clips (``None``: ``view_generator.num_samples``; ``0``: no crop).
-        label_vocabulary: a `feature_extraction.labels.LabelVocabulary` for the supervised (SupMAM) branch: ``labels``
-            become class ids (single-label) or multi-hot rows (multi-label); clips without labels get -100 (ignored).
+        label_vocabulary: a `.labels.LabelVocabulary` for the supervised (SupMAM) branch: ``labels`` become
+            class ids (single-label) or multi-hot rows (multi-label); clips without labels get -100 (ignored).
         teacher_feature_extractor: features of a distillation teacher that cannot read the student's spectrogram (e.g.
             ``ClapFeatureExtractor``): it gets the same cropped waveforms, resampled to its ``sampling_rate``, and its
             output goes under ``teacher_inputs``.

@@ -1,10 +1,10 @@
 # coding=utf-8
 """Random draws shared by the augmentations of pre-training and fine-tuning.
 
-Every augmentation in ``feature_extraction`` and ``modeling_audiomosaic.finetuning`` takes its randomness from one
-CPU ``torch.Generator`` (or an ``int`` seed, or ``None`` for torch's global generator, which the DataLoader seeds
-per worker), so that a seed fixes the output exactly. This module is the one place that turns such an argument into
-a generator (:func:`as_generator`) and that draws uniform, Bernoulli and Beta numbers from it.
+Every augmentation in ``modeling_audiomosaic.feature_extraction`` and ``modeling_audiomosaic.finetuning`` takes its
+randomness from one CPU ``torch.Generator`` (or an ``int`` seed, or ``None`` for torch's global generator, which the
+DataLoader seeds per worker), so that a seed fixes the output exactly. This module is the one place that turns such
+an argument into a generator (:func:`as_generator`) and that draws uniform, Bernoulli and Beta numbers from it.
 
 It imports only ``numpy`` and ``torch``, so both packages can use it without import cycles.
 """

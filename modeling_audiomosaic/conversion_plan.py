@@ -197,7 +197,7 @@ def resolve_problem_type(num_labels: int, release: ReleaseInfo | None = None) ->
 def _resolve_preprocessing(frames: int, num_mel_bins: int, audio_preprocessing: Mapping[str, Any] | None,
                            is_ltu: bool, notes: list[str]) -> dict[str, Any]:
     """Feature-extractor settings: frames from the position table, mean/std from the release (else by frame count)."""
-    from feature_extraction.feature_extraction_audiomosaic import FEATURE_EXTRACTOR_PRESETS
+    from .feature_extraction.feature_extraction_audiomosaic import FEATURE_EXTRACTOR_PRESETS
 
     preset = PRESET_BY_FRAMES.get(frames)
     out: dict[str, Any] = {"max_length": frames, "num_mel_bins": num_mel_bins, "sampling_rate": 16000}

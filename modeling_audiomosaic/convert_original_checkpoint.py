@@ -325,7 +325,7 @@ def _write_native_folder(plan: ConversionPlan, dst: Path, card: str) -> None:
     """Save model (+ code files and full auto_map), feature extractor, extra tensors and the model card."""
     from safetensors.torch import save_file
 
-    from feature_extraction.feature_extraction_audiomosaic import AudioMosaicFeatureExtractor
+    from .feature_extraction.feature_extraction_audiomosaic import AudioMosaicFeatureExtractor
 
     model = build_meta_model(plan.native_class, plan.config_kwargs)
     model.load_state_dict(plan.state_dict, strict=True, assign=True)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from feature_extraction.audio_io import to_float32_array, to_float32_mono
+from .feature_extraction.audio_io import to_float32_array, to_float32_mono
 
 __all__ = ["MAX_CHANNELS", "as_clips"]
 

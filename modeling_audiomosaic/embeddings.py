@@ -75,7 +75,7 @@ import torch
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from feature_extraction.audio_io import resample_audio
+from .feature_extraction.audio_io import resample_audio
 
 from .embedding_inputs import as_clips
 from .modeling_audiomosaic import pool_tokens
@@ -189,7 +189,7 @@ def load_feature_extractor(path: str | os.PathLike | None = None, config: Any = 
 
         register_auto_classes()
         return AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
-    from feature_extraction import FEATURE_EXTRACTOR_PRESETS, AudioMosaicFeatureExtractor
+    from .feature_extraction import FEATURE_EXTRACTOR_PRESETS, AudioMosaicFeatureExtractor
 
     max_length = int(getattr(config, "max_length", 1024)) if config is not None else 1024
     for name, preset in FEATURE_EXTRACTOR_PRESETS.items():

@@ -38,8 +38,8 @@ from torch import nn
 from transformers import Trainer
 from transformers.utils import logging
 
-from feature_extraction.feature_extraction_audiomosaic import normalized_padding_value
-from feature_extraction.random_draws import as_generator, sample_beta  # one generator coercion, one Beta sampler
+from .feature_extraction.feature_extraction_audiomosaic import normalized_padding_value
+from .feature_extraction.random_draws import as_generator, sample_beta  # one generator coercion, one Beta sampler
 
 from .modeling_audiomosaic import classification_loss
 
@@ -346,16 +346,16 @@ class AudioClassificationTrainCollator:
     """Training collator: waveforms → [roll + gain] → [waveform mixup] → features → [SpecAugment] → [noise].
 
     The order is the original's (`AudiosetDataset.__getitem__`). With no augmentation enabled it returns exactly what
-    `feature_extraction.collators.AudioClassificationCollator` returns. Labels: `int64` class ids (single-label) or
-    `float32` multi-hot rows; with `mixup > 0` always `float32` `(B, C)` rows (one-hot / soft for single-label tasks,
-    handled by [`classification_loss`]).
+    `modeling_audiomosaic.feature_extraction.collators.AudioClassificationCollator` returns. Labels: `int64` class ids
+    (single-label) or `float32` multi-hot rows; with `mixup > 0` always `float32` `(B, C)` rows (one-hot / soft for
+    single-label tasks, handled by [`classification_loss`]).
 
     Randomness: one seed per batch is drawn from torch's global generator (seeded by `Trainer` and, in DataLoader
     workers, per worker), and everything else comes from a generator seeded with it.
 
     Args:
         feature_extractor: e.g. `AudioMosaicFeatureExtractor` (pads/crops to its `max_length`).
-        vocabulary: a `feature_extraction.labels.LabelVocabulary`.
+        vocabulary: a `modeling_audiomosaic.feature_extraction.labels.LabelVocabulary`.
         mixup, mixup_alpha, mixup_beta: see [`mixup_waveforms`].
         roll_and_gain: the original `roll_mag_aug` (random circular roll + gain `Beta(10, 10) + 0.5`).
         spec_augment: a [`SpecAugment`] (or `None`).
@@ -425,7 +425,7 @@ class AudioClassificationTrainCollator:
             generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         targets = self._targets(examples, soft=self.mixup > 0) if self.vocabulary is not None else None
         if self.roll_and_gain:
-            from feature_extraction.augmentation import roll_and_gain
+            from .feature_extraction.augmentation import roll_and_gain
 
             waves = [roll_and_gain(torch.from_numpy(w), generator).numpy() for w in waves]
         if self.mixup > 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feature_extraction.labels import read_label_csv
+from .feature_extraction.labels import read_label_csv
 
 LABELS_DIR = Path(__file__).parent / "labels"
 

@@ -238,7 +238,7 @@ def _section_usage(info: ReleaseInfo, converted: bool) -> list[str]:
         lines.append("This repository holds the original format (vendored `modeling.py` + `model.safetensors`). "
                      "Convert it first (see *Conversion*); `model_dir` below is the converted folder.")
     lines += ["", "```python", "import numpy as np", "import modeling_audiomosaic  # registers \"audiomosaic\" with "
-              "the Auto classes", "from feature_extraction import AudioMosaicFeatureExtractor"]
+              "the Auto classes", "from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor"]
     if info.is_classifier:
         score = "sigmoid()" if info.problem_type == "multi_label_classification" else "softmax(-1)"
         lines += [
@@ -322,7 +322,8 @@ def _section_preprocessing(info: ReleaseInfo) -> list[str]:
     lines = [
         "## Preprocessing",
         "",
-        "`AudioMosaicFeatureExtractor` (package `feature_extraction`) reproduces the training features:",
+        "`AudioMosaicFeatureExtractor` (package `modeling_audiomosaic.feature_extraction`) reproduces the training "
+        "features:",
         "",
         "1. 16 kHz mono (resample and average channels first; `resample=True` does it for you);",
         "2. Kaldi fbank: 128 mel bins, 25 ms Hann window (400 samples), 10 ms hop (160 samples), pre-emphasis 0.97, "
@@ -381,7 +382,7 @@ def _section_conversion(info: ReleaseInfo) -> list[str]:
         "",
         "```python",
         "import modeling_audiomosaic",
-        "from feature_extraction import AudioMosaicFeatureExtractor",
+        "from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor",
         f"from transformers import {auto}",
         "",
         f"model = {auto}.from_pretrained(\"converted\")",

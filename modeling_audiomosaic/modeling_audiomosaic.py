@@ -612,7 +612,7 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
     ```python
     >>> import numpy as np, torch
     >>> from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
-    >>> from feature_extraction import AudioMosaicFeatureExtractor
+    >>> from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     >>> fe = AudioMosaicFeatureExtractor.from_preset("speechcommands")
     >>> model = AudioMosaicModel(AudioMosaicConfig.from_preset("speechcommands", size="tiny")).eval()
     >>> inputs = fe(np.random.randn(16000).astype("float32"), sampling_rate=16000, return_tensors="pt")

@@ -307,7 +307,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, num_views, frames, num_mel_bins)`): the views'
-                normalised log-mel features (e.g. from `feature_extraction.ContrastiveViewGenerator`); a
+                normalised log-mel features (e.g. from `modeling_audiomosaic.ContrastiveViewGenerator`); a
                 `(batch_size, frames, num_mel_bins)` tensor is used for every view.
             attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*): frame padding mask.
             labels (`torch.Tensor`, *optional*): clip labels of the supervised branch: `(batch_size, num_labels)`

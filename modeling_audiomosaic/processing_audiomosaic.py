@@ -85,7 +85,7 @@ class AudioMosaicProcessor(ProcessorMixin):
         out = []
         for clip in clips:
             if isinstance(clip, (str, os.PathLike)):
-                from feature_extraction.audio_io import decode_audio  # lazy: only for file inputs
+                from .feature_extraction.audio_io import decode_audio  # lazy: only for file inputs
 
                 clip = decode_audio(clip, sampling_rate=sampling_rate or self.feature_extractor.sampling_rate)
             out.append(clip)

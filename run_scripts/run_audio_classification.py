@@ -28,7 +28,7 @@ weights (from the folder's config, or from ``--input_preset/--model_size/--confi
 baseline.
 
 **Data.** ``--train_file/--validation_file/--test_file``: AudioSet-style JSON manifests or CSV files (see
-`feature_extraction.load_audio_dataset`). Labels come from ``--label_file`` (a ``labels.csv``) or are inferred
+`modeling_audiomosaic.load_audio_dataset`). Labels come from ``--label_file`` (a ``labels.csv``) or are inferred
 from the training split; single-label (cross-entropy) or multi-label (BCE) is inferred from the data (an example with
 zero or several labels means multi-label) or set with ``--problem_type``. Features come from the model folder's
 feature extractor or ``--feature_preset`` (audioset | esc50 | speechcommands); clips are zero-padded / cropped to its
@@ -49,55 +49,46 @@ import logging
 import math
 import os
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-if str(REPO / "run_scripts") not in sys.path:
-    sys.path.insert(0, str(REPO / "run_scripts"))
-
-import transformers  # noqa: E402
-from script_args import parse_with_recipe  # noqa: E402
-from transformers import (  # noqa: E402
+import transformers
+from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint  # noqa: E402
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint
 
-import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
-from feature_extraction import (  # noqa: E402
+import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
+from modeling_audiomosaic.feature_extraction import (
     AudioClassificationCollator,
     AudioMosaicFeatureExtractor,
     LabelVocabulary,
     build_label_vocabulary,
     load_audio_dataset,
 )
-from feature_extraction.labels import LABEL_KEY_COLUMNS, read_label_csv  # noqa: E402
-from modeling_audiomosaic import AudioMosaicConfig  # noqa: E402
-from modeling_audiomosaic.finetuning import (  # noqa: E402
+from modeling_audiomosaic.feature_extraction.labels import LABEL_KEY_COLUMNS, read_label_csv
+from modeling_audiomosaic import AudioMosaicConfig
+from modeling_audiomosaic.finetuning import (
     AudioClassificationTrainCollator,
     AudioClassificationTrainer,
     SpecAugment,
     logits_only,
 )
-from modeling_audiomosaic.metrics import compute_classification_metrics  # noqa: E402
-from modeling_audiomosaic.probing import (  # noqa: E402
+from modeling_audiomosaic.metrics import compute_classification_metrics
+from modeling_audiomosaic.probing import (
     collate_cached_features,
     compute_probe_features,
     freeze_for_probing,
     is_audiomosaic_classifier,
 )
+from modeling_audiomosaic.recipe_arguments import parse_with_recipe
 
 logger = logging.getLogger("run_audio_classification")
 

@@ -52,17 +52,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.loading import load_audio_dataset  # noqa: E402
-from modeling_audiomosaic import (  # noqa: E402
+import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset
+from modeling_audiomosaic import (
     AudioMosaicForConditionalGeneration,
     AudioMosaicProcessor,
     answer_alignment_loss,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 TASK_QUESTIONS = {
     "keywords": "What word is spoken?",
@@ -143,7 +142,7 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
 def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str, Any]]:
     """Read `{"audio", "question", "answer"[, "task"]}` records from a JSON list or JSON-lines file; `audio` is a
     path (relative to the file) or a list of samples at `sampling_rate`."""
-    from feature_extraction.audio_io import decode_audio
+    from modeling_audiomosaic.feature_extraction.audio_io import decode_audio
 
     path = Path(path)
     text = path.read_text()

@@ -16,9 +16,14 @@ import torch
 from scipy.signal import resample_poly
 
 import modeling_audiomosaic.embeddings as embeddings_module
-from feature_extraction import AudioMosaicFeatureExtractor, ExampleDecoder, audio_io, collators
-from feature_extraction import feature_extraction_audiomosaic as fe_module
-from feature_extraction.audio_io import decode_audio, resample_audio, to_float32_array, to_float32_mono
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor, ExampleDecoder, audio_io, collators
+from modeling_audiomosaic.feature_extraction import feature_extraction_audiomosaic as fe_module
+from modeling_audiomosaic.feature_extraction.audio_io import (
+    decode_audio,
+    resample_audio,
+    to_float32_array,
+    to_float32_mono,
+)
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
 from modeling_audiomosaic.embedding_inputs import as_clips
 

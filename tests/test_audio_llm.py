@@ -21,7 +21,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import (  # importing the package registers the Auto classes
     LTU_CHAT_TEMPLATE,
     AudioMosaicAudioProjector,

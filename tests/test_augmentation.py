@@ -1,11 +1,10 @@
-"""Tests for feature_extraction.augmentation (waveform augmentations and contrastive view generation)."""
+"""Tests for modeling_audiomosaic.feature_extraction.augmentation (waveform augmentations and contrastive view
+generation)."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +13,8 @@ import scipy.stats
 import torch
 
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.augmentation import (  # noqa: E402
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.augmentation import (
     AUGMENTATION_PRESETS,
     ContrastiveViewGenerator,
     WaveformAugmentation,
@@ -28,9 +23,12 @@ from feature_extraction.augmentation import (  # noqa: E402
     roll_and_gain,
     sample_beta_gain,
 )
-from feature_extraction.augmentation_filters import sos_steady_state  # noqa: E402
-from feature_extraction.feature_extraction_audiomosaic import normalize_log_mel, normalized_padding_value  # noqa: E402
-from feature_extraction.random_draws import as_generator, bernoulli, sample_beta, uniform  # noqa: E402
+from modeling_audiomosaic.feature_extraction.augmentation_filters import sos_steady_state
+from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic import (
+    normalize_log_mel,
+    normalized_padding_value,
+)
+from modeling_audiomosaic.feature_extraction.random_draws import as_generator, bernoulli, sample_beta, uniform
 
 
 SR = 16000

@@ -1,9 +1,10 @@
 """Conversion of the released AudioMosaic checkpoints (and raw training checkpoints) to native transformers folders.
 
 Every checkpoint is built in the EXACT released format with random weights: the encoder keys come from timm's
-VisionTransformer (`reference_timm.py`, the original's stem/pooling/heads on top), the class extras have the shapes of
-the original classes (`conversion_keys.expected_original_keys`), and `config.json` holds `model_class` + constructor
-kwargs + `audio_preprocessing`. Each one is converted, loaded with `AutoModel*.from_pretrained` and compared with the
+VisionTransformer (`modeling_audiomosaic/timm_reference.py`, the original's stem/pooling/heads on top), the class
+extras have the shapes of the original classes
+(`conversion_keys.expected_original_keys`), and `config.json` holds `model_class` + constructor kwargs +
+`audio_preprocessing`. Each one is converted, loaded with `AutoModel*.from_pretrained` and compared with the
 reference forward in eval mode (<= 1e-5).
 
 Speed: a full ViT-B/16 (12 x 768) at 1024 frames costs ~12 s to build, run twice and convert on 2 CPU cores. So one
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +33,7 @@ from modeling_audiomosaic.convert_original_checkpoint import (
     expected_original_keys,
     plan_conversion,
 )
-from reference_timm import (
+from modeling_audiomosaic.timm_reference import (
     AttentiveProbeReference,
     LayerProbeReference,
     OriginalAudioMosaicReference,
@@ -476,8 +476,7 @@ def test_package_import_leaves_the_converter_out():
         "from modeling_audiomosaic.convert_original_checkpoint import convert_original_checkpoint\n"
         "assert callable(convert_original_checkpoint)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

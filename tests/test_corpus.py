@@ -1,4 +1,4 @@
-"""Tests of the offline corpus builder (`feature_extraction.offline_corpus` and its command line
+"""Tests of the offline corpus builder (`modeling_audiomosaic.feature_extraction.offline_corpus` and its command line
 `run_scripts/build_offline_corpus.py`) on a real `tiny` build (every engine, source and SoundFont).
 
 Components whose packages are missing on a developer machine are left out through the builder's own ``skip=`` option
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from feature_extraction import offline_corpus as builder
-from feature_extraction.offline_corpus import instruments, planning, recordings, worker
+from modeling_audiomosaic.feature_extraction import offline_corpus as builder
+from modeling_audiomosaic.feature_extraction.offline_corpus import instruments, planning, recordings, worker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -324,7 +324,7 @@ def test_manifests_load_with_datasets(corpus, tmp_path):
 
 
 def test_manifests_load_with_project_loader(corpus):
-    from feature_extraction import load_audio_dataset
+    from modeling_audiomosaic.feature_extraction import load_audio_dataset
 
     for task in TASKS:
         rows = _manifest(corpus, task, "train")

@@ -1,6 +1,7 @@
-"""Tests of the data layer (feature_extraction's audio_io, skips, labels, records, sources, audio_datasets, loading and
-the classification collator): every source, decoding parity, skip accounting, streaming, shuffling, sharding,
-cropping, label vocabulary and collation. All audio is synthesised into a temporary folder (numpy + soundfile)."""
+"""Tests of the data layer (modeling_audiomosaic.feature_extraction's audio_io, skips, labels, records, sources,
+audio_datasets, loading and the classification collator): every source, decoding parity, skip accounting, streaming,
+shuffling, sharding, cropping, label vocabulary and collation. All audio is synthesised into a temporary folder
+(numpy + soundfile)."""
 
 from __future__ import annotations
 
@@ -18,14 +19,19 @@ import pytest
 import soundfile as sf
 import soxr
 
-from feature_extraction.audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank
-from feature_extraction.audio_io import crop_or_pad, decode_audio, resample_audio
-from feature_extraction.collators import AudioClassificationCollator
-from feature_extraction.labels import LabelVocabulary, build_label_vocabulary, normalize_labels, read_label_csv
-from feature_extraction.loading import load_audio_dataset, wrap_hf_dataset
-from feature_extraction.records import DecodeOptions, ExampleDecoder
-from feature_extraction.skips import AudioDecodeError, EmptyDatasetError, SkipCounter
-from feature_extraction.sources import detect_source_type, read_csv_manifest, read_manifest
+from modeling_audiomosaic.feature_extraction.audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank
+from modeling_audiomosaic.feature_extraction.audio_io import crop_or_pad, decode_audio, resample_audio
+from modeling_audiomosaic.feature_extraction.collators import AudioClassificationCollator
+from modeling_audiomosaic.feature_extraction.labels import (
+    LabelVocabulary,
+    build_label_vocabulary,
+    normalize_labels,
+    read_label_csv,
+)
+from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset, wrap_hf_dataset
+from modeling_audiomosaic.feature_extraction.records import DecodeOptions, ExampleDecoder
+from modeling_audiomosaic.feature_extraction.skips import AudioDecodeError, EmptyDatasetError, SkipCounter
+from modeling_audiomosaic.feature_extraction.sources import detect_source_type, read_csv_manifest, read_manifest
 
 datasets = pytest.importorskip("datasets")
 
@@ -238,7 +244,7 @@ def test_resample_scipy_fallback_close_to_soxr(monkeypatch):
 
 def test_folder_source_labels_and_skips(corpus, caplog):
     assert detect_source_type(corpus["audio"]) == "folder"
-    with caplog.at_level(logging.WARNING, logger="feature_extraction.skips"):
+    with caplog.at_level(logging.WARNING, logger="modeling_audiomosaic.feature_extraction.skips"):
         ds = load_audio_dataset(corpus["audio"])
         assert isinstance(ds, AudioDataset)
         assert len(ds) == len(GOOD_FILES) + len(BAD_FILES)
@@ -675,7 +681,7 @@ def test_one_label_csv_reader(tmp_path):
 
 
 def test_collator_with_audiomosaic_feature_extractor(corpus):
-    fe_mod = pytest.importorskip("feature_extraction.feature_extraction_audiomosaic")
+    fe_mod = pytest.importorskip("modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic")
     fe = fe_mod.AudioMosaicFeatureExtractor.from_preset("speechcommands")
     ds = load_audio_dataset(corpus["audio"])
     vocab = build_label_vocabulary(ds)
@@ -688,7 +694,7 @@ def test_skip_counter_pickle_merge_and_log(caplog):
     import pickle
 
     counter = SkipCounter("t", max_warnings=1, summary_every=None)
-    with caplog.at_level(logging.WARNING, logger="feature_extraction.skips"):
+    with caplog.at_level(logging.WARNING, logger="modeling_audiomosaic.feature_extraction.skips"):
         counter.record_skip("empty", "a", "x")
         counter.record_skip("empty", "b", "x")
     counter.record_ok()

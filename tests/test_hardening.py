@@ -32,8 +32,8 @@ import soxr
 import torch
 
 import modeling_audiomosaic  # noqa: F401
-from feature_extraction import AudioMosaicFeatureExtractor
-from feature_extraction import (
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import (
     AudioClassificationCollator,
     AudioDecodeError,
     ExampleDecoder,
@@ -473,7 +473,7 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
 def test_long_files_are_read_only_around_the_crop(bad_folder, monkeypatch, tmp_path):
     """A 1 h file with max_seconds=2: soundfile reads a 2 s window (+ a resampling margin), not the hour; random crops
     are real segments of the file, drawn reproducibly."""
-    import feature_extraction.audio_io as audio_io
+    import modeling_audiomosaic.feature_extraction.audio_io as audio_io
 
     reads = []
     real_read = sf.read

@@ -315,8 +315,7 @@ def _free_port():
 
 @pytest.mark.dist
 def test_two_process_gather_equals_single_process(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
-    import gather_ntxent
+    from dist_scripts import gather_ntxent  # tests/ is on the path of pytest's rootdir-relative test modules
 
     out_file = tmp_path / "dist.pt"
     script = str(Path(__file__).parent / "dist_scripts" / "gather_ntxent.py")
@@ -380,7 +379,7 @@ class _Items(torch.utils.data.Dataset):
 def test_epoch_reaches_persistent_dataloader_workers():
     """`set_epoch` in the main process is seen by a DataLoader worker that is already running (persistent workers
     keep their copy of the dataset and the collator from the first epoch)."""
-    from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+    from modeling_audiomosaic.feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
 
     dataset = EpochTaggedDataset(_Items())
     collator = PretrainingViewsCollator(view_generator=None, crop_samples=0)
@@ -403,7 +402,7 @@ def test_data_epoch_callback_uses_the_integer_part_of_the_epoch():
     the collator must hear 1 (rounding would say 2)."""
     from types import SimpleNamespace
 
-    from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+    from modeling_audiomosaic.feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
     from modeling_audiomosaic.pretraining_trainer import DataEpochCallback
 
     trainer = SimpleNamespace(train_dataset=EpochTaggedDataset(_Items()),

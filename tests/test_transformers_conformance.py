@@ -46,7 +46,7 @@ from torch import nn
 from transformers.models.auto import modeling_auto
 from transformers.testing_utils import require_torch, torch_device
 
-from feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import (
     AudioMosaicConfig,
     AudioMosaicForAudioClassification,

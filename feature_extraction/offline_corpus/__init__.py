@@ -18,7 +18,7 @@ Three labelled tasks plus an unlabelled pre-training pool, all 16 kHz mono 16-bi
 
 Usage (the command line is ``run_scripts/build_offline_corpus.py``; docs/offline_corpus.md describes both)::
 
-    from feature_extraction.offline_corpus import build_corpus
+    from modeling_audiomosaic.feature_extraction.offline_corpus import build_corpus
     out = build_corpus(size="tiny", out_dir="/tmp/c")
 
 Layout (per task): ``<out>/<task>/audio/<split>/<label>/*.wav``, ``<split>.json`` (AudioSet-style

@@ -50,7 +50,7 @@ def render_card(stats: dict[str, Any]) -> str:
       "audio/{env,speech,instruments}/...\n<out>/corpus_stats.json, build_config.json, README.md\n```\n")
     a("`group` is the split unit's member id (voice / source recording / SoundFont+program); `source` is the engine "
       "(keywords), Debian package (esc, `_silence_`) or SoundFont (instruments). Load with "
-      "`feature_extraction.data.load_audio_dataset(<task>/train.json, group_column=\"group\")` or "
+      "`modeling_audiomosaic.load_audio_dataset(<task>/train.json, group_column=\"group\")` or "
       "`datasets.load_dataset(\"csv\", data_files=...)`.\n")
 
     def split_table(task: str) -> None:
