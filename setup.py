@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent
 README = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else ""
 
 extras = {
-    "dev": ["pytest>=8", "scikit-learn>=1.3", "soundfile>=0.12"],
+    "dev": ["pytest>=8", "scikit-learn>=1.3", "soundfile>=0.12", "parameterized>=0.9"],
     "train": ["accelerate>=1.15,<2", "datasets>=5.2,<6", "tensorboard>=2.15", "pyyaml>=6", "matplotlib>=3.8"],
     "llm": ["peft>=0.21,<0.22", "accelerate>=1.15,<2", "gguf>=0.10"],
     "bench": ["onnxruntime>=1.18", "onnx>=1.15", "matplotlib>=3.8"],
@@ -34,7 +34,12 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "feature_extraction"],
+    # the `feature_extraction/` folder is installed inside the model's namespace, as
+    # `modeling_audiomosaic.feature_extraction`: a generic top-level name would shadow (or be shadowed by) any other
+    # project's or a user's own `feature_extraction` module
+    packages=["modeling_audiomosaic", "modeling_audiomosaic.metrics", "modeling_audiomosaic.feature_extraction",
+              "modeling_audiomosaic.feature_extraction.offline_corpus"],
+    package_dir={"modeling_audiomosaic.feature_extraction": "feature_extraction"},
     # the metrics are local `evaluate` modules (one folder each), loaded offline with evaluate.load(<folder>)
     package_data={"modeling_audiomosaic": ["labels/*.csv", "metrics/*/*.py", "metrics/*/*.md"]},
     include_package_data=True,

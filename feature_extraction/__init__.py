@@ -2,9 +2,15 @@
 
 * `feature_extraction_audiomosaic`: batched Kaldi filter banks and the transformers feature extractor. Self-contained
   (stdlib, numpy, torch, transformers only) so that it can be shipped next to saved models and loaded as remote code.
-* `augmentation`: waveform augmentations and the contrastive view generator (pre-training).
-* `data`: audio datasets from local files, manifests, parquet, webdataset or `datasets` (streaming), with skip counting.
-* `collators`: pre-training collator and dataset wrappers.
+* `augmentation`: waveform augmentations and the contrastive view generator (pre-training); the public names of
+  `augmentation_chain` (roll + gain, the waveform chain), `augmentation_views` (the view generator) and
+  `augmentation_filters` (Butterworth designs).
+* `random_draws`: the one generator coercion and the uniform / Bernoulli / Beta draws, shared with fine-tuning.
+* The data layer, one concern per module: `audio_io` (read / decode / resample / crop audio), `skips` (skip reasons
+  and counting of bad items), `labels` (label fields, vocabulary, the label-CSV reader), `records` (`DecodeOptions`
+  and the record → example decoder), `sources` (local folders, manifests, CSV files), `audio_datasets` (map-style and
+  streaming datasets, rank sharding) and `loading` (`load_audio_dataset`, `wrap_hf_dataset`).
+* `collators`: pre-training views and classification batches, and the epoch-tagging dataset wrapper.
 """
 
 from .augmentation import (
@@ -16,18 +22,13 @@ from .augmentation import (
     roll_and_gain,
     sample_beta_gain,
 )
-from .collators import EpochTaggedDataset, PretrainingViewsCollator
-from .data import (
-    AudioClassificationCollator,
-    AudioDataset,
-    AudioIterableDataset,
-    LabelVocabulary,
-    SkipCounter,
-    build_label_vocabulary,
-    decode_audio,
-    load_audio_dataset,
-    shard_for_rank,
-)
+from .audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank
+from .audio_io import decode_audio, read_audio, resample_audio, to_float32_mono
+from .collators import AudioClassificationCollator, EpochTaggedDataset, PretrainingViewsCollator
+from .labels import LabelVocabulary, build_label_vocabulary, read_label_csv
+from .loading import load_audio_dataset, wrap_hf_dataset
+from .records import DecodeOptions, ExampleDecoder
+from .skips import AudioDecodeError, EmptyDatasetError, SkipCounter
 from .feature_extraction_audiomosaic import (
     FEATURE_EXTRACTOR_PRESETS,
     AudioMosaicFeatureExtractor,
@@ -53,11 +54,20 @@ __all__ = [
     "PretrainingViewsCollator",
     "AudioClassificationCollator",
     "AudioDataset",
+    "AudioDecodeError",
     "AudioIterableDataset",
+    "DecodeOptions",
+    "EmptyDatasetError",
+    "ExampleDecoder",
     "LabelVocabulary",
     "SkipCounter",
     "build_label_vocabulary",
     "decode_audio",
     "load_audio_dataset",
+    "read_audio",
+    "read_label_csv",
+    "resample_audio",
     "shard_for_rank",
+    "to_float32_mono",
+    "wrap_hf_dataset",
 ]

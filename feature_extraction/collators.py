@@ -1,5 +1,7 @@
-"""Collators and dataset wrappers for pre-training.
+"""Collators (pre-training views, classification batches) and the epoch-tagging dataset wrapper.
 
+* `AudioClassificationCollator` batches decoded examples for classification: the feature extractor's output plus
+  ``labels`` encoded with a `LabelVocabulary`.
 * `EpochTaggedDataset` adds ``epoch``, ``index``, ``num_skipped`` and ``skipped_ids`` (the bad items skipped while
   producing this example, counted in whichever DataLoader worker decoded it) to every example, and takes
   ``set_epoch``. Streams carry ``num_skipped`` / ``skipped_ids`` from the data layer itself.
@@ -15,11 +17,14 @@ the training dataset and the collator at the start of every epoch, resumed ones 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+
+from .audio_io import TARGET_SAMPLING_RATE, resample_audio
+from .labels import LabelVocabulary
 
 
 class SharedEpoch:
@@ -111,12 +116,12 @@ class PretrainingViewsCollator:
     ``view_generator.num_samples``) are first cut to a random window of that length, drawn from the same generator.
 
     Args:
-        view_generator: a `feature_extraction.ContrastiveViewGenerator` (augmentation + fbank of every view).
+        view_generator: a `ContrastiveViewGenerator` (`.augmentation`; augmentation + fbank of every view).
         seed: base seed; the batch's generator is seeded from ``(seed, epoch, ids)``.
         audio_key: field holding the 1-D float32 waveform.
         crop_samples: random-window length for long clips (``None``: ``view_generator.num_samples``; ``0``: no crop).
-        label_vocabulary: a `feature_extraction.data.LabelVocabulary` for the supervised (SupMAM) branch: ``labels``
-            become class ids (single-label) or multi-hot rows (multi-label); clips without labels get -100 (ignored).
+        label_vocabulary: a `.labels.LabelVocabulary` for the supervised (SupMAM) branch: ``labels`` become
+            class ids (single-label) or multi-hot rows (multi-label); clips without labels get -100 (ignored).
         teacher_feature_extractor: features of a distillation teacher that cannot read the student's spectrogram (e.g.
             ``ClapFeatureExtractor``): it gets the same cropped waveforms, resampled to its ``sampling_rate``, and its
             output goes under ``teacher_inputs``.
@@ -195,11 +200,75 @@ class PretrainingViewsCollator:
         return torch.tensor(rows, dtype=torch.long)
 
     def _teacher_inputs(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        from .data import TARGET_SAMPLING_RATE, resample_audio
-
         extractor = self.teacher_feature_extractor
         rate = int(getattr(extractor, "sampling_rate", TARGET_SAMPLING_RATE))
         if rate != TARGET_SAMPLING_RATE:
             waves = [resample_audio(wave, TARGET_SAMPLING_RATE, rate) for wave in waves]
         features = extractor(waves, sampling_rate=rate, return_tensors="pt")
         return {key: value for key, value in features.items() if isinstance(value, torch.Tensor)}
+
+
+class AudioClassificationCollator:
+    """Batch examples for classification: ``feature_extractor(waves, sampling_rate=..., return_tensors=...)`` plus
+    ``labels`` encoded with a [`LabelVocabulary`].
+
+    ``feature_extractor`` is any callable with that signature (e.g. ``AudioMosaicFeatureExtractor``); extra keyword
+    arguments go in ``extractor_kwargs`` (e.g. ``{"padding": "longest"}``). Labels: ``int64`` class ids for a
+    single-label vocabulary, ``float32`` multi-hot rows for a multi-label one; no ``labels`` key without a
+    vocabulary. ``return_ids=True`` adds the example ids (a list) under ``"ids"`` -- not for ``Trainer``, whose
+    model call would receive it. Picklable (DataLoader workers).
+    """
+
+    def __init__(
+        self,
+        feature_extractor: Callable[..., Any],
+        vocabulary: LabelVocabulary | None = None,
+        *,
+        sampling_rate: int = TARGET_SAMPLING_RATE,
+        return_tensors: str = "pt",
+        extractor_kwargs: Mapping[str, Any] | None = None,
+        unknown_labels: str = "error",
+        return_ids: bool = False,
+    ):
+        self.feature_extractor = feature_extractor
+        self.vocabulary = vocabulary
+        self.sampling_rate = sampling_rate
+        self.return_tensors = return_tensors
+        self.extractor_kwargs = dict(extractor_kwargs or {})
+        self.unknown_labels = unknown_labels
+        self.return_ids = return_ids
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> Any:
+        if not examples:
+            raise ValueError("cannot collate an empty list of examples")
+        waves = [np.asarray(ex["audio"], dtype=np.float32) for ex in examples]
+        batch = self.feature_extractor(
+            waves, sampling_rate=self.sampling_rate, return_tensors=self.return_tensors, **self.extractor_kwargs
+        )
+        if self.vocabulary is not None:
+            encoded = []
+            for ex in examples:
+                try:
+                    encoded.append(self.vocabulary.encode(ex.get("labels"), unknown=self.unknown_labels))
+                except (KeyError, ValueError) as err:
+                    raise type(err)(f"example {ex.get('id')!r}: {err}") from err
+            if self.vocabulary.multi_label:
+                labels = np.stack(encoded).astype(np.float32)
+            else:
+                labels = np.asarray(encoded, dtype=np.int64)
+            if self.return_tensors == "pt":
+                labels = torch.from_numpy(labels)
+            batch["labels"] = labels
+        if self.return_ids:
+            batch["ids"] = [ex.get("id") for ex in examples]
+        return batch
+
+
+def collate_for_classification(
+    examples: Sequence[Mapping[str, Any]],
+    feature_extractor: Callable[..., Any],
+    vocabulary: LabelVocabulary | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Functional form of [`AudioClassificationCollator`] (same keyword arguments)."""
+    return AudioClassificationCollator(feature_extractor, vocabulary, **kwargs)(examples)

@@ -14,6 +14,10 @@ Public API:
 - :func:`num_kaldi_frames`: number of frames Kaldi produces for a given number of samples.
 - :class:`AudioMosaicFeatureExtractor`: the ``transformers`` feature extractor (pad/crop + AST normalisation).
 - :data:`FEATURE_EXTRACTOR_PRESETS`: per-task ``max_length`` / ``mean`` / ``std`` (AudioSet, ESC-50, Speech Commands).
+- :func:`normalize_log_mel` / :func:`normalized_padding_value`: the normalisation ``(x - mean) / (2 * std)`` and the
+  value padded frames take after it; the contrastive view generator of the package imports them from here.
+- :func:`resample_audio` and :func:`to_float32_mono`: the project's one resampler and one "any audio -> float32
+  mono" conversion (kept here so that this file stays self-contained; the rest of the project imports them).
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ __all__ = [
     "FEATURE_EXTRACTOR_PRESETS",
     "kaldi_fbank",
     "kaldi_mel_banks",
+    "normalize_log_mel",
+    "normalized_padding_value",
     "num_kaldi_frames",
 ]
 
@@ -625,14 +631,55 @@ def _mix_down(array: np.ndarray, where: str) -> np.ndarray:
     return array.mean(axis=channel_axis, dtype=np.float32)
 
 
-def _resample(wave: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
-    """Resamples a mono float32 clip with soxr (preferred) or scipy's polyphase filter."""
+def to_float32_array(clip: Any, where: str = "audio") -> np.ndarray:
+    """Converts one array-like (numpy array, torch tensor, list of numbers) to float32 by this module's dtype rules:
+    floats are cast, int8 / uint8 / int16 / int32 PCM is scaled to [-1, 1), anything else raises `TypeError`. The shape
+    is kept. ``where`` names the input in error messages."""
+    return _to_float32(_to_numpy(clip, where), where)
+
+
+def to_float32_mono(clip: Any, where: str = "audio") -> np.ndarray:
+    """Converts one clip of any accepted form to a 1-D float32 mono waveform: [`to_float32_array`], then a 2-D clip,
+    `(channels, samples)` or `(samples, channels)`, is averaged over its shorter axis (at most 8 channels).
+
+    This is the one "any audio -> float32 mono" conversion of the project: the data loader and the embedder use it, and
+    the feature extractor applies the same helpers clip by clip.
+
+    Raises:
+        TypeError: an unsupported dtype or type.
+        ValueError: more than 8 channels, or neither 1-D nor 2-D.
+    """
+    array = to_float32_array(clip, where)
+    if array.ndim == 2 and array.size:
+        array = _mix_down(array, where)
+    if array.ndim != 1:
+        raise ValueError(
+            f"{where} has shape {tuple(array.shape)}; expected a 1-D mono clip or a 2-D (channels, samples) / "
+            "(samples, channels) clip."
+        )
+    return array
+
+
+def resample_audio(wave: Any, orig_sr: float, target_sr: float) -> np.ndarray:
+    """Resamples a float waveform, 1-D or `(samples, channels)`, from `orig_sr` to `target_sr` Hz.
+
+    Uses soxr (`quality="HQ"`) when installed, else `scipy.signal.resample_poly` with the exact rational ratio of the
+    two rates. The output has `round(len * target_sr / orig_sr)` samples (+- 1) and is C-contiguous float32; equal
+    rates or an empty input return the input as float32. This is the one resampler of the project: the feature
+    extractor, the data loader, the embedder and the collators all call it.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"Sampling rates must be positive, got {orig_sr} -> {target_sr}.")
+    if orig_sr == target_sr or wave.shape[0] == 0:
+        return np.ascontiguousarray(wave)
     try:
         import soxr  # noqa: PLC0415  (optional dependency, imported lazily)
     except ImportError:
         soxr = None
     if soxr is not None:
-        return np.asarray(soxr.resample(wave, orig_sr, target_sr), dtype=np.float32)
+        out = soxr.resample(np.ascontiguousarray(wave), float(orig_sr), float(target_sr), quality="HQ")
+        return np.ascontiguousarray(out, dtype=np.float32)
     try:
         from scipy.signal import resample_poly  # noqa: PLC0415
     except ImportError as err:
@@ -640,14 +687,59 @@ def _resample(wave: np.ndarray, orig_sr: float, target_sr: float) -> np.ndarray:
             "Resampling needs `soxr` (pip install soxr) or `scipy`; neither is installed. Resample the audio to "
             f"{target_sr} Hz yourself."
         ) from err
-    ratio = Fraction(target_sr).limit_denominator(10**6) / Fraction(orig_sr).limit_denominator(10**6)
-    return np.asarray(resample_poly(wave, ratio.numerator, ratio.denominator), dtype=np.float32)
+    ratio = Fraction(float(target_sr)).limit_denominator(10**6) / Fraction(float(orig_sr)).limit_denominator(10**6)
+    out = resample_poly(wave, ratio.numerator, ratio.denominator, axis=0)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _round_up(value: int, multiple: int | None) -> int:
     if not multiple or multiple <= 1:
         return value
     return -(-value // multiple) * multiple
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Normalisation and padding value
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _normalization_constants(mean: float, std: float) -> tuple[float, float]:
+    """``(shift, scale) = (mean, 2 * std)`` of :func:`normalize_log_mel`, as Python floats."""
+    return float(mean), float(std) * 2
+
+
+def normalize_log_mel(values: Any, mean: float, std: float, *, inplace: bool = False) -> Any:
+    """The AST / AudioMosaic normalisation of raw log-mel values: ``(values - mean) / (2 * std)``.
+
+    Args:
+        values (`np.ndarray` or `torch.Tensor`): Raw log-mel filter-bank values.
+        mean (`float`), std (`float`): Dataset statistics (see :data:`FEATURE_EXTRACTOR_PRESETS`).
+        inplace (`bool`, *optional*, defaults to `False`): Normalise the tensor `values` in place and return it (two
+            passes with scalar operands, in the tensor's dtype, no temporary); torch tensors only.
+
+    Returns:
+        The normalised values (a new array / tensor unless `inplace`).
+    """
+    if inplace:
+        if not isinstance(values, torch.Tensor):
+            raise TypeError(f"inplace=True needs a torch.Tensor, got {type(values).__name__}; use inplace=False.")
+        shift, scale = _normalization_constants(mean, std)
+        return values.sub_(shift).div_(scale)
+    return (values - mean) / (std * 2)
+
+
+def normalized_padding_value(padding_value: float, mean: float, std: float, do_normalize: bool = True) -> float:
+    """The value padded frames hold in the features: the raw log-mel `padding_value` after normalisation.
+
+    Padding is written in the raw log-mel domain and normalised with the rest, like the original recipe (and AST), so
+    padded cells hold ``(padding_value - mean) / (2 * std)`` (about 0.467 for the AudioSet statistics and the default
+    raw 0). The value is computed in float32, exactly as :func:`normalize_log_mel` computes it for float32 features;
+    with ``do_normalize=False`` it is `padding_value` rounded to float32.
+    """
+    fill = torch.full((), float(padding_value), dtype=torch.float32)
+    if do_normalize:
+        normalize_log_mel(fill, mean, std, inplace=True)
+    return float(fill)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -788,8 +880,8 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
         return num_kaldi_frames(int(num_samples), window_size, window_shift)
 
     def normalize(self, input_values: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-        """Applies `(x - mean) / (2 * std)` (the AST / AudioMosaic convention)."""
-        return (input_values - self.mean) / (self.std * 2)
+        """Applies `(x - mean) / (2 * std)` (the AST / AudioMosaic convention, [`normalize_log_mel`])."""
+        return normalize_log_mel(input_values, self.mean, self.std)
 
     def _prepare_clips(
         self, raw_speech: Any, sampling_rate: int | float | None, resample: bool
@@ -867,7 +959,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                     "itself, which is scaled automatically)."
                 )
             if needs_resampling:
-                array = _resample(array, sampling_rate, self.sampling_rate)
+                array = resample_audio(array, sampling_rate, self.sampling_rate)
             if array.shape[0] < window_size:
                 note = f" after resampling to {self.sampling_rate} Hz" if needs_resampling else ""
                 hint = ""
@@ -919,7 +1011,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
         features = torch.empty(len(clips), target, self.num_mel_bins, dtype=torch.float32, device=compute_device)
         # Normalisation is fused into the fbank loop (applied per chunk while the data is in cache). Only the first
         # `valid_frames[i]` frames are computed (cropping to `target` frames happens here).
-        shift, scale = (float(self.mean), float(self.std) * 2) if self.do_normalize else (None, None)
+        shift, scale = _normalization_constants(self.mean, self.std) if self.do_normalize else (None, None)
         _fbank_into(
             waves,
             valid_frames.tolist(),
@@ -937,10 +1029,7 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
             scale=scale,
         )
         # Padding is written in the raw log-mel domain and then normalised, like the original (and AST).
-        fill = torch.full((), float(self.padding_value), dtype=torch.float32)
-        if self.do_normalize:
-            fill = (fill - shift) / scale
-        fill_value = float(fill)
+        fill_value = normalized_padding_value(self.padding_value, self.mean, self.std, self.do_normalize)
         for i, n in enumerate(valid_frames.tolist()):
             if n < target:
                 features[i, n:] = fill_value

@@ -20,7 +20,8 @@ AUDIO_POOLINGS = ("ltu", "time")
 class AudioMosaicLLMConfig(PreTrainedConfig):
     r"""Configuration of [`AudioMosaicForConditionalGeneration`]: an AudioMosaic audio encoder whose patch tokens are
     pooled to `num_audio_tokens` vectors, projected to the width of a causal language model and written into the
-    language model's input embeddings at the positions of the `<audio>` placeholder tokens (LTU, reference §12).
+    language model's input embeddings at the positions of the `<audio>` placeholder tokens (LTU, as in the original
+    repository's `models/modeling_ltu.py`).
 
     Args:
         audio_config (`dict` or [`AudioMosaicConfig`], *optional*):
@@ -45,7 +46,7 @@ class AudioMosaicLLMConfig(PreTrainedConfig):
             time-major tokens are reshaped as if frequency-major (`(F', T')`, CAV-MAE's layout), averaged over the
             first axis and average-pooled along the second. With 1024 frames, token `j` is then the mean of time
             patches `t ≡ j // 4 (mod 8)` and frequency groups `{2(j mod 4), 2(j mod 4) + 1}` - **not a time
-            sequence** (reference §12.2). `"time"`: mean over frequency, then average pooling of contiguous time
+            sequence** (LTU's `modeling_ltu.py`). `"time"`: mean over frequency, then average pooling of contiguous time
             spans, so token `k` covers time patches `[k T'/N, (k + 1) T'/N)` (the "fixed" variant). Defaults to
             `"ltu"` for the `"ltu"` projector and `"time"` for `"mlp"`.
         ltu_hard_norm (`float`, *optional*, defaults to 50.0):

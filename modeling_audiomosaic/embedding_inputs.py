@@ -1,5 +1,5 @@
 # Copyright 2026 The AudioMosaic for Transformers authors. Licensed under the Apache License, Version 2.0.
-"""Audio inputs of [`~modeling_audiomosaic.embeddings.AudioMosaicEmbedder`]: layouts, dtypes, channels, resampling.
+"""Audio inputs of [`~modeling_audiomosaic.embeddings.AudioMosaicEmbedder`]: layouts, dtypes and channels.
 
 Layout rule (the same conventions as `AudioMosaicFeatureExtractor`, plus a guard against swapped axes):
 
@@ -27,70 +27,18 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MAX_CHANNELS", "as_clips", "resample"]
+from .feature_extraction.audio_io import to_float32_array, to_float32_mono
+
+__all__ = ["MAX_CHANNELS", "as_clips"]
 
 MAX_CHANNELS = 8
-"""Largest channel count accepted for multi-channel clips (the feature extractor's limit too)."""
-
-_PCM_SCALES = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0**31, np.dtype(np.int8): 128.0}
+"""Largest channel count accepted for multi-channel clips (the feature extractor's limit, which mixes them down)."""
 
 _HOW_TO_PASS = (
     "Pass one mono clip as a 1-D array, a batch as a list of 1-D clips (or a (num_clips, num_samples) array), and a "
     "multi-channel clip inside a list, e.g. `[stereo]` with stereo of shape (channels, samples) or (samples, "
     "channels) (channels are averaged)."
 )
-
-
-def resample(wave: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Resample a mono float32 clip with soxr (HQ) or, without soxr, scipy's polyphase filter."""
-    try:
-        import soxr
-
-        return np.asarray(soxr.resample(wave, orig_sr, target_sr, quality="HQ"), dtype=np.float32)
-    except ImportError:
-        pass
-    try:
-        from fractions import Fraction
-
-        from scipy.signal import resample_poly
-
-        ratio = Fraction(int(target_sr), int(orig_sr))
-        return resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32)
-    except ImportError as err:  # pragma: no cover
-        raise ImportError(
-            f"Resampling from {orig_sr} Hz to {target_sr} Hz needs `soxr` or `scipy`; install one, or resample the "
-            "audio beforehand."
-        ) from err
-
-
-def _to_float_array(clip: Any, where: str) -> np.ndarray:
-    """numpy float32 copy/view of one array-like, integer PCM scaled to [-1, 1)."""
-    if torch.is_tensor(clip):
-        clip = clip.detach().cpu()
-        if clip.dtype in (torch.bfloat16, torch.float16):
-            clip = clip.float()
-        clip = clip.numpy()
-    array = np.asarray(clip)
-    if array.dtype in _PCM_SCALES:
-        return array.astype(np.float32) / _PCM_SCALES[array.dtype]
-    if array.dtype == np.uint8:
-        return (array.astype(np.float32) - 128.0) / 128.0
-    if array.dtype.kind == "f":
-        return array.astype(np.float32, copy=False)
-    raise TypeError(
-        f"{where} has dtype {array.dtype}; expected floating point audio in [-1, 1] or int8/uint8/int16/int32 PCM."
-    )
-
-
-def _mix_down(array: np.ndarray, channel_axis: int, where: str) -> np.ndarray:
-    """Average a 2-D clip over `channel_axis` (which must have at most `MAX_CHANNELS` entries)."""
-    channels = array.shape[channel_axis]
-    if channels > MAX_CHANNELS:
-        raise ValueError(
-            f"{where} has shape {tuple(array.shape)}, which does not look like multi-channel audio (the shorter axis "
-            f"has {channels} > {MAX_CHANNELS} entries). {_HOW_TO_PASS}"
-        )
-    return array.mean(axis=channel_axis, dtype=np.float32)
 
 
 def _checked(array: np.ndarray, where: str) -> np.ndarray:
@@ -105,9 +53,9 @@ def _checked(array: np.ndarray, where: str) -> np.ndarray:
 
 def _list_clip(clip: Any, where: str) -> np.ndarray:
     """One clip of a list: 1-D, or 2-D multi-channel in either layout (channel axis = the shorter one)."""
-    array = _to_float_array(clip, where)
+    array = to_float32_array(clip, where)
     if array.ndim == 2 and array.size:
-        array = _mix_down(array, 0 if array.shape[0] <= array.shape[1] else 1, where)
+        array = to_float32_mono(array, where)
     return _checked(array, where)
 
 
@@ -125,7 +73,7 @@ def _bare_2d(array: np.ndarray, min_samples: int) -> list[np.ndarray]:
             f"is a batch of {rows} clips of {cols} samples, or one clip with {min(shape)} channels. {_HOW_TO_PASS}"
         )
     if cols <= MAX_CHANNELS:  # soundfile's (samples, channels) layout, e.g. (N, 1) or (N, 2)
-        return [_checked(_mix_down(array, 1, "audio"), "audio")]
+        return [_checked(to_float32_mono(array, "audio"), "audio")]
     if cols < min_samples and rows > cols:
         raise ValueError(
             f"audio has shape {shape}: as a (num_clips, num_samples) batch it would be {rows} clips of {cols} samples "
@@ -145,9 +93,9 @@ def as_clips(audio: Any, min_samples: int = 400) -> list[np.ndarray]:
     """
     if torch.is_tensor(audio) or isinstance(audio, np.ndarray):
         if audio.ndim == 1:
-            return [_checked(_to_float_array(audio, "audio"), "audio")]
+            return [_checked(to_float32_array(audio, "audio"), "audio")]
         if audio.ndim == 2:
-            return _bare_2d(_to_float_array(audio, "audio"), int(min_samples))
+            return _bare_2d(to_float32_array(audio, "audio"), int(min_samples))
         raise ValueError(
             f"audio has shape {tuple(audio.shape)}; expected (num_samples,) for one clip, (num_clips, num_samples) "
             f"for a batch or (num_samples, channels) for one multi-channel clip. {_HOW_TO_PASS}"

@@ -75,7 +75,9 @@ import torch
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from .embedding_inputs import as_clips, resample
+from .feature_extraction.audio_io import resample_audio
+
+from .embedding_inputs import as_clips
 from .modeling_audiomosaic import pool_tokens
 
 __all__ = [
@@ -187,7 +189,7 @@ def load_feature_extractor(path: str | os.PathLike | None = None, config: Any = 
 
         register_auto_classes()
         return AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
-    from feature_extraction import FEATURE_EXTRACTOR_PRESETS, AudioMosaicFeatureExtractor
+    from .feature_extraction import FEATURE_EXTRACTOR_PRESETS, AudioMosaicFeatureExtractor
 
     max_length = int(getattr(config, "max_length", 1024)) if config is not None else 1024
     for name, preset in FEATURE_EXTRACTOR_PRESETS.items():
@@ -413,7 +415,7 @@ class AudioMosaicEmbedder:
             raise ValueError(f"sampling_rate must be positive, got {sampling_rate}.")
         clips = as_clips(audio, min_samples=-(-self.frame_window * sr // self.sampling_rate))
         if sr != self.sampling_rate:
-            clips = [resample(clip, sr, self.sampling_rate) for clip in clips]
+            clips = [resample_audio(clip, sr, self.sampling_rate) for clip in clips]
         out = []
         for clip in clips:
             if clip.shape[0] < self.frame_window:  # shorter than one 25 ms frame: zero-pad to one frame

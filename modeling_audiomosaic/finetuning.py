@@ -1,12 +1,14 @@
 # Copyright 2026 The AudioMosaic for Transformers authors. Licensed under the Apache License, Version 2.0.
-"""Fine-tuning and probing building blocks for AudioMosaic (reference: audiomosaic.md §4, §9).
+"""Fine-tuning building blocks for AudioMosaic: layer-wise lr decay, augmentation, and the Trainer.
 
-* **Layer-wise lr decay** (BEiT style, [`layer_decay_param_groups`]): with L blocks, the stem (CLS token, position
-  table, patch embedding) has layer id 0, block k has id k + 1, everything else (`fc_norm`, heads, probe modules) id
-  L + 1; a group's lr is `lr * layer_decay ** (L + 1 - id)`. The original puts `norm_pre` in the "everything else"
-  bucket, i.e. at the full lr (a quirk; reference §9.1 / §13.10) — this is the default (`norm_pre="head"`);
-  `norm_pre="embeddings"` gives it the stem's id 0 instead. No weight decay for 1-D parameters (biases, norms, layer
-  weights) and for the CLS token / position table.
+* **Layer-wise lr decay** (BEiT style, [`layer_decay_param_groups`]): the model says which layer each parameter
+  belongs to and which parameters get no weight decay (`model.get_layer_id(name, norm_pre)`,
+  `model.no_weight_decay()`, declared by `AudioMosaicPreTrainedModel` and by `model.probe_head()`). With L blocks the
+  stem (CLS token, position table, patch embedding) has layer id 0, block k has id k + 1, everything else (`fc_norm`,
+  heads, probe modules) id L + 1; a group's lr is `lr * layer_decay ** (L + 1 - id)`. The original puts `norm_pre` in
+  the "everything else" bucket, i.e. at the full lr (a quirk of its recipe) — this is the default (`norm_pre="head"`);
+  `norm_pre="embeddings"` gives it the stem's id 0 instead. Models that declare no rule of their own (e.g.
+  transformers' AST) get a generic rule on ViT parameter names ([`get_layer_id`], `NO_WEIGHT_DECAY_NAMES`).
 * **Mixup** in the **waveform** domain, as the original ([`mixup_waveforms`]): with probability `p` per clip, a
   partner is drawn from the same batch, both are mean-subtracted, the partner is zero-padded / cut to the clip's
   length, `λ ~ Beta(10, 10)`, `x = λ·x1 + (1 − λ)·x2` (mean-subtracted again), targets `λ·y1 + (1 − λ)·y2` (one-hot
@@ -18,21 +20,10 @@
   log-mel 0 takes after normalisation, `(0 − mean) / (2·std)` (≈ 0.467 for AudioSet), exactly like the original which
   masks before normalising. Plus the Speech Commands noise/shift ([`add_noise_and_shift`]).
 * **Token dropping** lives in the model (`config.token_drop_time/freq`, training mode only).
-* **Probing on cached embeddings** ([`extract_probe_features`], [`CachedProbeHead`]): with a frozen encoder in eval
-  mode, every probe is a function of a few pooled vectors per clip, so they are computed once and the head is trained
-  on them:
-
-  | head | cached per clip | why it is exact |
-  |---|---|---|
-  | `linear` | `pool(last_hidden_state)` | `fc_norm` and the Linear act on the pooled vector |
-  | `layer` | `pool(B_k)` | same, for block k |
-  | `weighted_sum` | `pool(B_i)`, L + 1 entries | the mean is linear: `pool(Σ w_i B_i) = Σ w_i pool(B_i)` |
-  | `attentive` | `pool(LN₀(B_i))` (no affine) | `pool(LN_i(x)) = γ_i ⊙ pool(LN₀(x)) + β_i` (the affine commutes) |
-
-  [`CachedProbeHead`] shares the model's `fc_norm`, classifier and probe modules (same parameter objects), so
-  training it trains the model, and its state dict holds only the trainable parameters.
-* [`AudioClassificationTrainer`]: LLRD optimizer, one loss for hard and soft targets (per-batch mean,
-  `loss_is_scaled_for_ga = False`), augmentation only in training (`eval_data_collator` for evaluation/prediction).
+* **Probing** (freezing, cached probe inputs, logistic-regression probes) lives in `modeling_audiomosaic.probing`.
+* [`AudioClassificationTrainer`]: LLRD optimizer, one loss for hard and soft targets (the model's
+  `classification_loss`, a per-batch mean, `loss_is_scaled_for_ga = False`), augmentation only in training
+  (`eval_data_collator` for evaluation/prediction).
 """
 
 from __future__ import annotations
@@ -45,17 +36,16 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import Trainer
-from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging
 
-from .modeling_audiomosaic import pool_tokens
+from .feature_extraction.feature_extraction_audiomosaic import normalized_padding_value
+from .feature_extraction.random_draws import as_generator, sample_beta  # one generator coercion, one Beta sampler
+
+from .modeling_audiomosaic import classification_loss
 
 logger = logging.get_logger(__name__)
 
-SINGLE_LABEL = "single_label_classification"
-MULTI_LABEL = "multi_label_classification"
-REGRESSION = "regression"
-
+# The generic rule for models that do not declare `get_layer_id` / `no_weight_decay` (ViT-like names, e.g. AST)
 NO_WEIGHT_DECAY_NAMES: tuple[str, ...] = ("cls_token", "position_embeddings", "pos_embed", "dist_token", "mask_token")
 NORM_PRE_NAMES: tuple[str, ...] = ("pre_layernorm", "norm_pre")
 STEM_NAMES: tuple[str, ...] = (
@@ -79,12 +69,13 @@ def _num_layers(model: nn.Module) -> int:
 
 
 def get_layer_id(name: str, num_layers: int, norm_pre: str = "head") -> int:
-    """Layer id of a parameter for layer-wise lr decay (BEiT / MAE `get_layer_id_for_vit` on HF names).
+    """Generic layer id of a ViT parameter for layer-wise lr decay (BEiT / MAE `get_layer_id_for_vit` on HF names), for
+    models that do not declare `get_layer_id` themselves (AudioMosaic models do: `model.get_layer_id`).
 
     Args:
-        name: parameter name, e.g. `audiomosaic.layers.3.attention.qkv.weight` (any prefix; also works for other
-            ViT-like models whose blocks are named `layers.k` / `layer.k` / `blocks.k` and whose stem holds
-            `cls_token`, `position_embeddings`, `patch_embeddings`...).
+        name: parameter name, e.g. `audio_spectrogram_transformer.encoder.layer.3.attention.attention.query.weight`
+            (any prefix; blocks named `layers.k` / `layer.k` / `blocks.k`, a stem holding `cls_token`,
+            `position_embeddings`, `patch_embeddings`...).
         num_layers: number of transformer blocks L.
         norm_pre: `"head"` (default: the original's quirk, `norm_pre` trains at the full lr, id L + 1) or
             `"embeddings"` (id 0, with the stem).
@@ -105,6 +96,43 @@ def get_layer_id(name: str, num_layers: int, norm_pre: str = "head") -> int:
     return num_layers + 1
 
 
+def no_weight_decay_parameters(model: nn.Module) -> set[int]:
+    """`id()`s of the parameters that `model.no_weight_decay()` names.
+
+    Matched by identity, not by name, so that a wrapper that forwards the call to the model it wraps (FSDP1) and
+    reports other names still gets the model's answer. Raises `TypeError` when the model declares no such method.
+    """
+    method = getattr(model, "no_weight_decay", None)
+    if not callable(method):
+        raise TypeError(
+            f"{type(model).__name__} does not declare no_weight_decay(): pass an AudioMosaic model (every "
+            "AudioMosaicPreTrainedModel lists the parameters it trains without weight decay) or use the generic rule "
+            "of layer_decay_param_groups."
+        )
+    owner = getattr(method, "__self__", model)
+    excluded = set(method())
+    return {id(param) for name, param in owner.named_parameters() if name in excluded}
+
+
+def parameter_rules(
+    model: nn.Module, norm_pre: str = "head", num_layers: int | None = None
+) -> tuple[Callable[[str], int], Callable[[str, nn.Parameter], bool]]:
+    """`(layer_id(name), no_weight_decay(name, param))` for the parameters of `model`.
+
+    A model that declares them (`get_layer_id(name, norm_pre)` and `no_weight_decay()`, as every AudioMosaic model and
+    `model.probe_head()` do) is asked; any other model gets the generic ViT rule ([`get_layer_id`]; no decay for 1-D
+    tensors and `NO_WEIGHT_DECAY_NAMES`).
+    """
+    if callable(getattr(model, "get_layer_id", None)) and callable(getattr(model, "no_weight_decay", None)):
+        excluded = no_weight_decay_parameters(model)
+        return (lambda name: model.get_layer_id(name, norm_pre)), (lambda name, param: id(param) in excluded)
+    num_layers = _num_layers(model) if num_layers is None else num_layers
+    return (
+        lambda name: get_layer_id(name, num_layers, norm_pre),
+        lambda name, param: param.ndim <= 1 or any(part in NO_WEIGHT_DECAY_NAMES for part in name.split(".")),
+    )
+
+
 def layer_decay_param_groups(
     model: nn.Module,
     weight_decay: float = 0.0,
@@ -112,10 +140,10 @@ def layer_decay_param_groups(
     *,
     base_lr: float | None = None,
     norm_pre: str = "head",
-    no_weight_decay_names: Sequence[str] = NO_WEIGHT_DECAY_NAMES,
     num_layers: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with layer-wise lr decay and the original's weight-decay exclusions.
+    """Optimizer parameter groups with layer-wise lr decay and the model's weight-decay exclusions
+    ([`parameter_rules`]).
 
     Only parameters with `requires_grad` are included (frozen encoders are skipped). Each group has `params`,
     `param_names`, `weight_decay`, `lr_scale = layer_decay ** (L + 1 - layer_id)`, `layer_id` and, when `base_lr`
@@ -123,12 +151,13 @@ def layer_decay_param_groups(
     group's lr is the base lr (what `Trainer` logs).
     """
     num_layers = _num_layers(model) if num_layers is None else num_layers
+    layer_id_of, no_decay_of = parameter_rules(model, norm_pre, num_layers)
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        no_decay = param.ndim <= 1 or any(part in no_weight_decay_names for part in name.split("."))
-        layer_id = get_layer_id(name, num_layers, norm_pre)
+        no_decay = no_decay_of(name, param)
+        layer_id = layer_id_of(name)
         key = (layer_id, no_decay)
         if key not in groups:
             scale = float(layer_decay ** (num_layers + 1 - layer_id))
@@ -147,70 +176,8 @@ def layer_decay_param_groups(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Losses
-# ----------------------------------------------------------------------------------------------------------------------
-def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of `-Σ_c t_c log softmax(z)_c`; for mixup targets `λ·y1 + (1 − λ)·y2` this is
-    `λ·CE(z, y1) + (1 − λ)·CE(z, y2)`."""
-    return -(targets.to(logits.dtype) * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
-
-
-def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None) -> torch.Tensor:
-    """Per-batch mean loss for hard or soft targets.
-
-    * regression: MSE;
-    * single-label: cross-entropy for class ids `(B,)`, soft-target cross-entropy for `(B, C)` float rows (mixup);
-    * multi-label: BCE with logits on multi-hot or soft `(B, C)` rows.
-
-    `problem_type=None` infers it like the model does (one output → regression, 1-D integer labels → single-label,
-    otherwise multi-label).
-    """
-    labels = labels.to(logits.device)
-    if problem_type is None:
-        if logits.shape[-1] == 1:
-            problem_type = REGRESSION
-        elif labels.ndim == 1 and not labels.is_floating_point():
-            problem_type = SINGLE_LABEL
-        else:
-            problem_type = MULTI_LABEL
-    if problem_type == REGRESSION:
-        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-    if problem_type == SINGLE_LABEL:
-        if labels.ndim == 2:
-            return soft_target_cross_entropy(logits, labels)
-        return nn.functional.cross_entropy(logits, labels.long())
-    if problem_type == MULTI_LABEL:
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    raise ValueError(f"Unknown problem_type {problem_type!r}")
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Augmentations
 # ----------------------------------------------------------------------------------------------------------------------
-def _generator(generator: torch.Generator | int | None) -> torch.Generator | None:
-    if generator is None or isinstance(generator, torch.Generator):
-        return generator
-    if isinstance(generator, (int, np.integer)):
-        return torch.Generator().manual_seed(int(generator))
-    raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
-
-
-def sample_beta(n: int, alpha: float, beta: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`n` draws of `Beta(alpha, beta)` (float64) from a torch generator.
-
-    Integer parameters use the order statistic of `alpha + beta - 1` uniforms (exact); others use numpy's sampler
-    seeded from the generator.
-    """
-    if alpha <= 0 or beta <= 0:
-        raise ValueError(f"Beta parameters must be positive, got {alpha}, {beta}")
-    if float(alpha).is_integer() and float(beta).is_integer():
-        a, b = int(alpha), int(beta)
-        u = torch.rand(n, a + b - 1, dtype=torch.float64, generator=generator)
-        return u.kthvalue(a, dim=1).values
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, beta, size=n))
-
-
 def mixup_waveforms(
     waves: Sequence[np.ndarray],
     targets: np.ndarray,
@@ -235,7 +202,7 @@ def mixup_waveforms(
     """
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"mixup probability must be in [0, 1], got {probability}")
-    generator = _generator(generator)
+    generator = as_generator(generator)
     targets = np.asarray(targets, dtype=np.float32)
     n = len(waves)
     if targets.ndim != 2 or targets.shape[0] != n:
@@ -270,10 +237,10 @@ def mixup_waveforms(
 
 
 def normalized_fill_value(feature_extractor: Any, raw_value: float = 0.0) -> float:
-    """The value a raw log-mel `raw_value` takes after the extractor's normalisation, `(raw − mean) / (2·std)`."""
-    if not getattr(feature_extractor, "do_normalize", True):
-        return float(raw_value)
-    return float((raw_value - float(feature_extractor.mean)) / (2.0 * float(feature_extractor.std)))
+    """The value a raw log-mel `raw_value` takes after the extractor's normalisation, `(raw − mean) / (2·std)`
+    (the feature extractor's own `normalized_padding_value`, so padding and masking use one rule)."""
+    return float(normalized_padding_value(raw_value, feature_extractor.mean, feature_extractor.std,
+                                          getattr(feature_extractor, "do_normalize", True)))
 
 
 class SpecAugment:
@@ -331,7 +298,7 @@ class SpecAugment:
 
     def sample_masks(self, batch: int, frames: int, bins: int, generator: torch.Generator | int | None = None):
         """`(freq_mask (B, F) bool, time_mask (B, T) bool)` — True where the cell is masked."""
-        generator = _generator(generator)
+        generator = as_generator(generator)
         freq = torch.zeros(batch, bins, dtype=torch.bool)
         time = torch.zeros(batch, frames, dtype=torch.bool)
         bin_index = torch.arange(bins)
@@ -363,7 +330,7 @@ def add_noise_and_shift(features: torch.Tensor, generator: torch.Generator | int
     """Speech Commands fine-tuning noise of the original, after normalisation: per clip
     `x + U(0,1)^{T×F} · U(0,1) / 10`, then a circular shift along time by `randint(−max_shift, max_shift)` frames
     (upper bound excluded, as `np.random.randint`)."""
-    generator = _generator(generator)
+    generator = as_generator(generator)
     squeeze = features.ndim == 2
     x = features.unsqueeze(0) if squeeze else features
     batch = x.shape[0]
@@ -378,17 +345,17 @@ def add_noise_and_shift(features: torch.Tensor, generator: torch.Generator | int
 class AudioClassificationTrainCollator:
     """Training collator: waveforms → [roll + gain] → [waveform mixup] → features → [SpecAugment] → [noise].
 
-    The order is the original's (reference §9.2). With no augmentation enabled it returns exactly what
-    `feature_extraction.data.AudioClassificationCollator` returns. Labels: `int64` class ids (single-label) or
-    `float32` multi-hot rows; with `mixup > 0` always `float32` `(B, C)` rows (one-hot / soft for single-label tasks,
-    handled by [`classification_loss`]).
+    The order is the original's (`AudiosetDataset.__getitem__`). With no augmentation enabled it returns exactly what
+    `modeling_audiomosaic.feature_extraction.collators.AudioClassificationCollator` returns. Labels: `int64` class ids
+    (single-label) or `float32` multi-hot rows; with `mixup > 0` always `float32` `(B, C)` rows (one-hot / soft for
+    single-label tasks, handled by [`classification_loss`]).
 
     Randomness: one seed per batch is drawn from torch's global generator (seeded by `Trainer` and, in DataLoader
     workers, per worker), and everything else comes from a generator seeded with it.
 
     Args:
         feature_extractor: e.g. `AudioMosaicFeatureExtractor` (pads/crops to its `max_length`).
-        vocabulary: a `feature_extraction.data.LabelVocabulary`.
+        vocabulary: a `modeling_audiomosaic.feature_extraction.labels.LabelVocabulary`.
         mixup, mixup_alpha, mixup_beta: see [`mixup_waveforms`].
         roll_and_gain: the original `roll_mag_aug` (random circular roll + gain `Beta(10, 10) + 0.5`).
         spec_augment: a [`SpecAugment`] (or `None`).
@@ -458,7 +425,7 @@ class AudioClassificationTrainCollator:
             generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         targets = self._targets(examples, soft=self.mixup > 0) if self.vocabulary is not None else None
         if self.roll_and_gain:
-            from feature_extraction.augmentation import roll_and_gain
+            from .feature_extraction.augmentation import roll_and_gain
 
             waves = [roll_and_gain(torch.from_numpy(w), generator).numpy() for w in waves]
         if self.mixup > 0:
@@ -476,202 +443,14 @@ class AudioClassificationTrainCollator:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Probing: freezing and cached embeddings
-# ----------------------------------------------------------------------------------------------------------------------
-def is_audiomosaic_classifier(model: nn.Module) -> bool:
-    config = getattr(model, "config", None)
-    return getattr(config, "model_type", None) == "audiomosaic" and hasattr(model, "audiomosaic")
-
-
-def freeze_for_probing(model: nn.Module) -> list[str]:
-    """Freeze the encoder for probing and return the names of the parameters left trainable.
-
-    AudioMosaic: `model.freeze_encoder()` (keeps `fc_norm`, the probe modules and the classifier trainable; the model's
-    `train()` then keeps the encoder in eval mode: no drop-path, no dropout). Other `…ForAudioClassification` models:
-    every parameter of the backbone (`model.base_model_prefix`) is frozen, the rest (their head) stays trainable.
-    """
-    if hasattr(model, "freeze_encoder") and is_audiomosaic_classifier(model):
-        model.freeze_encoder()
-    else:
-        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        if backbone is None or backbone is model:
-            raise ValueError(f"cannot find the backbone of {type(model).__name__} to freeze")
-        for param in backbone.parameters():
-            param.requires_grad = False
-    trainable = [name for name, param in model.named_parameters() if param.requires_grad]
-    if not trainable:
-        raise ValueError("freezing left no trainable parameter")
-    return trainable
-
-
-def probe_feature_shape(config: Any) -> tuple[int, int]:
-    """`(entries, hidden_size)` of the cached features of `config.classifier_head`."""
-    head = config.classifier_head
-    entries = config.num_hidden_layers + 1 if head in ("weighted_sum", "attentive") else 1
-    return entries, config.hidden_size
-
-
-@torch.no_grad()
-def extract_probe_features(
-    model: nn.Module, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Cached probe inputs `(B, K, D)` of an `AudioMosaicForAudioClassification` (see the module docstring table).
-
-    The model is run in eval mode (no token drop, no drop-path), as in the original probing protocol.
-    """
-    config = model.config
-    was_training = model.training
-    model.eval()
-    try:
-        head = config.classifier_head
-        outputs = model.audiomosaic(
-            input_values, attention_mask=attention_mask, output_hidden_states=head != "linear", return_dict=True
-        )
-        token_mask = outputs.token_mask
-        pooling = config.pooling
-        if head == "linear":
-            features = pool_tokens(outputs.last_hidden_state, pooling, token_mask)[:, None]
-        elif head == "layer":
-            features = pool_tokens(outputs.hidden_states[1:][config.probe_layer], pooling, token_mask)[:, None]
-        else:
-            layers = list(outputs.hidden_states[1:]) + [outputs.last_hidden_state]
-            if head == "weighted_sum":
-                features = torch.stack([pool_tokens(h, pooling, token_mask) for h in layers], dim=1)
-            else:  # attentive: LayerNorm without its affine, then pool (the affine is applied by the cached head)
-                norms = model.attentive_pooling.layer_norms
-                features = torch.stack(
-                    [
-                        pool_tokens(
-                            nn.functional.layer_norm(h, (h.shape[-1],), eps=norm.eps), pooling, token_mask
-                        )
-                        for h, norm in zip(layers, norms)
-                    ],
-                    dim=1,
-                )
-    finally:
-        model.train(was_training)
-    return features.float()
-
-
-class CachedProbeHead(nn.Module):
-    """The trainable part of an `AudioMosaicForAudioClassification` probe, applied to cached features.
-
-    Its sub-modules are the model's own `fc_norm`, classifier and probe modules, so training this head trains the
-    model in place (and loading a state dict into it, e.g. `Trainer`'s best checkpoint, updates the model).
-
-    `forward(features (B, K, D), labels=None)` → `SequenceClassifierOutput(loss, logits)`, with logits equal to
-    `model(input_values).logits` in eval mode (up to float rounding).
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        if not is_audiomosaic_classifier(model):
-            raise TypeError("CachedProbeHead needs an AudioMosaicForAudioClassification")
-        config = model.config
-        self.head_type = config.classifier_head
-        self.problem_type = config.problem_type
-        self.num_hidden_layers = config.num_hidden_layers  # layer ids for LLRD: every parameter here is "head"
-        self.fc_norm = model.audiomosaic.pooler.fc_norm
-        self.classifier = model.classifier
-        if self.head_type == "weighted_sum":
-            self.layer_sum = model.layer_sum
-        if self.head_type == "attentive":
-            self.attentive_pooling = model.attentive_pooling
-
-    def _attentive(self, features: torch.Tensor) -> torch.Tensor:
-        module = self.attentive_pooling
-        norms = module.layer_norms
-        if norms[0].weight is not None:
-            weight = torch.stack([norm.weight for norm in norms])  # (K, D)
-            bias = torch.stack([norm.bias for norm in norms])
-            pooled = features * weight + bias
-        else:
-            pooled = features
-        batch, num_layers, dim = pooled.shape
-        keys = module.attn_key(pooled).view(batch, num_layers, module.num_heads, module.head_dim).transpose(1, 2)
-        values = module.attn_value(pooled).view(batch, num_layers, module.num_heads, module.head_dim).transpose(1, 2)
-        scores = torch.matmul(module.attn_query, keys.transpose(-1, -2)) * module.head_dim**-0.5
-        out = torch.matmul(scores.softmax(dim=-1), values)
-        return out.transpose(1, 2).reshape(batch, dim)
-
-    def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
-        features = features.to(self.classifier.dense.weight.dtype)
-        if self.head_type in ("linear", "layer"):
-            pooled = self.fc_norm(features[:, 0])
-        elif self.head_type == "weighted_sum":
-            weights = torch.softmax(self.layer_sum.layer_weights, dim=0).to(features.dtype)
-            pooled = self.fc_norm(torch.einsum("l,bld->bd", weights, features))
-        else:
-            pooled = self.fc_norm(self._attentive(features))
-        logits = self.classifier(pooled)
-        loss = classification_loss(logits, labels, self.problem_type) if labels is not None else None
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-
-class CachedFeatureDataset(torch.utils.data.Dataset):
-    """`{"features": (K, D) float tensor, "labels": ...}` items over precomputed probe features."""
-
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor | None) -> None:
-        if labels is not None and len(labels) != len(features):
-            raise ValueError(f"{len(features)} feature rows but {len(labels)} labels")
-        self.features = features
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return self.features.shape[0]
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = {"features": self.features[index]}
-        if self.labels is not None:
-            item["labels"] = self.labels[index]
-        return item
-
-
-def collate_cached_features(items: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    batch = {"features": torch.stack([item["features"] for item in items])}
-    if "labels" in items[0]:
-        batch["labels"] = torch.stack([torch.as_tensor(item["labels"]) for item in items])
-    return batch
-
-
-@torch.no_grad()
-def compute_probe_features(
-    model: nn.Module,
-    dataset: Any,
-    collator: Callable[[list], Mapping[str, Any]],
-    batch_size: int = 32,
-    device: torch.device | str | None = None,
-    num_workers: int = 0,
-    description: str = "features",
-) -> CachedFeatureDataset:
-    """Run the frozen encoder once over `dataset` (collated by `collator`, no augmentation) and return a
-    [`CachedFeatureDataset`] of [`extract_probe_features`] outputs (kept on the CPU) with the collated labels."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator,
-                                         num_workers=num_workers)
-    features, labels = [], []
-    for step, batch in enumerate(loader):
-        mask = batch.get("attention_mask")
-        features.append(
-            extract_probe_features(
-                model, batch["input_values"].to(device), None if mask is None else mask.to(device)
-            ).cpu()
-        )
-        if "labels" in batch:
-            labels.append(torch.as_tensor(batch["labels"]))
-        if step % 50 == 0:
-            logger.info(f"cached {description}: batch {step + 1}/{len(loader)}")
-    return CachedFeatureDataset(torch.cat(features), torch.cat(labels) if labels else None)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # Trainer
 # ----------------------------------------------------------------------------------------------------------------------
 class AudioClassificationTrainer(Trainer):
     """`Trainer` for audio classification fine-tuning and probing.
 
-    * optimizer: [`layer_decay_param_groups`] (layer-wise lr decay `layer_decay`, `norm_pre` handling, the original's
-      no-weight-decay set) with the optimizer class/kwargs chosen by `TrainingArguments.optim`;
+    * optimizer: [`layer_decay_param_groups`] (layer-wise lr decay `layer_decay`, `norm_pre` handling; layer ids and
+      weight-decay exclusions from the model, see [`parameter_rules`]) with the optimizer class/kwargs chosen by
+      `TrainingArguments.optim`;
     * loss: [`classification_loss`] (hard or soft targets) — a per-batch mean, hence `loss_is_scaled_for_ga = False`
       (Trainer divides it by the gradient-accumulation steps);
     * `eval_data_collator`: used for evaluation and prediction (training batches use `data_collator`, which may
@@ -679,7 +458,7 @@ class AudioClassificationTrainer(Trainer):
 
     Args (besides `Trainer`'s):
         layer_decay: lr decay per layer (1.0 = none; the original uses 0.65 / 0.75).
-        norm_pre: `"head"` (original quirk: full lr) or `"embeddings"` (stem lr), see [`get_layer_id`].
+        norm_pre: `"head"` (original quirk: full lr) or `"embeddings"` (stem lr), see `encoder_layer_id`.
         problem_type: overrides the model config's `problem_type` for the loss.
         eval_data_collator: collator for evaluation/prediction dataloaders.
     """
@@ -771,22 +550,14 @@ def logits_only(logits: Any, labels: Any = None) -> torch.Tensor:
 __all__ = [
     "AudioClassificationTrainCollator",
     "AudioClassificationTrainer",
-    "CachedFeatureDataset",
-    "CachedProbeHead",
     "SpecAugment",
     "add_noise_and_shift",
-    "classification_loss",
-    "collate_cached_features",
-    "compute_probe_features",
-    "extract_probe_features",
-    "freeze_for_probing",
     "get_layer_id",
-    "is_audiomosaic_classifier",
     "layer_decay_param_groups",
     "logits_only",
     "mixup_waveforms",
+    "no_weight_decay_parameters",
     "normalized_fill_value",
-    "probe_feature_shape",
+    "parameter_rules",
     "sample_beta",
-    "soft_target_cross_entropy",
 ]

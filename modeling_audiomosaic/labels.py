@@ -5,8 +5,9 @@ Each CSV has the columns ``index,mid,display_name`` in the exact output-unit ord
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
+
+from .feature_extraction.labels import read_label_csv
 
 LABELS_DIR = Path(__file__).parent / "labels"
 
@@ -28,12 +29,5 @@ def load_label_file(name: str) -> dict[int, str]:
     path = LABELS_DIR / LABEL_FILES[name] if name in LABEL_FILES else Path(name)
     if not path.is_file():
         raise ValueError(f"Unknown label set {name!r}: use one of {sorted(LABEL_FILES)} or a path to a CSV file.")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    missing = {"index", "display_name"} - set(rows[0] if rows else {})
-    if missing:
-        raise ValueError(f"{path} lacks the column(s) {sorted(missing)}.")
-    id2label = {int(row["index"]): row["display_name"] for row in rows}
-    if sorted(id2label) != list(range(len(id2label))):
-        raise ValueError(f"{path}: the indices are not 0..{len(id2label) - 1}.")
-    return id2label
+    table = read_label_csv(path, required_columns=("index", "display_name"))  # rows in index order, 0..n-1 checked
+    return dict(enumerate(table.column("display_name")))

@@ -4,7 +4,7 @@
 The audio encoder's patch tokens (time-major, `t * F' + f`, CLS dropped) are pooled to `num_audio_tokens` vectors per
 clip, projected to the language model's width and written into the LM's input embeddings at the positions of the
 `<audio>` placeholder tokens (`masked_scatter`, the Qwen2-Audio / LLaVA pattern). With the placeholders at the start
-of the prompt this is exactly LTU's "prepend the 32 audio embeddings" (reference §12.3).
+of the prompt this is exactly LTU's "prepend the 32 audio embeddings" (`models/modeling_ltu.py` of the original).
 
 Imports only ``torch``, ``transformers``, ``safetensors`` and sibling modules.
 """
@@ -83,7 +83,7 @@ def pool_audio_tokens(
         patch_tokens: tokens in the encoder's order, token `t * F' + f` for time patch `t` and frequency group `f`.
         grid: `(T', F')`, the number of time and frequency patches.
         num_tokens: number of output tokens `N`.
-        mode: `"ltu"` reproduces LTU (`modeling_ltu.py`, reference §12.2): `reshape(B, F', T', D)` (CAV-MAE's
+        mode: `"ltu"` reproduces LTU (the original's `models/modeling_ltu.py`): `reshape(B, F', T', D)` (CAV-MAE's
             frequency-major reading of the sequence), mean over the first axis, then average pooling of the second
             axis to `N` (`avg_pool2d` with kernel `(T' / N, 1)`; 64 -> 32 for 1024 frames). Because AudioMosaic's
             tokens are time-major, the groups are *not* time spans: for the 64 x 8 grid, output `j` averages time
@@ -142,7 +142,7 @@ class AudioMosaicAudioProjector(nn.Module):
 
     def pool(self, patch_tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """`(B, T' F', D)` patch tokens -> `(B, num_audio_tokens, D)` (see [`pool_audio_tokens`])."""
-        if self.training and self.shuffle_in_training:  # LTU's training-mode random token order (reference §12.2)
+        if self.training and self.shuffle_in_training:  # LTU's training-mode random token order (mask_ratio=0)
             order = torch.rand(patch_tokens.shape[:2], device=patch_tokens.device).argsort(dim=1)
             patch_tokens = torch.gather(patch_tokens, 1, order.unsqueeze(-1).expand_as(patch_tokens))
         return pool_audio_tokens(patch_tokens, grid, self.num_audio_tokens, self.pooling)
@@ -238,7 +238,7 @@ class AudioMosaicLLMPreTrainedModel(PreTrainedModel):
 
 
 class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, GenerationMixin):
-    """AudioMosaic audio encoder + audio projector + any causal language model (LTU, reference §12).
+    """AudioMosaic audio encoder + audio projector + any causal language model (LTU, `models/modeling_ltu.py`).
 
     Each audio clip gives `config.num_audio_tokens` embeddings that replace the `<audio>` placeholder tokens of
     `input_ids` (one run of `num_audio_tokens` placeholders per clip, in order; [`AudioMosaicProcessor`] expands each
@@ -558,7 +558,7 @@ class AudioMosaicForConditionalGeneration(AudioMosaicLLMPreTrainedModel, Generat
                 `audio_token_id` and grows the LM's embeddings if the tokenizer is larger than its vocabulary.
             projector_path: optional LTU `audio_projector.safetensors` (or its folder) loaded into the `"ltu"`
                 projector; otherwise the projector is freshly initialised.
-            final_norm_from_fc_norm: LTU's encoder initialisation from a pre-training checkpoint (reference §12.1):
+            final_norm_from_fc_norm: LTU's encoder initialisation from a pre-training checkpoint (`main_ltu.py`):
                 build the encoder with a final norm (`use_final_norm=True`) initialised from the checkpoint's
                 post-pooling `fc_norm`.
             audio_kwargs, lm_kwargs: extra `from_pretrained` arguments (e.g. `{"drop_path_rate": 0.0}`, `dtype`).

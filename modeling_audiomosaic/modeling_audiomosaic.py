@@ -158,6 +158,107 @@ def pool_tokens(hidden_states: torch.Tensor, pooling: str, token_mask: torch.Ten
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
+REGRESSION = "regression"
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of `-sum_c t_c log softmax(z)_c`; for mixup targets `lam * y1 + (1 - lam) * y2` this equals
+    `lam * CE(z, y1) + (1 - lam) * CE(z, y2)`."""
+    return -(targets.to(logits.dtype) * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+
+
+def infer_problem_type(logits: torch.Tensor, labels: torch.Tensor) -> str:
+    """`problem_type` implied by the outputs and labels: one output -> regression, `(batch,)` integer labels ->
+    single-label classification, anything else (multi-hot or soft `(batch, num_labels)` rows) -> multi-label."""
+    if logits.shape[-1] == 1:
+        return REGRESSION
+    if labels.ndim == 1 and not labels.is_floating_point():
+        return SINGLE_LABEL
+    return MULTI_LABEL
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None = None) -> torch.Tensor:
+    """Per-batch mean loss of `(batch, num_labels)` logits for `problem_type` (inferred by [`infer_problem_type`] when
+    `None`), for hard or soft targets.
+
+    * `"regression"`: MSE against `(batch,)` values;
+    * `"single_label_classification"`: cross-entropy for `(batch,)` class indices, soft-target cross-entropy
+      ([`soft_target_cross_entropy`]) for `(batch, num_labels)` float rows (one-hot or mixup targets);
+    * `"multi_label_classification"`: binary cross-entropy with logits on multi-hot or soft `(batch, num_labels)` rows.
+    """
+    labels = labels.to(logits.device)
+    problem_type = problem_type or infer_problem_type(logits, labels)
+    if problem_type == REGRESSION:
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+    if problem_type == SINGLE_LABEL:
+        if labels.ndim == 2 and labels.is_floating_point() and labels.shape == logits.shape:
+            return soft_target_cross_entropy(logits, labels)
+        if labels.ndim != 1:
+            raise ValueError(
+                f"single_label_classification expects labels of shape (batch,) (class indices) or "
+                f"{tuple(logits.shape)} (float target rows), got {tuple(labels.shape)}."
+            )
+        num_labels = logits.shape[-1]
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+            raise ValueError(
+                f"labels must be class indices in [0, {num_labels - 1}]; got min {int(labels.min())}, "
+                f"max {int(labels.max())}."
+            )
+        return nn.functional.cross_entropy(logits, labels.long())
+    if problem_type == MULTI_LABEL:
+        if labels.shape != logits.shape:
+            raise ValueError(
+                f"multi_label_classification expects labels of shape {tuple(logits.shape)} (multi-hot), got "
+                f"{tuple(labels.shape)}."
+            )
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    raise ValueError(f"Unknown problem_type {problem_type!r}; use {REGRESSION!r}, {SINGLE_LABEL!r} or {MULTI_LABEL!r}.")
+
+
+# Parameters trained without weight decay besides every tensor with at most one dimension (biases, norms, layer
+# weights, temperatures): the CLS token, the position table and the MAE decoder's mask token, the exclusions of the
+# original AudioMosaic pre-training and fine-tuning recipes (which follow MAE, He et al., CVPR 2022).
+NO_WEIGHT_DECAY_KEYS: tuple[str, ...] = ("cls_token", "position_embeddings", "mask_token")
+NORM_PRE_CHOICES = ("head", "embeddings")
+# name segments that module wrappers (FSDP1, activation checkpointing, torch.compile) insert into parameter names
+_WRAPPER_SEGMENTS = frozenset({"_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_orig_mod"})
+
+
+def no_weight_decay_names(module: nn.Module) -> set[str]:
+    """Names of the parameters of `module` that an optimizer must not decay (see `NO_WEIGHT_DECAY_KEYS`)."""
+    return {
+        name
+        for name, param in module.named_parameters()
+        if param.ndim <= 1 or name.rsplit(".", 1)[-1] in NO_WEIGHT_DECAY_KEYS
+    }
+
+
+def encoder_layer_id(name: str, num_layers: int, norm_pre: str = "head") -> int:
+    """Layer id of an AudioMosaic parameter for layer-wise lr decay (the rule of BEiT, Bao et al., ICLR 2022, used by
+    MAE and the original fine-tuning recipe; a group's lr is `lr * decay ** (num_layers + 1 - id)`).
+
+    Names are relative to a model holding the encoder under `audiomosaic.` (or to the encoder itself): the stem
+    (`embeddings.*`: CLS token, position table, patch embedding) has id 0, block `k` (`layers.k.*`) has id `k + 1`,
+    everything else (`fc_norm`, the final norm, heads, probe modules, pre-training heads and decoder) `num_layers + 1`.
+    `norm_pre` places the stem's closing LayerNorm (`embeddings.pre_layernorm`): `"head"` (the original recipe, which
+    leaves it out of the stem so it trains at the full lr) or `"embeddings"` (id 0, with the stem).
+    """
+    if norm_pre not in NORM_PRE_CHOICES:
+        raise ValueError(f"norm_pre must be one of {NORM_PRE_CHOICES}, got {norm_pre!r}.")
+    parts = [part for part in name.split(".") if part not in _WRAPPER_SEGMENTS]
+    if parts[0] == "audiomosaic":
+        parts = parts[1:]
+    if len(parts) > 2 and parts[0] == "layers" and parts[1].isdigit():
+        return int(parts[1]) + 1
+    if len(parts) > 1 and parts[0] == "embeddings":
+        if parts[1] == "pre_layernorm" and norm_pre == "head":
+            return num_layers + 1
+        return 0
+    return num_layers + 1
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Embeddings
 # ----------------------------------------------------------------------------------------------------------------------
@@ -382,8 +483,12 @@ class AudioMosaicPooler(nn.Module):
             nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_fc_norm else nn.Identity()
         )
 
+    def pool(self, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The pooling alone, `(B, 1 + N, D)` -> `(B, D)`: what a linear or layer probe caches."""
+        return pool_tokens(hidden_states, self.pooling, token_mask)
+
     def forward(self, hidden_states: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fc_norm(pool_tokens(hidden_states, self.pooling, token_mask))
+        return self.fc_norm(self.pool(hidden_states, token_mask))
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -449,6 +554,20 @@ class AudioMosaicPreTrainedModel(PreTrainedModel):
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._full_auto_map}
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters an optimizer must not decay: every tensor with at most one dimension (biases,
+        norms, layer weights, temperatures) and the CLS token, position table and mask token (`NO_WEIGHT_DECAY_KEYS`).
+
+        Like timm's `model.no_weight_decay()`, but with full parameter names (the 1-D rule included), so an optimizer
+        needs nothing else: both Trainers and [`~finetuning.layer_decay_param_groups`] ask this method.
+        """
+        return no_weight_decay_names(self)
+
+    def get_layer_id(self, name: str, norm_pre: str = "head") -> int:
+        """Layer id of parameter `name` (as in `named_parameters()`) for layer-wise lr decay: 0 for the stem, `k + 1`
+        for block `k`, `num_hidden_layers + 1` for everything else; see [`encoder_layer_id`] for `norm_pre`."""
+        return encoder_layer_id(name, self.config.num_hidden_layers, norm_pre)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """Original initialisation: trunc-normal(0.02) Linear/Conv with zero bias, LayerNorm (1, 0), sin-cos position
@@ -493,7 +612,7 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
     ```python
     >>> import numpy as np, torch
     >>> from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
-    >>> from feature_extraction import AudioMosaicFeatureExtractor
+    >>> from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     >>> fe = AudioMosaicFeatureExtractor.from_preset("speechcommands")
     >>> model = AudioMosaicModel(AudioMosaicConfig.from_preset("speechcommands", size="tiny")).eval()
     >>> inputs = fe(np.random.randn(16000).astype("float32"), sampling_rate=16000, return_tensors="pt")
@@ -635,20 +754,42 @@ class AudioMosaicClassificationHead(nn.Module):
 
 class AudioMosaicWeightedLayerSum(nn.Module):
     """SUPERB-style learned softmax-weighted sum of the block outputs (`L + 1` entries: every block, then the final
-    output after the optional final norm, as in the original probe)."""
+    output after the optional final norm, as in the original probe).
+
+    The full model sums the token states and then pools (`forward`). The pooling (`config.pooling`) is linear, so a
+    probe can cache the pooled vector of every entry (`probe_inputs`) and apply the weights to them
+    (`forward_probe_inputs`): `pool(sum_i w_i B_i) = sum_i w_i pool(B_i)`.
+    """
 
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__()
+        self.pooling = config.pooling
         self.layer_weights = nn.Parameter(torch.zeros(config.num_hidden_layers + 1))
 
     def forward(self, layers: list[torch.Tensor]) -> torch.Tensor:
+        """`L + 1` token states `(B, N, D)` -> their weighted sum `(B, N, D)`."""
         weights = torch.softmax(self.layer_weights, dim=0)
         return torch.einsum("l,lbnd->bnd", weights.to(layers[0].dtype), torch.stack(layers, dim=0))
+
+    def probe_inputs(self, layers: list[torch.Tensor], token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What a probe caches: the pooled vector of each entry, `(B, L + 1, D)`."""
+        return torch.stack([pool_tokens(h, self.pooling, token_mask) for h in layers], dim=1)
+
+    def forward_probe_inputs(self, probe_inputs: torch.Tensor) -> torch.Tensor:
+        """The second half, on cached `(B, L + 1, D)` pooled vectors: their weighted sum `(B, D)`."""
+        weights = torch.softmax(self.layer_weights, dim=0).to(probe_inputs.dtype)
+        return torch.einsum("l,bld->bd", weights, probe_inputs)
 
 
 class AudioMosaicAttentiveLayerPooling(nn.Module):
     """Attentive probe over layers: a learned query attends over per-layer pooled vectors (`L + 1` entries, each
-    LayerNorm-ed then pooled), with bias-free key/value projections and `attentive_probe_heads` heads."""
+    LayerNorm-ed then pooled), with bias-free key/value projections and `attentive_probe_heads` heads.
+
+    Two halves: `pool_layers` (LayerNorm `i` then pool, per entry) and `attend` (the attention over the pooled
+    vectors). A probe caches the pooled vectors normalised without the LayerNorms' affine (`probe_inputs`) and applies
+    the affine on them (`forward_probe_inputs`): with a masked or plain mean, or the CLS token,
+    `pool(LN_i(x)) = gamma_i * pool(LN(x)) + beta_i` since the pooling weights sum to one.
+    """
 
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__()
@@ -663,16 +804,103 @@ class AudioMosaicAttentiveLayerPooling(nn.Module):
         self.attn_key = nn.Linear(dim, dim, bias=False)
         self.attn_value = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, layers: list[torch.Tensor], token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        pooled = torch.stack(
+    def pool_layers(self, layers: list[torch.Tensor], token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """First half: `pool(LN_i(B_i))` for each of the `L + 1` token states, `(B, L + 1, D)`."""
+        return torch.stack(
             [pool_tokens(norm(h), self.pooling, token_mask) for norm, h in zip(self.layer_norms, layers)], dim=1
-        )  # (B, L + 1, D)
+        )
+
+    def attend(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Second half: the learned query attends over `(B, L + 1, D)` pooled vectors -> `(B, D)`."""
         batch, num_layers, dim = pooled.shape
         keys = self.attn_key(pooled).view(batch, num_layers, self.num_heads, self.head_dim).transpose(1, 2)
         values = self.attn_value(pooled).view(batch, num_layers, self.num_heads, self.head_dim).transpose(1, 2)
         scores = torch.matmul(self.attn_query, keys.transpose(-1, -2)) * self.head_dim**-0.5  # (B, H, 1, L + 1)
         out = torch.matmul(scores.softmax(dim=-1), values)  # (B, H, 1, d)
         return out.transpose(1, 2).reshape(batch, dim)
+
+    def forward(self, layers: list[torch.Tensor], token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(self.pool_layers(layers, token_mask))
+
+    def probe_inputs(self, layers: list[torch.Tensor], token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What a probe caches: `pool(LN(B_i))` with LayerNorm `i`'s epsilon but without its affine, `(B, L + 1, D)`."""
+        return torch.stack(
+            [
+                pool_tokens(nn.functional.layer_norm(h, (h.shape[-1],), eps=norm.eps), self.pooling, token_mask)
+                for norm, h in zip(self.layer_norms, layers)
+            ],
+            dim=1,
+        )
+
+    def forward_probe_inputs(self, probe_inputs: torch.Tensor) -> torch.Tensor:
+        """The head on cached [`probe_inputs`]: each LayerNorm's affine, then [`attend`]."""
+        norms = self.layer_norms
+        pooled = probe_inputs
+        if norms[0].weight is not None:
+            pooled = pooled * torch.stack([norm.weight for norm in norms])
+        if norms[0].bias is not None:
+            pooled = pooled + torch.stack([norm.bias for norm in norms])
+        return self.attend(pooled)
+
+
+class AudioMosaicProbeHead(nn.Module):
+    """The head of an [`AudioMosaicForAudioClassification`] on its probe inputs: the second half of the pooling ->
+    `fc_norm` -> classifier. Built by [`~AudioMosaicForAudioClassification.probe_head`].
+
+    Its sub-modules ARE the model's (`fc_norm`, `classifier`, `layer_sum` / `attentive_pooling`), so training it trains
+    the model in place, loading a state dict into it (e.g. a Trainer checkpoint) updates the model, and its state dict
+    holds only the head. `forward(probe_inputs)` equals the model's logits in eval mode (see
+    [`~AudioMosaicForAudioClassification.probe_inputs`]).
+    """
+
+    def __init__(self, model: "AudioMosaicForAudioClassification") -> None:
+        super().__init__()
+        if not isinstance(getattr(model, "audiomosaic", None), AudioMosaicModel) or not hasattr(model, "classifier"):
+            raise TypeError(
+                f"a probe head is built from an AudioMosaicForAudioClassification, got {type(model).__name__}."
+            )
+        config = model.config
+        self.head_type = config.classifier_head
+        self.problem_type = config.problem_type  # the loss when `labels` are passed (None: inferred per call)
+        self.num_hidden_layers = config.num_hidden_layers
+        self.fc_norm = model.audiomosaic.pooler.fc_norm
+        self.classifier = model.classifier
+        if self.head_type == "weighted_sum":
+            self.layer_sum = model.layer_sum
+        if self.head_type == "attentive":
+            self.attentive_pooling = model.attentive_pooling
+
+    def pool(self, probe_inputs: torch.Tensor) -> torch.Tensor:
+        """The pooling's second half: `(B, K, D)` probe inputs -> the `(B, D)` vector that `fc_norm` normalises."""
+        if self.head_type == "weighted_sum":
+            return self.layer_sum.forward_probe_inputs(probe_inputs)
+        if self.head_type == "attentive":
+            return self.attentive_pooling.forward_probe_inputs(probe_inputs)
+        return probe_inputs[:, 0]  # linear / layer: the pooled tokens themselves
+
+    def forward(
+        self, probe_inputs: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> AudioMosaicClassifierOutput:
+        r"""
+        Args:
+            probe_inputs (`torch.FloatTensor` of shape `(batch_size, K, hidden_size)`): cached
+                [`~AudioMosaicForAudioClassification.probe_inputs`].
+            labels (`torch.Tensor`, *optional*): as for [`AudioMosaicForAudioClassification.forward`] (or soft
+                `(batch_size, num_labels)` rows); the loss is [`classification_loss`] with `problem_type`.
+        """
+        probe_inputs = probe_inputs.to(self.classifier.dense.weight.dtype)
+        pooled = self.fc_norm(self.pool(probe_inputs))
+        logits = self.classifier(pooled)
+        loss = classification_loss(logits, labels, self.problem_type) if labels is not None else None
+        return AudioMosaicClassifierOutput(loss=loss, logits=logits, pooled_output=pooled)
+
+    def no_weight_decay(self) -> set[str]:
+        """See [`AudioMosaicPreTrainedModel.no_weight_decay`]."""
+        return no_weight_decay_names(self)
+
+    def get_layer_id(self, name: str, norm_pre: str = "head") -> int:
+        """Every parameter of the head has the top layer id, `num_hidden_layers + 1` (see [`encoder_layer_id`])."""
+        return encoder_layer_id(name, self.num_hidden_layers, norm_pre)
 
 
 class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
@@ -686,12 +914,24 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
     - `"attentive"`: on a single-query attention over per-layer pooled vectors, then `fc_norm`.
 
     The loss follows `config.problem_type` (inferred from the labels when unset): cross-entropy for integer labels,
-    binary cross-entropy with logits for multi-hot float labels (AudioSet), MSE for a single regression output. For
-    linear probing call [`~AudioMosaicForAudioClassification.freeze_encoder`] (it keeps `fc_norm` and the head
-    trainable, as the original protocol does).
+    binary cross-entropy with logits for multi-hot float labels (AudioSet), MSE for a single regression output (see
+    [`classification_loss`]). For linear probing call [`~AudioMosaicForAudioClassification.freeze_encoder`] (it keeps
+    `fc_norm` and the head trainable, as the original protocol does).
+
+    The classifier splits in two for probing on cached embeddings: [`~AudioMosaicForAudioClassification.probe_inputs`]
+    (what the frozen encoder gives a probe, computed once per clip) and
+    [`~AudioMosaicForAudioClassification.probe_head`] (the second half of the pooling -> `fc_norm` -> classifier, on
+    those inputs):
+
+    | head | probe inputs per clip | why the head on them equals the full forward |
+    |---|---|---|
+    | `linear` | `pool(last_hidden_state)` | `fc_norm` and the Linear act on the pooled vector |
+    | `layer` | `pool(B_k)` | same, for block k |
+    | `weighted_sum` | `pool(B_i)`, L + 1 entries | the pooling is linear: `pool(sum_i w_i B_i) = sum_i w_i pool(B_i)` |
+    | `attentive` | `pool(LN(B_i))` (no affine), L + 1 entries | `pool(LN_i(x)) = gamma_i * pool(LN(x)) + beta_i` |
     """
 
-    accepts_loss_kwargs = False  # the loss is a per-batch mean; see transformers_notes pitfall 4
+    accepts_loss_kwargs = False  # per-batch mean loss: Trainer divides it by GA steps (Trainer.training_step)
 
     def __init__(self, config: AudioMosaicConfig) -> None:
         super().__init__(config)
@@ -735,6 +975,36 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
         # Original probes read [B_0, ..., B_{L-1}, final] where final = norm(B_{L-1}) (norm is Identity in the release)
         return list(outputs.hidden_states[1:]) + [outputs.last_hidden_state]
 
+    def probe_inputs(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> torch.Tensor:
+        """The classifier's first half: what a probe of `config.classifier_head` caches per clip, `(batch_size, K,
+        hidden_size)` with `K = 1` (`linear`, `layer`) or `num_hidden_layers + 1` (`weighted_sum`, `attentive`); see
+        the class docstring. [`probe_head`] turns them into the logits of this model.
+
+        Computed as called (no mode switch, gradients as the caller's context): call it in eval mode on a frozen
+        encoder, as [`~probing.extract_probe_features`] does.
+        """
+        head = self.config.classifier_head
+        outputs = self.audiomosaic(
+            input_values, attention_mask=attention_mask, output_hidden_states=head != "linear", return_dict=True,
+            **kwargs,
+        )
+        token_mask = outputs.token_mask
+        pooler = self.audiomosaic.pooler
+        if head == "linear":
+            return pooler.pool(outputs.last_hidden_state, token_mask)[:, None]
+        if head == "layer":
+            return pooler.pool(outputs.hidden_states[1:][self.config.probe_layer], token_mask)[:, None]
+        if head == "weighted_sum":
+            return self.layer_sum.probe_inputs(self._layer_outputs(outputs), token_mask)
+        return self.attentive_pooling.probe_inputs(self._layer_outputs(outputs), token_mask)
+
+    def probe_head(self) -> AudioMosaicProbeHead:
+        """The classifier's second half as a module on [`probe_inputs`], sharing this model's head parameters (see
+        [`AudioMosaicProbeHead`]); train it on cached probe inputs to probe without running the encoder again."""
+        return AudioMosaicProbeHead(self)
+
     def forward(
         self,
         input_values: torch.Tensor,
@@ -750,8 +1020,9 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
         Args:
             input_values, attention_mask, ids_keep: see [`AudioMosaicModel.forward`]. In training mode with
                 `config.token_drop_time/freq > 0`, `ids_keep` is drawn by [`sample_token_drop`] when not given.
-            labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices (single-label), `(batch_size,
-                num_labels)` multi-hot floats (multi-label) or `(batch_size,)` floats (regression with one label).
+            labels (`torch.Tensor`, *optional*): `(batch_size,)` class indices (single-label; or `(batch_size,
+                num_labels)` float target rows, e.g. mixup), `(batch_size, num_labels)` multi-hot floats (multi-label)
+                or `(batch_size,)` floats (regression with one label); see [`classification_loss`].
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         head = self.config.classifier_head
@@ -767,6 +1038,7 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
+        # pooling over the token states, then fc_norm ([`probe_head`] is the same head on cached [`probe_inputs`])
         pooler = self.audiomosaic.pooler
         if head == "linear":
             pooled = outputs.pooler_output
@@ -789,38 +1061,11 @@ class AudioMosaicForAudioClassification(AudioMosaicPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Loss for `config.problem_type`; infers and stores the problem type from the labels when it is unset."""
-        problem_type = self.config.problem_type
-        if problem_type is None:
-            if self.num_labels == 1:
-                problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int) and labels.ndim == 1:
-                problem_type = "single_label_classification"
-            else:
-                problem_type = "multi_label_classification"
-            self.config.problem_type = problem_type
-        labels = labels.to(logits.device)
-        if problem_type == "regression":
-            return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
-        if problem_type == "single_label_classification":
-            if labels.ndim != 1:
-                raise ValueError(
-                    f"single_label_classification expects labels of shape (batch,), got {tuple(labels.shape)}."
-                )
-            if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
-                raise ValueError(
-                    f"labels must be class indices in [0, {self.num_labels - 1}]; got min {int(labels.min())}, "
-                    f"max {int(labels.max())}."
-                )
-            return nn.functional.cross_entropy(logits, labels.long())
-        if problem_type == "multi_label_classification":
-            if labels.shape != logits.shape:
-                raise ValueError(
-                    f"multi_label_classification expects labels of shape {tuple(logits.shape)} (multi-hot), got "
-                    f"{tuple(labels.shape)}."
-                )
-            return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        raise ValueError(f"Unknown problem_type {problem_type!r}.")
+        """[`classification_loss`] for `config.problem_type`; infers ([`infer_problem_type`]) and stores the problem
+        type from the labels when it is unset."""
+        if self.config.problem_type is None:
+            self.config.problem_type = infer_problem_type(logits, labels)
+        return classification_loss(logits, labels, self.config.problem_type)
 
 
 __all__ = [
@@ -830,6 +1075,12 @@ __all__ = [
     "AudioMosaicForAudioClassification",
     "AudioMosaicModelOutput",
     "AudioMosaicClassifierOutput",
+    "AudioMosaicProbeHead",
     "sincos_2d_position_embedding",
     "pool_tokens",
+    "classification_loss",
+    "infer_problem_type",
+    "soft_target_cross_entropy",
+    "encoder_layer_id",
+    "no_weight_decay_names",
 ]

@@ -63,6 +63,16 @@ class AudioMosaicForPreTrainingOutput(ModelOutput):
         num_kept_tokens (`tuple(int)`): tokens (CLS included) each view's encoder saw.
         ids_keep (`tuple(torch.LongTensor)`): kept patch indices of each view (`None` for an unmasked view).
         mask (`tuple(torch.BoolTensor)`): `(batch_size, num_patches)` dropped patches of each view (`None` if unmasked).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states=True`): the
+            encoder's embedding output and every block's output on each (masked) view, `num_hidden_layers + 1` tensors
+            of shape `(num_views, batch_size, max_tokens, hidden_size)`: entry `[l][v]` is what
+            [`AudioMosaicModel`] returns as `hidden_states[l]` for view `v` with that view's `ids_keep`. Views that
+            keep fewer tokens than the longest (e.g. time vs frequency masks) are zero-padded at the end of the token
+            axis; `num_kept_tokens[v]` is view `v`'s real length (see
+            [`~AudioMosaicForPreTrainingOutput.view_hidden_states`]).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions=True`): attention
+            probabilities of every block on each view, `num_hidden_layers` tensors of shape `(num_views, batch_size,
+            num_heads, max_tokens, max_tokens)`, zero-padded like `hidden_states`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -85,6 +95,36 @@ class AudioMosaicForPreTrainingOutput(ModelOutput):
     num_kept_tokens: tuple[int, ...] | None = None
     ids_keep: tuple[torch.LongTensor | None, ...] | None = None
     mask: tuple[torch.BoolTensor | None, ...] | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+    def view_hidden_states(self, view: int) -> tuple[torch.FloatTensor, ...]:
+        """View `view`'s hidden states without padding: `num_hidden_layers + 1` tensors `(batch, tokens, hidden)`."""
+        if self.hidden_states is None:
+            raise ValueError("no hidden states in this output: call the model with output_hidden_states=True.")
+        length = self.num_kept_tokens[view]
+        return tuple(layer[view, :, :length] for layer in self.hidden_states)
+
+    def view_attentions(self, view: int) -> tuple[torch.FloatTensor, ...]:
+        """View `view`'s attention probabilities without padding: `num_hidden_layers` tensors `(batch, heads, tokens,
+        tokens)`."""
+        if self.attentions is None:
+            raise ValueError("no attentions in this output: call the model with output_attentions=True.")
+        length = self.num_kept_tokens[view]
+        return tuple(layer[view, :, :, :length, :length] for layer in self.attentions)
+
+
+def stack_views(per_view: list[torch.Tensor], token_dims: tuple[int, ...]) -> torch.Tensor:
+    """Stack one tensor per view on a new leading axis, zero-padding the `token_dims` (negative dimensions) of the views
+    that keep fewer tokens to the longest view's length."""
+    longest = max(tensor.shape[token_dims[0]] for tensor in per_view)
+    padded = []
+    for tensor in per_view:
+        pad = [0, 0] * tensor.ndim  # F.pad order: last dimension first, (before, after) each
+        for dim in token_dims:
+            pad[2 * (-dim - 1) + 1] = longest - tensor.shape[dim]
+        padded.append(nn.functional.pad(tensor, pad) if any(pad) else tensor)
+    return torch.stack(padded)
 
 
 class BatchNorm1dNoBias(nn.BatchNorm1d):
@@ -259,13 +299,15 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         apply_masking: bool | None = None,
         generator: torch.Generator | None = None,
         return_loss: bool = True,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> AudioMosaicForPreTrainingOutput | tuple:
         r"""
         Args:
             input_values (`torch.FloatTensor` of shape `(batch_size, num_views, frames, num_mel_bins)`): the views'
-                normalised log-mel features (e.g. from `feature_extraction.ContrastiveViewGenerator`); a
+                normalised log-mel features (e.g. from `modeling_audiomosaic.ContrastiveViewGenerator`); a
                 `(batch_size, frames, num_mel_bins)` tensor is used for every view.
             attention_mask (`torch.LongTensor` of shape `(batch_size, frames)`, *optional*): frame padding mask.
             labels (`torch.Tensor`, *optional*): clip labels of the supervised branch: `(batch_size, num_labels)`
@@ -278,8 +320,19 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 original).
             generator (`torch.Generator`, *optional*): source of randomness for the masks.
             return_loss (`bool`, defaults to `True`): compute the losses and metrics.
+            output_attentions (`bool`, *optional*): return every view's attention probabilities (computed eagerly for
+                that call); defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, *optional*): return every view's embedding output and block outputs;
+                defaults to `config.output_hidden_states`.
+            kwargs: passed to the encoder (its attention function), as [`AudioMosaicForAudioClassification`] does.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        # the encoder runs once per view, so its outputs are requested per call and stacked here (the hooks of
+        # transformers' `capture_outputs` collect one flat list per forward, which would interleave the views)
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
         config = self.config
         objectives = config.objectives
         views = self._split_views(input_values)
@@ -306,7 +359,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             teacher_map = teacher(input_values=views[0], teacher_inputs=teacher_inputs)
 
         drawn_masks = self.draw_masks(views, generator) if ids_keep is None and masking else [None] * len(views)
-        zs, pooled, features, kept, kept_ids, masks = [], [], [], [], [], []
+        zs, pooled, features, kept, kept_ids, masks, view_hidden, view_attentions = [], [], [], [], [], [], [], []
         reconstructions, logits, mae_terms, distill_terms, supervised_terms = [], [], [], [], []
         for view, spec in enumerate(views):
             if ids_keep is not None:
@@ -316,7 +369,17 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 drawn = drawn_masks[view]
                 ids = drawn.ids_keep if drawn is not None else None
                 mask = drawn.mask if drawn is not None else None
-            out = self.audiomosaic(spec, attention_mask=attention_mask, ids_keep=ids, return_dict=True)
+            out = self.audiomosaic(
+                spec,
+                attention_mask=attention_mask,
+                ids_keep=ids,
+                output_attentions=output_attentions,
+                output_hidden_states=output_hidden_states,
+                return_dict=True,
+                **kwargs,
+            )
+            view_hidden.append(out.hidden_states)
+            view_attentions.append(out.attentions)
             feature = pool_tokens(out.last_hidden_state, config.pooling, out.token_mask)
             normed = self.audiomosaic.pooler.fc_norm(feature)
             pooled.append(normed)
@@ -354,47 +417,60 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 if return_loss and labels is not None:
                     supervised_terms.append(supervised_loss(view_logits, labels, config.supervised_loss))
 
-        output = AudioMosaicForPreTrainingOutput(
-            z=torch.stack(zs) if zs else None,
-            pooled_output=torch.stack(pooled),
-            reconstruction=torch.stack(reconstructions) if reconstructions else None,
-            logits=torch.stack(logits) if logits else None,
-            num_kept_tokens=tuple(kept),
-            ids_keep=tuple(kept_ids),
-            mask=tuple(masks),
-        )
+        fields = {
+            "z": torch.stack(zs) if zs else None,
+            "pooled_output": torch.stack(pooled),
+            "reconstruction": torch.stack(reconstructions) if reconstructions else None,
+            "logits": torch.stack(logits) if logits else None,
+            "num_kept_tokens": tuple(kept),
+            "ids_keep": tuple(kept_ids),
+            "mask": tuple(masks),
+        }
+        if output_hidden_states:
+            fields["hidden_states"] = tuple(stack_views(list(layer), (-2,)) for layer in zip(*view_hidden))
+        if output_attentions:
+            fields["attentions"] = tuple(stack_views(list(layer), (-2, -1)) for layer in zip(*view_attentions))
         if return_loss:
             total = 0.0
             if "contrastive" in objectives:
                 if len(views) != 2:
                     raise ValueError(f"the contrastive objective needs exactly 2 views, got {len(views)}.")
-                z = output.z
+                z = fields["z"]
                 temperature = self.get_temperature().to(z.device)
                 result = nt_xent_loss(z[0], z[1], temperature, gather_distributed=config.gather_distributed)
-                output.contrastive_loss = result.loss
-                output.accuracy = result.accuracy
-                output.temperature = temperature.detach()
-                output.alignment, output.uniformity = alignment_uniformity(z[0], z[1])
+                fields["contrastive_loss"] = result.loss
+                fields["accuracy"] = result.accuracy
+                fields["temperature"] = temperature.detach()
+                fields["alignment"], fields["uniformity"] = alignment_uniformity(z[0], z[1])
                 total = total + config.contrastive_weight * result.loss
             if mae_terms:
-                output.mae_loss = torch.stack(mae_terms).mean()
-                total = total + config.mae_weight * output.mae_loss
+                fields["mae_loss"] = torch.stack(mae_terms).mean()
+                total = total + config.mae_weight * fields["mae_loss"]
             if distill_terms:
-                output.distill_loss = torch.stack([term.loss for term in distill_terms]).mean()
-                output.distill_loss_masked = torch.stack([term.loss_masked for term in distill_terms]).mean().detach()
-                output.distill_loss_visible = torch.stack([term.loss_visible for term in distill_terms]).mean().detach()
-                total = total + config.distill_weight * output.distill_loss
+                fields["distill_loss"] = torch.stack([term.loss for term in distill_terms]).mean()
+                for part in ("masked", "visible"):  # the two terms, for logging
+                    terms = [getattr(term, f"loss_{part}") for term in distill_terms]
+                    fields[f"distill_loss_{part}"] = torch.stack(terms).mean().detach()
+                total = total + config.distill_weight * fields["distill_loss"]
             if self.supervised_head is not None:
                 if labels is None:
                     raise ValueError(
                         f"supervised_weight={config.supervised_weight} needs labels (the SupMAM branch); pass labels "
                         "or set supervised_weight=0."
                     )
-                output.supervised_loss = torch.stack(supervised_terms).mean()
-                total = total + config.supervised_weight * output.supervised_loss
-            output.loss = total
-            output.lid_mean, output.lid_var = local_intrinsic_dimension(torch.cat(features).detach())
+                fields["supervised_loss"] = torch.stack(supervised_terms).mean()
+                total = total + config.supervised_weight * fields["supervised_loss"]
+            fields["loss"] = total
+            fields["lid_mean"], fields["lid_var"] = local_intrinsic_dimension(torch.cat(features).detach())
+        # built once, so that `to_tuple()` follows the field order (loss first, hidden states and attentions last)
+        output = AudioMosaicForPreTrainingOutput(**fields)
         return output if return_dict else output.to_tuple()
 
 
-__all__ = ["AudioMosaicForPreTraining", "AudioMosaicForPreTrainingOutput", "BatchNorm1dNoBias", "build_projector"]
+__all__ = [
+    "AudioMosaicForPreTraining",
+    "AudioMosaicForPreTrainingOutput",
+    "BatchNorm1dNoBias",
+    "build_projector",
+    "stack_views",
+]

@@ -4,7 +4,7 @@
 MAM-CLAP (Xin, Peng, Lu, arXiv 2401.15953) has no public code; what is known is that a decoder with mask tokens predicts
 one representation per patch for both the visible (Y_v) and the masked (Y_m) positions, the targets come from a frozen
 CLAP audio encoder run on the full clip, and the loss is `d(Y_m, T_m) + d(Y_v, T_v)`. Everything else here is a
-documented, configurable default (see `related_methods.md` §4 and the config docstring):
+documented, configurable default (see `docs/seed_systems.md`, section MAM-CLAP, and the config docstring):
 
 * the teacher's feature map is brought to the student's patch grid by `alignment="bilinear"` (resize the teacher's
   `(time, freq)` map to `(T', F')`, default) or `"pool"` (average-pool the student's predictions to the teacher's grid;

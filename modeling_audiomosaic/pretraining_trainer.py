@@ -3,9 +3,9 @@
 What it adds to `transformers.Trainer`:
 
 * the loss comes from the model (`outputs.loss`, a per-batch mean); `loss_is_scaled_for_ga = False` so Trainer divides
-  it by the gradient-accumulation steps (and the model sets `accepts_loss_kwargs = False`, see transformers_notes §1.4);
-* the original's weight-decay exclusions: no decay for every 1-D parameter (biases, norms), `cls_token`, the position
-  table and the learnable temperature;
+  it by the gradient-accumulation steps (and the model sets `accepts_loss_kwargs = False`, see `Trainer.training_step`);
+* the weight-decay exclusions the model declares (`model.no_weight_decay()`: every 1-D parameter such as biases,
+  norms and the learnable temperature, plus `cls_token`, the position table and the MAE mask token, as the original);
 * the DWM hint curriculum: `MaskingCurriculumCallback` calls `model.set_masking_epoch(epoch, epochs)` every epoch;
 * the model's monitoring metrics (each objective's loss, positive-pair accuracy, alignment, uniformity, LID,
   temperature, DWM hint ratio, kept tokens per view)
@@ -38,10 +38,10 @@ from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 
 from .distributed import gather_objects
+from .finetuning import no_weight_decay_parameters
 
 logger = logging.get_logger(__name__)
 
-NO_DECAY_NAMES = ("cls_token", "position_embeddings", "logit_scale", "logit_bias", "mask_token")
 LOGGED_METRICS = (
     "contrastive_loss", "mae_loss", "distill_loss", "distill_loss_masked", "distill_loss_visible", "supervised_loss",
     "accuracy", "alignment", "uniformity", "lid_mean", "lid_var", "temperature",
@@ -52,7 +52,7 @@ class MaskingCurriculumCallback(TrainerCallback):
     """Sets the model's per-epoch masking state (the DWM hint ratio) at the start of every epoch.
 
     The epoch is Trainer's (0-based, integer part) and the total is `state.num_train_epochs` (Trainer derives it from
-    `max_steps` when training is step-based), so `h = 1 - (epoch / total) ** k` follows the reference curriculum.
+    `max_steps` when training is step-based), so `h = 1 - (epoch / total) ** k` follows DWM's curriculum.
     """
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
@@ -85,12 +85,9 @@ class DataEpochCallback(TrainerCallback):
 
 
 def decay_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the parameters that get weight decay: matrices and convolution kernels only."""
-    return [
-        name
-        for name, param in model.named_parameters()
-        if param.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)
-    ]
+    """Names of the parameters that get weight decay: all but those the model lists in `model.no_weight_decay()`."""
+    excluded = no_weight_decay_parameters(model)
+    return [name for name, param in model.named_parameters() if id(param) not in excluded]
 
 
 def checkpoint_problems(folder: str | os.PathLike, world_size: int | None = None) -> list[str]:

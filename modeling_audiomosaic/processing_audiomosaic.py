@@ -17,8 +17,8 @@ from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 from transformers.tokenization_utils_base import AddedToken
 
-#: Alpaca-style prompt of LTU (`alpaca_short`, reference §12.4) as a chat template; the audio markers of the first user
-#: message are moved to the very front (LTU prepends the 32 audio embeddings), the rest is its instruction.
+#: Alpaca-style prompt of LTU (alpaca-lora's `alpaca_short` template) as a chat template; the audio markers of the
+#: first user message are moved to the very front (LTU prepends the 32 audio embeddings), the rest is its instruction.
 LTU_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}"
@@ -85,7 +85,7 @@ class AudioMosaicProcessor(ProcessorMixin):
         out = []
         for clip in clips:
             if isinstance(clip, (str, os.PathLike)):
-                from feature_extraction.data import decode_audio  # lazy: only for file inputs
+                from .feature_extraction.audio_io import decode_audio  # lazy: only for file inputs
 
                 clip = decode_audio(clip, sampling_rate=sampling_rate or self.feature_extractor.sampling_rate)
             out.append(clip)

@@ -50,8 +50,8 @@ def register_auto_classes() -> None:
     AudioMosaicForAudioClassification.register_for_auto_class("AutoModelForAudioClassification")
     AudioMosaicForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 
-    try:  # the feature extractor lives in the sibling package `feature_extraction`
-        from feature_extraction import AudioMosaicFeatureExtractor
+    try:  # the feature extractor lives in the subpackage `modeling_audiomosaic.feature_extraction`
+        from .feature_extraction import AudioMosaicFeatureExtractor
     except ImportError:  # pragma: no cover - only when the package is installed without it
         AudioMosaicFeatureExtractor = None
     if AudioMosaicFeatureExtractor is not None:
@@ -65,7 +65,7 @@ def register_auto_classes() -> None:
 def register_audio_llm_classes() -> None:
     """Register the audio-language model (`model_type="audiomosaic_llm"`) by import: `AutoConfig`,
     `AutoModelForCausalLM` (-> `AudioMosaicForConditionalGeneration`) and `AutoProcessor` (-> `AudioMosaicProcessor`).
-    Not registered for remote code: the processor depends on the sibling `feature_extraction` package."""
+    Not registered for remote code: the processor depends on `modeling_audiomosaic.feature_extraction`."""
     AutoConfig.register(AudioMosaicLLMConfig.model_type, AudioMosaicLLMConfig, exist_ok=True)
     AutoModelForCausalLM.register(AudioMosaicLLMConfig, AudioMosaicForConditionalGeneration, exist_ok=True)
     AutoProcessor.register(AudioMosaicLLMConfig, AudioMosaicProcessor, exist_ok=True)

@@ -20,15 +20,12 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from modeling_audiomosaic.convert_original_checkpoint import (  # noqa: E402
+from modeling_audiomosaic.convert_original_checkpoint import (
     LTU_CLASSES,
     MODEL_CLASS_ALIASES,
     ORIGINAL_CLASSES,
     convert_original_checkpoint,
+    format_conversion_summary,
 )
 
 
@@ -57,34 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_summary(summary: dict) -> str:
-    """A short human-readable summary of a conversion."""
-    pre = summary["preprocessing"]
-    lines = [
-        f"source:        {summary['source']} ({summary['source_format']})",
-        f"class:         {summary['original_class']} -> {summary['native_class']}"
-        + (f" (classifier_head={summary['classifier_head']})" if summary.get("classifier_head") else ""),
-        f"keys:          {summary['num_original_keys']} original -> {summary['num_native_keys']} native"
-        + (f", {len(summary['skipped'])} skipped" if summary["skipped"] else ""),
-        f"preprocessing: {pre['max_length']} frames, mean {pre['mean']}, std {pre['std']} ({pre['source']})",
-    ]
-    if summary.get("labels"):
-        labels = summary["labels"]
-        lines.append(f"labels:        {labels['num_labels']} ({labels['label_set'] or 'generic'}), "
-                     f"{labels['problem_type']}")
-    config, sources = summary.get("config", {}), summary.get("config_sources") or {}
-    for index, (name, source) in enumerate(sources.items()):  # where each config value came from
-        value = summary["labels"]["problem_type"] if name == "problem_type" else config.get(name)
-        lines.append(f"{'config:' if index == 0 else '':<15}{name}={value!r} <- {source}")
-    lines.append(f"model card:    {'release ' + summary['release'] if summary.get('release') else 'generic'}")
-    lines += [f"note:          {note}" for note in summary["notes"]]
-    if summary["dry_run"]:
-        lines.append("dry run:       nothing written")
-    else:
-        lines.append(f"written to:    {summary['dst']}: {', '.join(summary['files'])}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the conversion; returns the exit code (errors are reported on stderr)."""
     parser = build_parser()
@@ -102,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 1
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    print(json.dumps(summary, indent=2) if args.json else format_conversion_summary(summary))
     return 0
 
 

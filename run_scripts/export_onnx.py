@@ -14,15 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel  # noqa: E402
-from modeling_audiomosaic.onnx_export import export_onnx, validate_onnx  # noqa: E402
+from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel
+from modeling_audiomosaic.onnx_export import export_onnx, validate_onnx
 
 
 def main(argv=None) -> dict:

@@ -8,46 +8,55 @@ python run_scripts/make_model_cards.py --out_dir cards --only AudioMosaic-vit-b1
 python run_scripts/make_model_cards.py --original      # cards for the original-format releases instead
 ```
 
-The cards come from `modeling_audiomosaic/releases.py`, which is loaded by file path so that this script needs
-neither torch nor transformers.
+The cards are rendered by `modeling_audiomosaic/model_cards.py` from the release catalogue in
+`modeling_audiomosaic/releases.py`. Both import only the standard library; they are loaded from their folder without
+running the package's `__init__` (which imports torch), so this script needs neither torch nor transformers.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
+import importlib
+import importlib.machinery
 import sys
+import types
 from pathlib import Path
 from types import ModuleType
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RELEASES_FILE = REPO_ROOT / "modeling_audiomosaic" / "releases.py"
+PACKAGE_DIR = REPO_ROOT / "modeling_audiomosaic"
 DEFAULT_OUT_DIR = REPO_ROOT / "model_cards"
 INDEX_NAME = "README.md"
+#: name under which the folder `modeling_audiomosaic/` is imported here, without its `__init__.py`
+STANDALONE_PACKAGE = "audiomosaic_model_cards_standalone"
 
 
-def load_releases_module() -> ModuleType:
-    """Import `modeling_audiomosaic/releases.py` standalone (without the package's torch-importing `__init__`)."""
-    spec = importlib.util.spec_from_file_location("audiomosaic_releases", RELEASES_FILE)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {RELEASES_FILE}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module by name
-    spec.loader.exec_module(module)
-    return module
+def load_model_cards_module() -> ModuleType:
+    """Import `modeling_audiomosaic/model_cards.py` (and the catalogue `releases.py` it reads) standalone.
+
+    The folder is registered as a bare package (no `__init__.py` executed), so the relative import
+    `from .releases import ...` of `model_cards.py` resolves to the file next to it while torch stays unimported.
+    """
+    if STANDALONE_PACKAGE not in sys.modules:
+        package = types.ModuleType(STANDALONE_PACKAGE)
+        package.__path__ = [str(PACKAGE_DIR)]
+        package.__spec__ = importlib.machinery.ModuleSpec(STANDALONE_PACKAGE, None, is_package=True)
+        package.__spec__.submodule_search_locations = [str(PACKAGE_DIR)]
+        sys.modules[STANDALONE_PACKAGE] = package
+    return importlib.import_module(f"{STANDALONE_PACKAGE}.model_cards")
 
 
 def expected_files(names: list[str] | None = None, converted: bool = True) -> dict[str, str]:
     """File name -> generated text for the selected releases (all by default) plus the index."""
-    releases = load_releases_module()
-    selected = list(releases.RELEASES) if not names else names
-    unknown = [name for name in selected if name not in releases.RELEASES]
+    cards = load_model_cards_module()
+    selected = list(cards.RELEASES) if not names else names
+    unknown = [name for name in selected if name not in cards.RELEASES]
     if unknown:
-        raise SystemExit(f"unknown release(s): {unknown}; known: {sorted(releases.RELEASES)}")
-    files = {f"{name}.md": releases.render_model_card(name, converted=converted) for name in selected}
+        raise SystemExit(f"unknown release(s): {unknown}; known: {sorted(cards.RELEASES)}")
+    files = {f"{name}.md": cards.render_model_card(name, converted=converted) for name in selected}
     if not names:
-        files[INDEX_NAME] = releases.render_index()
+        files[INDEX_NAME] = cards.render_index()
     return files
 
 

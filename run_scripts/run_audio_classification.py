@@ -28,7 +28,7 @@ weights (from the folder's config, or from ``--input_preset/--model_size/--confi
 baseline.
 
 **Data.** ``--train_file/--validation_file/--test_file``: AudioSet-style JSON manifests or CSV files (see
-`feature_extraction.data.load_audio_dataset`). Labels come from ``--label_file`` (a ``labels.csv``) or are inferred
+`modeling_audiomosaic.load_audio_dataset`). Labels come from ``--label_file`` (a ``labels.csv``) or are inferred
 from the training split; single-label (cross-entropy) or multi-label (BCE) is inferred from the data (an example with
 zero or several labels means multi-label) or set with ``--problem_type``. Features come from the model folder's
 feature extractor or ``--feature_preset`` (audioset | esc50 | speechcommands); clips are zero-padded / cropped to its
@@ -43,60 +43,52 @@ extractor are saved in ``output_dir``, loadable by ``pipeline("audio-classificat
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import logging
 import math
 import os
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-if str(REPO / "run_scripts") not in sys.path:
-    sys.path.insert(0, str(REPO / "run_scripts"))
-
-import transformers  # noqa: E402
-from script_args import parse_with_recipe  # noqa: E402
-from transformers import (  # noqa: E402
+import transformers
+from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
     AutoModelForAudioClassification,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint  # noqa: E402
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint
 
-import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.data import (  # noqa: E402
+import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
+from modeling_audiomosaic.feature_extraction import (
     AudioClassificationCollator,
+    AudioMosaicFeatureExtractor,
     LabelVocabulary,
     build_label_vocabulary,
     load_audio_dataset,
 )
-from modeling_audiomosaic import AudioMosaicConfig  # noqa: E402
-from modeling_audiomosaic.finetuning import (  # noqa: E402
+from modeling_audiomosaic.feature_extraction.labels import LABEL_KEY_COLUMNS, read_label_csv
+from modeling_audiomosaic import AudioMosaicConfig
+from modeling_audiomosaic.finetuning import (
     AudioClassificationTrainCollator,
     AudioClassificationTrainer,
-    CachedProbeHead,
     SpecAugment,
+    logits_only,
+)
+from modeling_audiomosaic.metrics import compute_classification_metrics
+from modeling_audiomosaic.probing import (
     collate_cached_features,
     compute_probe_features,
     freeze_for_probing,
     is_audiomosaic_classifier,
-    logits_only,
 )
-from modeling_audiomosaic.metrics import compute_classification_metrics  # noqa: E402
+from modeling_audiomosaic.recipe_arguments import parse_with_recipe
 
 logger = logging.getLogger("run_audio_classification")
 
@@ -209,26 +201,15 @@ def read_label_file(path: str, train_labels: set[str] | None = None) -> tuple[li
     ``display_name`` column (rows ordered by ``index`` when present); or a header-less file with one label per line
     (first column). When several key columns exist, the one covering most training labels is used as the key.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError(f"label file {path} is empty")
-    header = [cell.strip().lower() for cell in rows[0]]
-    key_candidates = [name for name in ("mid", "label", "name", "class", "display_name", "labels") if name in header]
-    if not key_candidates:  # no header: one label per row
-        return [row[0].strip() for row in rows], None
-    records = [dict(zip(header, (cell.strip() for cell in row))) for row in rows[1:]]
-    if "index" in header:
-        records.sort(key=lambda r: int(r["index"]))
-        indices = [int(r["index"]) for r in records]
-        if indices != list(range(len(records))):
-            raise ValueError(f"{path}: the index column is not 0..{len(records) - 1}")
+    table = read_label_csv(path)  # rows in `index` order (checked to be 0..n-1) when the file has that column
+    if not table.has_header:  # one label per row
+        return table.column("label"), None
+    key_candidates = [name for name in LABEL_KEY_COLUMNS if name in table.columns]
     key = key_candidates[0]
     if train_labels:
-        key = max(key_candidates, key=lambda c: sum(r.get(c) in train_labels for r in records))
-    keys = [r[key] for r in records]
-    names = [r["display_name"] for r in records] if "display_name" in header else None
-    return keys, names
+        key = max(key_candidates, key=lambda c: sum(label in train_labels for label in table.column(c)))
+    names = table.column("display_name") if "display_name" in table.columns else None
+    return table.column(key), names
 
 
 def build_vocabulary(data_args: DataArguments, train_dataset: Any, eval_sets: dict[str, Any]) -> LabelVocabulary:
@@ -495,7 +476,7 @@ def main(argv: list[str] | None = None) -> dict:
                                           num_workers=training_args.dataloader_num_workers, description=split)
             for split, dataset in {"train": train_dataset, **eval_sets}.items()
         }
-        train_model = CachedProbeHead(model)
+        train_model = model.probe_head()  # the model's own head on the cached probe inputs, sharing its parameters
         train_data, split_data = cached["train"], {k: cached[k] for k in eval_sets}
         data_collator, eval_data_collator = collate_cached_features, None
     else:
@@ -608,8 +589,8 @@ def shutdown(trainer: AudioClassificationTrainer) -> None:
     """Release the DDP wrapper *before* the process group goes away, then destroy the group.
 
     A DDP reducer that outlives its (destroyed) gloo group can block forever in its destructor when `main()` returns;
-    leaving the group alive instead can abort at interpreter exit (transformers_notes §1.13). So: barrier, drop every
-    reference to the wrapped model (Trainer + accelerate), collect, destroy.
+    leaving the group alive instead can abort at interpreter exit (gloo: SIGABRT, seen in 1 of 3 runs). So: barrier,
+    drop every reference to the wrapped model (Trainer + accelerate), collect, destroy.
     """
     distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
     if distributed:

@@ -52,17 +52,16 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.data import load_audio_dataset  # noqa: E402
-from modeling_audiomosaic import (  # noqa: E402
+import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset
+from modeling_audiomosaic import (
     AudioMosaicForConditionalGeneration,
     AudioMosaicProcessor,
     answer_alignment_loss,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 TASK_QUESTIONS = {
     "keywords": "What word is spoken?",
@@ -143,12 +142,12 @@ def corpus_qa_items(corpus_dir: str | Path, split: str, per_task: int | None, se
 def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str, Any]]:
     """Read `{"audio", "question", "answer"[, "task"]}` records from a JSON list or JSON-lines file; `audio` is a
     path (relative to the file) or a list of samples at `sampling_rate`."""
-    from feature_extraction.data import read_audio, resample_audio
+    from modeling_audiomosaic.feature_extraction.audio_io import decode_audio
 
     path = Path(path)
     text = path.read_text()
-    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if
-                                                                        l.strip()]
+    records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines()
+                                                                        if line.strip()]
     items = []
     for number, record in enumerate(records):
         missing = [key for key in ("audio", "question", "answer") if key not in record]
@@ -159,8 +158,7 @@ def load_qa_file(path: str | Path, sampling_rate: int = 16000) -> list[dict[str,
             file = (path.parent / audio) if not Path(audio).is_absolute() else Path(audio)
             if not file.is_file():
                 raise FileNotFoundError(f"{path}: record {number}: audio file {file} does not exist.")
-            wave, rate = read_audio(str(file))  # (samples, channels) float32
-            audio = resample_audio(wave.mean(axis=1), rate, sampling_rate)
+            audio = decode_audio(str(file), sampling_rate)  # mono float32 at `sampling_rate`
         items.append({"audio": np.asarray(audio, dtype=np.float32), "question": str(record["question"]),
                       "answer": str(record["answer"]), "task": str(record.get("task", "all"))})
     if not items:

@@ -32,15 +32,11 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def machine() -> dict:
@@ -153,7 +149,7 @@ def bench_pretrain_step(args) -> dict:
 
 
 def bench_features_vs_ast(args) -> dict:
-    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
     rng = np.random.default_rng(0)
     clips = [rng.standard_normal(160000).astype(np.float32) * 0.1 for _ in range(32)]
@@ -209,8 +205,7 @@ def _encoder_config(args):
 
 def _timm_reference(config) -> torch.nn.Module:
     """timm's VisionTransformer built like the original encoder (timm from its reference folder, torchvision stubbed)."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from reference_timm import OriginalAudioMosaicReference
+    from modeling_audiomosaic.timm_reference import OriginalAudioMosaicReference
 
     return OriginalAudioMosaicReference(frames=1024, mel_bins=128, dim=config.hidden_size,
                                         depth=config.num_hidden_layers, heads=config.num_attention_heads,
@@ -341,15 +336,6 @@ def _cpu_bf16_flags() -> list[str]:
     return sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
 
 
-def _import_audiomentations():
-    """audiomentations 0.43.1 (the original's augmentation library) from its reference folder (setup_env.sh)."""
-    folder = os.environ.get("AUDIOMOSAIC_AUDIOMENTATIONS_PATH", os.path.join(sys.prefix, "audiomentations_reference"))
-    if os.path.isdir(folder) and folder not in sys.path:
-        sys.path.append(folder)  # appended: the venv's own numpy / scipy / soxr stay first
-    import audiomentations  # noqa: PLC0415
-
-    return audiomentations
-
 
 def bench_views(args) -> dict:
     """Two augmented log-mel views per 10 s clip, clips/s on ONE core: our batched `ContrastiveViewGenerator` vs the
@@ -364,11 +350,12 @@ def bench_views(args) -> dict:
     Every baseline's fbank is OUR `kaldi_fbank` kernel called on one view at a time unless stated (the original's
     torchaudio fbank is not installable here), which makes the baselines faster than the original code.
     """
-    from feature_extraction import AudioMosaicFeatureExtractor
-    from feature_extraction.augmentation import ContrastiveViewGenerator
-    from feature_extraction.feature_extraction_audiomosaic import kaldi_fbank
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction.augmentation import ContrastiveViewGenerator
+    from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic import kaldi_fbank
+    from modeling_audiomosaic.reference_packages import import_audiomentations
 
-    A = _import_audiomentations()
+    A = import_audiomentations()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -439,7 +426,7 @@ def bench_views(args) -> dict:
 
 def bench_length_scaling(args) -> dict:
     """Encoder time vs clip length (1-30 s; > 10.24 s in 50 %-overlapping windows) and chunked embedding of 10 min."""
-    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     from modeling_audiomosaic import AudioMosaicModel
     from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
 

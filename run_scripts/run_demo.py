@@ -29,56 +29,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
+import modeling_audiomosaic  # registers the Auto classes
+from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel
+from modeling_audiomosaic.demo_tasks import SPLITS, TASKS, load_split, log, logmel_features, pretrain_arguments
+from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.augmentation import ContrastiveViewGenerator
+from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset
+from modeling_audiomosaic.plots import plot_embedding_map, plot_masked_views, plot_probe_bars, plot_training_loss
+from modeling_audiomosaic.probing import layer_sweep_probe, logistic_regression_probe
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "run_scripts"))
-
-import modeling_audiomosaic  # noqa: E402,F401  (registers the Auto classes)
-from demo_plots import (  # noqa: E402
-    layer_sweep_probe,
-    logistic_regression_probe,
-    logmel_statistics,
-    plot_embedding_map,
-    plot_masked_views,
-    plot_probe_bars,
-    plot_training_loss,
-)
-from feature_extraction import AudioMosaicFeatureExtractor, kaldi_fbank  # noqa: E402
-from feature_extraction.augmentation import ContrastiveViewGenerator  # noqa: E402
-from feature_extraction.data import load_audio_dataset  # noqa: E402
-from modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel  # noqa: E402
-from modeling_audiomosaic.embeddings import AudioMosaicEmbedder  # noqa: E402
-
-TASKS = ("keywords", "esc", "instruments")
-SPLITS = ("train", "validation", "test")
 MODEL_NAMES = ("AudioMosaic (pre-trained)", "same architecture, random init", "log-mel statistics")
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
-
-
-def load_split(corpus: Path, task: str, split: str) -> tuple[list[np.ndarray], list[str]]:
-    dataset = load_audio_dataset(corpus / task / f"{split}.json", group_column="group")
-    waves, labels = [], []
-    for example in dataset:
-        waves.append(np.asarray(example["audio"], dtype=np.float32))
-        labels.append(example["labels"][0])
-    return waves, labels
-
-
-def logmel_features(waves: list[np.ndarray], fe: AudioMosaicFeatureExtractor) -> np.ndarray:
-    """Per-bin mean and std of the normalised log-mel over the WHOLE clip (no cropping)."""
-    out = []
-    for wave in waves:
-        spec = kaldi_fbank(torch.from_numpy(wave))  # (frames, 128)
-        spec = (spec - fe.mean) / (2 * fe.std)
-        out.append(logmel_statistics(spec.unsqueeze(0))[0])
-    return np.stack(out)
 
 
 def write_model_card(folder: Path, title: str, body: str, tags: list[str], pipeline_tag: str | None) -> None:
@@ -113,14 +78,6 @@ def classifier_from_probe(encoder_dir: Path, probe: dict, classes: list[str]) ->
         model.classifier.dense.weight.copy_(torch.from_numpy(weight[order]).float())
         model.classifier.dense.bias.copy_(torch.from_numpy(bias[order]).float())
     return model.eval()
-
-
-def pretrain_arguments(recipe: str | Path, manifest: Path, output_dir: Path, steps: int, seed: int,
-                       progress: bool = True, extra: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """The `run_pretrain.py` arguments of the demo's pre-training (also used by `run_speech_study.py`)."""
-    return ["--config", str(recipe), "--train_path", str(manifest), "--output_dir", str(output_dir),
-            "--max_steps", str(steps), "--seed", str(seed), "--disable_tqdm", "false" if progress else "true",
-            "--report_to", "tensorboard", "--save_steps", "100000", *extra]
 
 
 def _stable_log_entry(entry: dict) -> dict:
@@ -169,7 +126,7 @@ def main(argv=None) -> dict:
 
     # 1. corpus --------------------------------------------------------------------------------------------------
     log("[1/5] building the offline corpus (cached after the first run) ...")
-    from build_offline_corpus import POOLS, build_corpus, pool_tasks
+    from modeling_audiomosaic.feature_extraction.offline_corpus import POOLS, build_corpus, pool_tasks
 
     corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=args.seed, tasks=pool_tasks(args.pool))
     stats = json.loads((corpus / "corpus_stats.json").read_text())
@@ -181,11 +138,11 @@ def main(argv=None) -> dict:
     if not args.skip_pretrain:
         log(f"[2/5] pre-training AudioMosaic on the pool for {args.pretrain_max_steps} steps "
             f"(about {args.pretrain_minutes:g} min on 2 CPU cores) ...")
-        import run_pretrain
+        from modeling_audiomosaic.pretraining_run import run_pretraining
 
         cap = ["--max_train_minutes", str(args.pretrain_max_minutes)] if args.pretrain_max_minutes else []
-        run_pretrain.main(pretrain_arguments(args.recipe, corpus / POOLS[args.pool] / "train.json", pretrain_dir,
-                                             args.pretrain_max_steps, args.seed, extra=cap))
+        run_pretraining(pretrain_arguments(args.recipe, corpus / POOLS[args.pool] / "train.json", pretrain_dir,
+                                           args.pretrain_max_steps, args.seed, extra=cap))
     summary = json.loads((pretrain_dir / "pretrain_summary.json").read_text())
     timings["pretrain_s"] = round(time.time() - t1, 1)
     schedule = schedule_status(summary["global_step"], args.pretrain_max_steps, args.pretrain_max_minutes)

@@ -49,14 +49,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
+from modeling_audiomosaic.demo_tasks import TASKS, ProbeHarness, log, summarise_over_seeds
+from modeling_audiomosaic.plots import grouped_bars
+from modeling_audiomosaic.pretraining_run import build_config, parse_args
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "run_scripts"))
-
-import modeling_audiomosaic  # noqa: E402,F401
-from demo_plots import grouped_bars, layer_sweep_probe, logistic_regression_probe  # noqa: E402
-from run_demo import SPLITS, TASKS, load_split, logmel_features  # noqa: E402
-
 RECIPE = REPO / "run_scripts" / "recipes" / "pretrain_cpu_compare.yaml"
 
 BASE_SYSTEMS: dict[str, list[str]] = {
@@ -75,10 +73,6 @@ PREDICTED = (
     "feature-target methods under a linear probe; DWM reports consistent gains over random and inverse-block masking "
     "inside MAE/M2D training; MAM-CLAP and SupMAM report gains from a strong CLAP teacher and from labels."
 )
-
-
-def log(message: str) -> None:
-    print(message, flush=True)
 
 
 def labelled_pool_manifest(corpus: Path, out: Path) -> Path:
@@ -152,9 +146,7 @@ def step_macs_per_clip(config) -> dict:
 
 def system_config(flags: list[str]):
     """The AudioMosaicConfig a system's flags produce with the comparison recipe (teacher width = the encoder's)."""
-    import run_pretrain
-
-    model_args, _, _ = run_pretrain.parse_args(["--config", str(RECIPE), "--output_dir", "unused", *flags])
+    model_args, _, _ = parse_args(["--config", str(RECIPE), "--output_dir", "unused", *flags])
 
     class _Teacher:
         feature_dim = None
@@ -165,10 +157,10 @@ def system_config(flags: list[str]):
         teacher.feature_dim = json.loads(model_args.config_overrides)["hidden_size"]
     vocabulary = None
     if "--supervised_weight" in flags:
-        from feature_extraction.data import LabelVocabulary
+        from modeling_audiomosaic.feature_extraction.labels import LabelVocabulary
 
         vocabulary = LabelVocabulary(["a", "b"], multi_label=True)
-    return run_pretrain.build_config(model_args, teacher, vocabulary)
+    return build_config(model_args, teacher, vocabulary)
 
 
 def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, seed: int, max_steps: int,
@@ -189,62 +181,6 @@ def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, see
     losses = [h for h in summary["log_history"] if "loss" in h]
     return {"steps": summary["global_step"], "wall_s": round(time.time() - start, 1),
             "final_loss": losses[-1]["loss"] if losses else None, "data_items_skipped": summary["data_items_skipped"]}
-
-
-class ProbeHarness:
-    """Loads the three tasks once and probes any encoder folder (or the baselines) on them."""
-
-    def __init__(self, corpus: Path) -> None:
-        self.data = {task: {split: load_split(corpus, task, split) for split in SPLITS} for task in TASKS}
-
-    def _probe(self, features: dict[str, dict[str, np.ndarray]], seed: int) -> dict:
-        out = {}
-        for task in TASKS:
-            labels = {s: self.data[task][s][1] for s in SPLITS}
-            f = features[task]
-            result = logistic_regression_probe(f["train"], labels["train"], f["validation"], labels["validation"],
-                                               f["test"], labels["test"], seed=seed)
-            out[task] = {"test_accuracy": result["test_accuracy"], "validation_accuracy": result["validation_accuracy"],
-                         "C": result["C"]}
-        return out
-
-    def probe_model(self, model: torch.nn.Module, fe, seed: int) -> dict:
-        """Layer sweep as the demo: block and C chosen on validation; the last block's test accuracy recorded too."""
-        from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
-
-        embedder = AudioMosaicEmbedder(model.eval(), fe, batch_size=64, layer="all")
-        out = {}
-        for task in TASKS:
-            features = {s: embedder.embed(self.data[task][s][0]).numpy() for s in SPLITS}
-            labels = {s: self.data[task][s][1] for s in SPLITS}
-            sweep = layer_sweep_probe(features, labels, seed=seed)
-            best = sweep["best"]
-            out[task] = {"test_accuracy": best["test_accuracy"], "validation_accuracy": best["validation_accuracy"],
-                         "C": best["C"], "layer": best["layer"], "last_block_test_accuracy": sweep["last"]["test_accuracy"],
-                         "per_layer": sweep["per_layer"]}
-        return out
-
-    def probe_logmel(self, fe, seed: int) -> dict:
-        features = {t: {s: logmel_features(self.data[t][s][0], fe) for s in SPLITS} for t in TASKS}
-        return self._probe(features, seed)
-
-
-def summarise(results: dict[str, dict[int, dict]]) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """system -> task (+ "mean") -> (mean, std, n) of the test accuracy over seeds."""
-    table = {}
-    for system, by_seed in results.items():
-        rows = {}
-        for task in (*TASKS, "mean"):
-            values = []
-            for result in by_seed.values():
-                if task == "mean":
-                    values.append(float(np.mean([result["probe"][t]["test_accuracy"] for t in TASKS])))
-                else:
-                    values.append(result["probe"][task]["test_accuracy"])
-            rows[task] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                          len(values))
-        table[system] = rows
-    return table
 
 
 def markdown_table(table: dict, results: dict, compute: dict) -> str:
@@ -270,10 +206,9 @@ def markdown_table(table: dict, results: dict, compute: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(table: dict, path: Path) -> None:
-    """Mean ± std over seeds per system and task; one distinct colour per system, legend below the bars."""
-    import matplotlib.pyplot as plt
-
+def plot(table: dict, path: Path):
+    """Mean ± std over seeds per system and task; one distinct colour per system, legend below the bars. Returns the
+    (saved) figure."""
     systems = sorted(table, key=lambda s: -table[s]["mean"][0])
     groups = (*TASKS, "mean")
     fig = grouped_bars(
@@ -283,7 +218,7 @@ def plot(table: dict, path: Path) -> None:
         title="Equal-compute (MACs) pre-training on the offline pool, linear probes (mean ± std over seeds)",
     )
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def main(argv=None) -> dict:
@@ -301,8 +236,8 @@ def main(argv=None) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    from build_offline_corpus import build_corpus
-    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction.offline_corpus import build_corpus
     from modeling_audiomosaic import AudioMosaicModel
 
     corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=0)
@@ -312,9 +247,7 @@ def main(argv=None) -> dict:
     extra = args.extra_args.split() if args.extra_args else []
     systems = {k: v for k, v in BASE_SYSTEMS.items() if not args.systems or k in args.systems}
     results: dict[str, dict[int, dict]] = {}
-    import run_pretrain
-
-    recipe_args = run_pretrain.parse_args(["--config", str(RECIPE), "--output_dir", "unused", *extra])
+    recipe_args = parse_args(["--config", str(RECIPE), "--output_dir", "unused", *extra])
     batch = recipe_args[2].per_device_train_batch_size
     reference = step_macs_per_clip(system_config(BASE_SYSTEMS["audiomosaic_tf"] + extra))
     budget_macs = args.budget_steps * batch * reference["train_macs"]
@@ -365,7 +298,7 @@ def main(argv=None) -> dict:
                 cache.write_text(json.dumps({"probe": probe}, indent=2))
             results.setdefault(name, {})[seed] = json.loads(cache.read_text())
 
-    base_table = summarise({k: v for k, v in results.items() if k in systems})
+    base_table = summarise_over_seeds({k: v for k, v in results.items() if k in systems})
     best_two = sorted(base_table, key=lambda s: -base_table[s]["mean"][0])[:2]
     if not args.no_supmam:
         for seed in args.seeds:
@@ -374,7 +307,7 @@ def main(argv=None) -> dict:
                                               "--label_column", "labels"]
                 run_system(f"supmam+{name}", flags, seed, labelled_pool)
 
-    table = summarise(results)
+    table = summarise_over_seeds(results)
     markdown = markdown_table(table, results, compute)
     plot(table, out / "comparison.png")
     text = (

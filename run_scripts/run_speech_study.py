@@ -4,12 +4,12 @@ embedding window, measured over seeds, to pick the demo's defaults.
 
 For every seed (default 0 1 2) and pool (`default`: `pretrain_pool/`, `speech`: `pretrain_pool_speech/`, the default
 pool plus sentences and words from train/validation voices until half of the clips are speech; see
-docs/offline_corpus.md), pre-train exactly as `run_demo.py --pool <pool> --seed <seed>` does (`run_pretrain.main`,
+docs/offline_corpus.md), pre-train exactly as `run_demo.py --pool <pool> --seed <seed>` does (`run_pretraining`,
 the demo's recipe, flags and step count), then linear-probe the pre-trained encoder on the three tasks for every
 pooling (`mean`: all tokens incl. CLS, the demo's; `cls`; `mean_patches`) x embedding window (`AudioMosaicEmbedder`
 windows of 128 frames = the model's 1.28 s, the demo's, or 64 frames, 50 % overlap, averaged over the clip): the block
-and C are chosen on the validation split (`demo_plots.layer_sweep_probe`), the test split is read for the record.
-A last row per pool also chooses the pooling and window per task on validation. The corpus is the demo's for
+and C are chosen on the validation split (`modeling_audiomosaic.probing.layer_sweep_probe`), the test split is read for
+the record. A last row per pool also chooses the pooling and window per task on validation. The corpus is the demo's for
 `--corpus_seed` (default 0: the study's default-pool seed-0 encoder is the demo's); seeds vary pre-training.
 
 Baselines, as in the demo (they do not depend on the pool): the same architecture randomly initialised (demo probe:
@@ -42,15 +42,14 @@ from typing import Any
 import numpy as np
 import torch
 
-import run_demo  # run_scripts/ is on sys.path for a script; run_demo adds the repository too
-from build_offline_corpus import POOLS, build_corpus, pool_tasks
-from demo_plots import layer_sweep_probe
-from feature_extraction import AudioMosaicFeatureExtractor
-from modeling_audiomosaic import AudioMosaicModel
+from modeling_audiomosaic import AudioMosaicModel, pretraining_run
+from modeling_audiomosaic.demo_tasks import SPLITS, TASKS, ProbeHarness, log, pretrain_arguments, summarise_over_seeds
 from modeling_audiomosaic.embeddings import POOLINGS, AudioMosaicEmbedder
-from run_seed_comparison import ProbeHarness, summarise
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.offline_corpus import POOLS, build_corpus, pool_tasks
+from modeling_audiomosaic.probing import layer_sweep_probe
 
-TASKS, SPLITS, log = run_demo.TASKS, run_demo.SPLITS, run_demo.log
+REPO = Path(__file__).resolve().parents[1]
 DEMO_POOLING, DEMO_WINDOW = "mean", 128  # the demo's probe: the model's pooling, windows of the model's length
 CHOSEN = "pooling and window chosen per task on validation"
 
@@ -142,12 +141,10 @@ def pretrain(run_dir: Path, manifest: Path, seed: int, args: argparse.Namespace,
     if key_file.is_file() and json.loads(key_file.read_text()) == key:
         log("  pre-training: cached")
     else:
-        import run_pretrain
-
         shutil.rmtree(run_dir, ignore_errors=True)
         start = time.time()
-        run_pretrain.main(run_demo.pretrain_arguments(args.recipe, manifest, run_dir, args.pretrain_max_steps, seed,
-                                                      args.progress, shlex.split(args.pretrain_args)))
+        pretraining_run.run_pretraining(pretrain_arguments(args.recipe, manifest, run_dir, args.pretrain_max_steps,
+                                                           seed, args.progress, shlex.split(args.pretrain_args)))
         _write_json(run_dir / "study_pretrain_info.json", {"wall_s": round(time.time() - start, 1)})
         key_file.write_text(json.dumps(key))
     summary = json.loads((run_dir / "pretrain_summary.json").read_text())
@@ -171,7 +168,7 @@ def summarise_study(results: dict[str, dict[int, dict]], baselines: dict[str, di
     systems = {f"{pool} | {choice}": {seed: {"probe": r["probe"][choice]} for seed, r in by_seed.items()}
                for pool, by_seed in results.items() for choice in next(iter(by_seed.values()))["probe"]}
     systems.update({name: by_seed for name, by_seed in baselines.items()})
-    rows = summarise(systems)
+    rows = summarise_over_seeds(systems)
     for name, by_seed in systems.items():
         rows[name]["validation_mean"] = mean_std([float(np.mean([r["probe"][t]["validation_accuracy"] for t in TASKS]))
                                                  for r in by_seed.values()])
@@ -205,7 +202,7 @@ def summarise_study(results: dict[str, dict[int, dict]], baselines: dict[str, di
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default=str(run_demo.REPO / ".cache" / "speech_study"))
+    parser.add_argument("--output_dir", default=str(REPO / ".cache" / "speech_study"))
     parser.add_argument("--corpus_size", default="default", choices=["tiny", "small", "default"])
     parser.add_argument("--corpus_dir", default=None, help="default: .cache/offline_corpus/<size>-seed<corpus_seed>")
     parser.add_argument("--corpus_seed", type=int, default=0)
@@ -213,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pools", nargs="+", default=["default", "speech"], choices=sorted(POOLS))
     parser.add_argument("--pretrain_max_steps", type=int, default=400, help="run_demo.py's default")
-    parser.add_argument("--recipe", default=str(run_demo.REPO / "run_scripts" / "recipes" / "pretrain_cpu_demo.yaml"))
+    parser.add_argument("--recipe", default=str(REPO / "run_scripts" / "recipes" / "pretrain_cpu_demo.yaml"))
     parser.add_argument("--pretrain_args", default="", help="more run_pretrain.py flags (smoke tests), e.g. "
                                                             "'--per_device_train_batch_size 8'")
     parser.add_argument("--poolings", nargs="+", default=list(POOLINGS), choices=POOLINGS)

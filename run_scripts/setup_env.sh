@@ -63,6 +63,10 @@ fi
 [ -d "$VENV/audiomentations_reference/audiomentations" ] || "${PIP[@]}" --no-deps --target "$VENV/audiomentations_reference" \
   "audiomentations==0.43.1" "numpy-minmax==0.6.0" "numpy-rms==0.7.0" "python-stretch==0.3.1" "librosa==0.11.0" \
   "lazy_loader==0.6" "decorator==5.3.2" "audioread==3.1.0" "pooch==1.9.0" "msgpack==1.2.4"
+# transformers' own generic model tests (ModelTesterMixin, ...) are not in the wheel: take them from the sdist of the
+# installed transformers version into .cache/transformers_tests (idempotent, never committed; for
+# tests/test_transformers_conformance.py)
+"$PY" "$REPO/run_scripts/fetch_transformers_tests.py"
 "$PY" - <<'PYEOF'
 import torch, transformers
 assert torch.__version__.startswith("2.13.0"), f"torch was replaced: {torch.__version__}"

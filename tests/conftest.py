@@ -1,4 +1,4 @@
-"""Shared pytest set-up: offline hub, a private remote-code cache, and small helpers."""
+"""Shared pytest set-up: offline hub, a private remote-code cache, run_scripts/ importable, and small helpers."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+import torch
+
+# before any test module imports transformers / huggingface_hub, which read them at import
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="hf_modules_"))
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+# The packages come from the installed distribution (`pip install -e .`), never from the repository root. The one path
+# edit of the test suite: the command-line scripts, so that tests can import their modules (`import run_demo`).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
 
 
 def pytest_configure(config):

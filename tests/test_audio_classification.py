@@ -14,25 +14,23 @@ import torch
 from safetensors.torch import load_file
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
-from feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicForPreTraining
 from modeling_audiomosaic.finetuning import (
     AudioClassificationTrainCollator,
-    CachedProbeHead,
     SpecAugment,
     add_noise_and_shift,
-    classification_loss,
-    extract_probe_features,
     get_layer_id,
     layer_decay_param_groups,
     mixup_waveforms,
     normalized_fill_value,
-    soft_target_cross_entropy,
 )
+from modeling_audiomosaic.modeling_audiomosaic import classification_loss, soft_target_cross_entropy
+from modeling_audiomosaic.probing import extract_probe_features
+
+import run_audio_classification as rac
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-import run_audio_classification as rac  # noqa: E402
 
 TONES = {"low": 300.0, "mid": 1200.0, "high": 3500.0}
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_length=64,
@@ -230,7 +228,7 @@ def test_spec_augment_fills_normalised_raw_zero():
 
 
 def test_train_collator_without_augmentation_equals_eval_collator(data_dir):
-    from feature_extraction.data import AudioClassificationCollator, build_label_vocabulary, load_audio_dataset
+    from modeling_audiomosaic import AudioClassificationCollator, build_label_vocabulary, load_audio_dataset
 
     dataset = load_audio_dataset(str(data_dir / "train.csv"))
     vocab = build_label_vocabulary(dataset)
@@ -263,7 +261,7 @@ def test_cached_probe_head_equals_model(head):
     x = torch.randn(3, 64, 128)
     features = extract_probe_features(model, x)
     assert features.shape == (3, 1 if head in ("linear", "layer") else 3, 32)
-    cached = CachedProbeHead(model)
+    cached = model.probe_head()
     assert {n for n, _ in cached.named_parameters()} <= {
         n.replace("audiomosaic.pooler.", "") for n, p in model.named_parameters() if p.requires_grad
     }
@@ -385,7 +383,7 @@ def test_label_file_formats_and_group_split(tmp_path, data_dir):
     assert rac.read_label_file(str(path), {"Ant"}) == (["Ant", "Bee, buzzing"], ["Ant", "Bee, buzzing"])
     path.write_text("dog\ncat\n")
     assert rac.read_label_file(str(path)) == (["dog", "cat"], None)
-    from feature_extraction.data import load_audio_dataset
+    from modeling_audiomosaic.feature_extraction import load_audio_dataset
 
     dataset = load_audio_dataset(str(data_dir / "train.json"), group_column="group")
     train, validation = rac.split_by_group(dataset, 30.0, seed=0)

@@ -21,7 +21,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import (  # importing the package registers the Auto classes
     LTU_CHAT_TEMPLATE,
     AudioMosaicAudioProjector,
@@ -119,8 +119,8 @@ def manual_merge(model, input_ids: torch.Tensor, audio: torch.Tensor) -> torch.T
 
 # -------------------------------------------------------------------------------------------------------- pooling
 def reference_ltu_pool_64x8(tokens: torch.Tensor) -> torch.Tensor:
-    """§12.2 closed form for the 64 x 8 grid: output j = mean of time patches t ≡ j // 4 (mod 8) and frequency
-    groups {2 (j mod 4), 2 (j mod 4) + 1}; token index t * 8 + f."""
+    """Closed form of LTU's pooling (`modeling_ltu.py`) for the 64 x 8 grid: output j = mean of time patches
+    t ≡ j // 4 (mod 8) and frequency groups {2 (j mod 4), 2 (j mod 4) + 1}; token index t * 8 + f."""
     out = []
     for j in range(32):
         members = [t * 8 + f for t in range(64) for f in range(8) if t % 8 == j // 4 and f // 2 == j % 4]

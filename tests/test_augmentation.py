@@ -1,11 +1,10 @@
-"""Tests for feature_extraction.augmentation (waveform augmentations and contrastive view generation)."""
+"""Tests for modeling_audiomosaic.feature_extraction.augmentation (waveform augmentations and contrastive view
+generation)."""
 
 from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,12 +13,8 @@ import scipy.stats
 import torch
 
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from feature_extraction.augmentation import (  # noqa: E402
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.augmentation import (
     AUGMENTATION_PRESETS,
     ContrastiveViewGenerator,
     WaveformAugmentation,
@@ -28,7 +23,12 @@ from feature_extraction.augmentation import (  # noqa: E402
     roll_and_gain,
     sample_beta_gain,
 )
-from feature_extraction.augmentation import _sos_steady_state  # noqa: E402
+from modeling_audiomosaic.feature_extraction.augmentation_filters import sos_steady_state
+from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic import (
+    normalize_log_mel,
+    normalized_padding_value,
+)
+from modeling_audiomosaic.feature_extraction.random_draws import as_generator, bernoulli, sample_beta, uniform
 
 
 SR = 16000
@@ -236,7 +236,7 @@ def test_filter_design_matches_scipy(order):
         _, h_ours = scipy.signal.sosfreqz(ours, worN=4096, fs=SR)
         _, h_ref = scipy.signal.sosfreqz(ref, worN=4096, fs=SR)
         np.testing.assert_allclose(h_ours, h_ref, atol=1e-8)
-        np.testing.assert_allclose(_sos_steady_state(ours), scipy.signal.sosfilt_zi(ours), atol=1e-8)
+        np.testing.assert_allclose(sos_steady_state(ours), scipy.signal.sosfilt_zi(ours), atol=1e-8)
     with pytest.raises(ValueError):
         butterworth_highpass_sos(9000.0, 2, SR)
     with pytest.raises(ValueError):
@@ -534,3 +534,121 @@ def test_picklable_for_dataloader_workers():
     clone = pickle.loads(pickle.dumps(vg))
     x = torch.from_numpy(make_clip(6000))[None]
     assert torch.equal(clone(x, gen(0)), vg(x, gen(0)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shared random draws (one generator coercion, one Beta sampler) and the normalisation helper
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _reference_beta(n: int, alpha: float, beta: float, generator: torch.Generator) -> torch.Tensor:
+    """The two Beta samplers this package had before they were merged (identical formulas): the `alpha`-th smallest
+    of `alpha + beta - 1` uniforms for integer parameters, numpy's sampler seeded from the generator otherwise."""
+    if float(alpha).is_integer() and float(beta).is_integer():
+        u = torch.rand(n, int(alpha) + int(beta) - 1, dtype=torch.float64, generator=generator)
+        return u.kthvalue(int(alpha), dim=1).values
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, beta, size=n))
+
+
+@pytest.mark.parametrize("alpha, beta", [(10, 10), (10.0, 10.0), (3, 7), (1, 1), (0.4, 0.7), (2.5, 2)])
+def test_sample_beta_draws_are_bit_identical_to_the_former_samplers(alpha, beta):
+    for seed in range(3):
+        ours_gen, ref_gen = gen(seed), gen(seed)
+        ours = sample_beta(257, alpha, beta, ours_gen)
+        expected = _reference_beta(257, alpha, beta, ref_gen)
+        assert ours.dtype == torch.float64 and torch.equal(ours, expected)
+        # the same amount of randomness is consumed: the next draws agree too
+        assert torch.equal(torch.rand(5, generator=ours_gen), torch.rand(5, generator=ref_gen))
+    assert torch.equal(sample_beta(40, alpha, beta, 7), _reference_beta(40, alpha, beta, gen(7)))  # int seed
+    torch.manual_seed(3)
+    ours = sample_beta(40, alpha, beta)  # None: torch's global generator
+    torch.manual_seed(3)
+    assert torch.equal(ours, _reference_beta(40, alpha, beta, None))
+
+
+def test_gain_and_uniform_and_bernoulli_draws_are_bit_identical_to_the_former_formulas():
+    ours = sample_beta_gain(300, gen(4), alpha=3, beta=7, offset=0.25)
+    assert torch.equal(ours, _reference_beta(300, 3, 7, gen(4)) + 0.25)
+    assert torch.equal(sample_beta_gain(300, 4), _reference_beta(300, 10, 10, gen(4)) + 0.5)
+    expected_u = 2.0 + (5.0 - 2.0) * torch.rand(100, dtype=torch.float64, generator=gen(1))
+    assert torch.equal(uniform(100, 2.0, 5.0, gen(1)), expected_u)
+    expected_b = torch.rand(100, dtype=torch.float64, generator=gen(2)) < 0.3
+    assert torch.equal(bernoulli(100, 0.3, gen(2)), expected_b)
+    # a constant range still consumes its numbers, so the draws after it do not move
+    g = gen(3)
+    assert torch.equal(uniform(10, 1.0, 1.0, g), torch.ones(10, dtype=torch.float64))
+    reference = gen(3)
+    torch.rand(10, dtype=torch.float64, generator=reference)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=reference))
+
+
+def test_sample_beta_rejects_bad_parameters():
+    for alpha, beta in ((0, 10), (10, -1), (float("nan"), 1), (1, float("inf")), ("a", 1), (None, 1)):
+        with pytest.raises(ValueError, match="positive finite"):
+            sample_beta(4, alpha, beta, gen(0))
+    with pytest.raises(ValueError, match="positive finite"):
+        sample_beta_gain(4, gen(0), alpha=0)
+
+
+def test_as_generator_is_the_one_coercion_of_pretraining_and_finetuning():
+    from modeling_audiomosaic import finetuning
+
+    assert finetuning.as_generator is as_generator and finetuning.sample_beta is sample_beta
+    g = gen(0)
+    assert as_generator(g) is g and as_generator(None) is None
+    for seed in (5, np.int64(5)):
+        coerced = as_generator(seed)
+        assert isinstance(coerced, torch.Generator) and torch.equal(torch.rand(4, generator=coerced),
+                                                                    torch.rand(4, generator=gen(5)))
+    for bad in (True, np.bool_(False), 1.5, "3", np.random.default_rng(0)):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            as_generator(bad)
+    # every entry point that takes a generator goes through it: same message everywhere
+    x = torch.from_numpy(make_clip(2000))
+    for call in (lambda: roll_and_gain(x, 1.5), lambda: WaveformAugmentation()(x, 1.5),
+                 lambda: ContrastiveViewGenerator(max_length=8)([make_clip(2000)], 1.5),
+                 lambda: finetuning.mixup_waveforms([make_clip(500)] * 2, np.eye(2, dtype=np.float32), 1.0,
+                                                    generator=1.5),
+                 lambda: finetuning.add_noise_and_shift(torch.zeros(2, 8, 4), 1.5)):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+            call()
+
+
+def test_finetuning_mixup_uses_the_shared_beta_draws():
+    from modeling_audiomosaic import finetuning
+
+    waves = [make_clip(800 + 100 * i, i) for i in range(6)]
+    _, _, params = finetuning.mixup_waveforms(waves, np.eye(6, dtype=np.float32), 1.0, alpha=10.0, beta=10.0,
+                                              generator=9, return_params=True)
+    reference = gen(9)
+    torch.rand(6, dtype=torch.float64, generator=reference)  # who is mixed
+    torch.randint(0, 5, (6,), generator=reference)  # partners
+    assert torch.equal(params["lam"], _reference_beta(6, 10, 10, reference))
+
+
+def test_normalisation_helper_is_shared_by_the_extractor_and_the_view_generator():
+    values = torch.linspace(-20.0, 5.0, 1001)
+    fe = AudioMosaicFeatureExtractor.from_preset("esc50", padding_value=-3.3)
+    expected = (values - fe.mean) / (2 * fe.std)
+    assert torch.equal(normalize_log_mel(values, fe.mean, fe.std), expected)
+    assert torch.equal(fe.normalize(values), expected)
+    assert torch.equal(normalize_log_mel(values.clone(), fe.mean, fe.std, inplace=True), expected)
+    np.testing.assert_array_equal(normalize_log_mel(values.numpy(), fe.mean, fe.std), expected.numpy())
+    with pytest.raises(TypeError, match="inplace=True needs a torch.Tensor"):
+        normalize_log_mel(values.numpy(), fe.mean, fe.std, inplace=True)
+    # the padding value: the raw value normalised in float32, like the features; raw (float32) without normalisation
+    fill = normalized_padding_value(-3.3, fe.mean, fe.std)
+    assert fill == float((torch.tensor(-3.3) - fe.mean) / (fe.std * 2))
+    assert fill == pytest.approx((-3.3 - fe.mean) / (2 * fe.std), rel=1e-6)
+    assert normalized_padding_value(-3.3, fe.mean, fe.std, do_normalize=False) == float(np.float32(-3.3))
+    # a short clip: the view generator and the feature extractor pad with the same value
+    clip = make_clip(16000, 2)
+    for do_normalize in (True, False):
+        extractor = AudioMosaicFeatureExtractor.from_preset("esc50", padding_value=-3.3, do_normalize=do_normalize)
+        expected_fill = normalized_padding_value(-3.3, extractor.mean, extractor.std, do_normalize)
+        reference = extractor([clip], sampling_rate=SR, return_tensors="pt")["input_values"][0]
+        views = ContrastiveViewGenerator(extractor, augmentation="none", roll_and_gain=False)([clip], gen(0))
+        assert torch.all(reference[98:] == expected_fill) and torch.all(views[0, :, 98:] == expected_fill)
+        for v in range(2):
+            torch.testing.assert_close(views[0, v], reference, rtol=0, atol=1e-5)

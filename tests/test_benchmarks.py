@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
-import run_benchmarks  # noqa: E402
+import run_benchmarks
+from modeling_audiomosaic.reference_packages import import_audiomentations
 
 
 def test_features_benchmark_json_contract(capsys):
@@ -40,10 +37,8 @@ def test_masked_views_save_less_than_055_of_full_view_activations():
 
 
 def test_views_benchmark_runs_both_chains_and_reports_a_ratio():
-    import pytest
-
     try:
-        run_benchmarks._import_audiomentations()
+        import_audiomentations()
     except ImportError:
         pytest.skip("audiomentations reference folder not installed (run_scripts/setup_env.sh installs it)")
     result = run_benchmarks.main(["--only", "views", "--repeats", "1", "--quick", "--json"])[0]

@@ -34,14 +34,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS_DIR = REPO / "run_scripts"
 
-# Python files in run_scripts/ that are library modules imported by the scripts, without a command line of their own.
-# `test_library_modules_have_no_cli` fails if one of them gains a `__main__` block (then remove it from here).
-LIBRARY_MODULES = {
-    "script_args.py": "parse_with_recipe(), the YAML-recipe argument parsing of the HfArgumentParser scripts",
-    "demo_plots.py": "the plots and the log-mel baseline of run_demo.py",
-    "probe_lr.py": "LogisticRegressionLBFGS, the linear-probe solver",
-}
-CLI_SCRIPTS = sorted(p for p in SCRIPTS_DIR.glob("*.py") if p.name not in LIBRARY_MODULES)
+# Every Python file in run_scripts/ is a command line; shared code lives in the packages (`test_every_script_is_a_cli`).
+CLI_SCRIPTS = sorted(SCRIPTS_DIR.glob("*.py"))
 SHELL_SCRIPTS = sorted(SCRIPTS_DIR.glob("*.sh"))
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "model_cards").glob("*.md"))]
 
@@ -52,7 +46,7 @@ PLACEHOLDERS = {"...", "…"}
 FLAG_RE = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")
 FENCE_RE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 INLINE_CODE_RE = re.compile(r"(?<!`)`([^`]+)`(?!`)")
-DOTTED_REF_RE = re.compile(r"\b(?:modeling_audiomosaic|feature_extraction)(?:\.[A-Za-z_]\w*)+")
+DOTTED_REF_RE = re.compile(r"\bmodeling_audiomosaic(?:\.[A-Za-z_]\w*)+")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -96,12 +90,14 @@ RUNNER = _Runner()
 
 
 # One interpreter imports torch, transformers and this package once, then forks a child per script that runs it as
-# `python run_scripts/<name>.py --help` would (runpy, `__main__`, argv, the script's folder first on sys.path, its own
-# stdout/stderr and exit status). That costs one heavy import instead of one per script (~5 CPU-s each).
+# `python run_scripts/<name>.py --help` would (runpy, `__main__`, argv, its own stdout/stderr and exit status), except
+# that the script's folder is not on the import path: a script imports the installed packages, never a sibling script.
+# That costs one heavy import instead of one per script (~5 CPU-s each).
 _HELP_BATCH = r"""
 import json, os, runpy, sys, tempfile, traceback
 import importlib
-for shared in ("torch", "transformers", "transformers.trainer", "modeling_audiomosaic", "feature_extraction"):
+for shared in ("torch", "transformers", "transformers.trainer", "modeling_audiomosaic",
+               "modeling_audiomosaic.feature_extraction"):
     try:  # what most scripts import: once, before forking (a failure shows in the scripts' own output)
         importlib.import_module(shared)
     except Exception:
@@ -117,7 +113,6 @@ for script in scripts:
         code = 0
         try:
             sys.argv = [script, "--help"]
-            sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
             runpy.run_path(script, run_name="__main__")
         except SystemExit as exc:
             if exc.code is None or isinstance(exc.code, int):
@@ -338,14 +333,12 @@ def _check_script(script_token: str, args: list[str], extra_flags: list[str]) ->
     script = REPO / script_token
     if not script.is_file():
         return [f"{script_token} does not exist"]
-    if script.suffix != ".py" or script.parent != SCRIPTS_DIR or script.name in LIBRARY_MODULES:
+    if script.suffix != ".py" or script.parent != SCRIPTS_DIR:
         return [f"{script_token} is not a run script with a command line (expected run_scripts/<name>.py)"]
     proc = script_help(script)
     if proc.returncode != 0:
         return [f"`{script_token} --help` failed ({proc.returncode}): {_output(proc)[-1500:]}"]
-    accepted = _accepted_flags(_output(proc))
-    if "parse_with_recipe(" in script.read_text(encoding="utf-8"):
-        accepted.add("--config")  # handled by script_args.parse_with_recipe before HfArgumentParser
+    accepted = _accepted_flags(_output(proc))  # recipe scripts list --config too (recipe_arguments.parse_with_recipe)
     problems = [f"{script_token} has no option {flag} (stale flag?)"
                 for flag in dict.fromkeys(_flags(args) + extra_flags) if flag not in accepted]
     return problems + _check_paths(args)
@@ -425,13 +418,8 @@ def check_command(command: DocCommand) -> list[str]:
 # ----------------------------------------------------------------------------------------------------------------------
 # Python code of the documents
 # ----------------------------------------------------------------------------------------------------------------------
-def _is_sys_path_edit(node: ast.AST) -> bool:
-    return isinstance(node, ast.Expr) and ast.unparse(node).startswith("sys.path.")
-
-
 def _python_imports(path: Path) -> list[str]:
-    """Import statements of the ```python blocks and of the `python -c` commands of one document, in order (with
-    the `sys.path` edits a block makes before its imports, e.g. to import a run script)."""
+    """Import statements of the ```python blocks and of the `python -c` commands of one document, in order."""
     text = path.read_text(encoding="utf-8")
     sources = [m.group(2) for m in FENCE_RE.finditer(text) if m.group(1).lower() in {"python", "py"}]
     sources += [c.tokens[2] for c in extract_commands(path) if c.tokens[:2] in (["python", "-c"], ["python3", "-c"])]
@@ -441,13 +429,14 @@ def _python_imports(path: Path) -> list[str]:
             tree = ast.parse(source)
         except SyntaxError:
             continue  # reported by test_documented_python_blocks_compile
-        nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) or _is_sys_path_edit(n)]
+        nodes = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
         statements += [ast.unparse(n) for n in sorted(nodes, key=lambda n: (n.lineno, n.col_offset))]
     return list(dict.fromkeys(statements))
 
 
 def _dotted_refs(path: Path) -> list[str]:
-    """`modeling_audiomosaic.x.y` / `feature_extraction.x.y` references in inline code outside code blocks."""
+    """`modeling_audiomosaic.x.y` references (the data side included: `modeling_audiomosaic.feature_extraction.x`) in
+    inline code outside code blocks."""
     prose = FENCE_RE.sub("", path.read_text(encoding="utf-8"))
     refs = []
     for span in INLINE_CODE_RE.finditer(prose):
@@ -459,16 +448,13 @@ _IMPORT_CHECKER = r"""
 import importlib, json, sys
 todo = json.load(sys.stdin)
 failures = {}
-clean_path = list(sys.path)
 for doc, statements in todo["statements"].items():
-    sys.path[:] = clean_path  # one document's sys.path edits do not help another's imports
     namespace = {}
     for statement in statements:
         try:
             exec(statement, namespace)
         except Exception as exc:
             failures[f"{doc}: {statement}"] = f"{type(exc).__name__}: {exc}"
-sys.path[:] = clean_path
 for ref in todo["refs"]:
     parts = ref.split(".")
     for i in range(len(parts), 0, -1):
@@ -521,11 +507,10 @@ def _prefetch():
 # ----------------------------------------------------------------------------------------------------------------------
 # Tests: the scripts
 # ----------------------------------------------------------------------------------------------------------------------
-def test_library_modules_have_no_cli():
-    """The modules excluded from the --help test exist and really have no command line."""
-    for name in LIBRARY_MODULES:
-        source = (SCRIPTS_DIR / name).read_text(encoding="utf-8")
-        assert "__main__" not in source, f"run_scripts/{name} has a __main__ block: remove it from LIBRARY_MODULES"
+def test_every_script_is_a_cli():
+    """run_scripts/ holds command lines only: code shared by scripts belongs in the packages."""
+    no_cli = [p.name for p in CLI_SCRIPTS if "__main__" not in p.read_text(encoding="utf-8")]
+    assert not no_cli, f"run_scripts/{no_cli} have no command line: move shared code into modeling_audiomosaic/"
     assert len(CLI_SCRIPTS) >= 10, [p.name for p in CLI_SCRIPTS]
 
 
@@ -586,8 +571,9 @@ def test_documented_commands(doc):
 
 
 def test_no_huggingface_cli_left():
-    """The Hub client's command is `hf` (`huggingface-cli` is deprecated); model cards come from releases.py."""
-    offenders = [f"{p.relative_to(REPO)}:{i}" for p in DOCUMENTS + [REPO / "modeling_audiomosaic" / "releases.py"]
+    """The Hub client's command is `hf` (`huggingface-cli` is deprecated); model cards come from model_cards.py."""
+    sources = DOCUMENTS + [REPO / "modeling_audiomosaic" / "model_cards.py"]
+    offenders = [f"{p.relative_to(REPO)}:{i}" for p in sources
                  for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if "huggingface-cli" in line]
     assert not offenders, f"replace `huggingface-cli` by `hf` in: {offenders}"
 
@@ -613,3 +599,31 @@ def test_documented_python_imports():
         in statements, statements
     failures = _import_failures()
     assert not failures, "documented imports that fail:\n" + "\n".join(f"{k}: {v}" for k, v in failures.items())
+
+
+def _layout_names(block: str, folder: str, next_folder: str | None) -> set[str]:
+    """File names listed in the README's layout block between the `folder/` heading and the next one (`a_{b,c}.py`
+    patterns expanded)."""
+    start = block.index(f"\n{folder}/")
+    end = block.index(f"\n{next_folder}/") if next_folder else len(block)
+    names = set()
+    for token in re.findall(r"[\w{},]+\.py\b", block[start:end]):
+        match = re.fullmatch(r"(\w*)\{([\w,]+)\}(\w*)\.py", token)
+        names |= {f"{match[1]}{part}{match[3]}.py" for part in match[2].split(",")} if match else {token}
+    return names
+
+
+def test_readme_layout_matches_the_tree():
+    """Every Python module of the packages and every run script is listed in the README's layout, and nothing listed
+    there is missing from the tree."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Layout"):text.index("## Development")]
+    block = "\n" + next(m.group(2) for m in FENCE_RE.finditer(section))
+    folders = ["modeling_audiomosaic", "feature_extraction", "run_scripts", "tests"]
+    for folder, next_folder in zip(folders, folders[1:]):
+        listed = _layout_names(block, folder, next_folder)
+        present = {p.name for p in (REPO / folder).glob("*.py") if p.name != "__init__.py"}
+        assert listed == present, (f"README layout of {folder}/: missing {sorted(present - listed)}, "
+                                   f"not in the tree {sorted(listed - present)}")
+    for sub in ("offline_corpus", "metrics", "labels"):
+        assert f"{sub}/" in block and any((REPO / f).joinpath(sub).is_dir() for f in folders[:2]), sub

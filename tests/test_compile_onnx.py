@@ -4,8 +4,6 @@ the classifier matches PyTorch in onnxruntime (<= 1e-4)."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -94,7 +92,6 @@ def test_onnx_export_matches_pytorch(kind, tmp_path):
 
 def test_export_onnx_cli(tmp_path):
     pytest.importorskip("onnxscript")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
     import export_onnx as cli
 
     model = _classifier()

@@ -1,9 +1,11 @@
 """Conversion of the released AudioMosaic checkpoints (and raw training checkpoints) to native transformers folders.
 
 Every checkpoint is built in the EXACT released format with random weights: the encoder keys come from timm's
-VisionTransformer (`reference_timm.py`, the original's stem/pooling/heads on top), the class extras have the shapes of
-reference §11.4, and `config.json` holds `model_class` + constructor kwargs + `audio_preprocessing`. Each one is
-converted, loaded with `AutoModel*.from_pretrained` and compared with the reference forward in eval mode (<= 1e-5).
+VisionTransformer (`modeling_audiomosaic/timm_reference.py`, the original's stem/pooling/heads on top), the class
+extras have the shapes of the original classes
+(`conversion_keys.expected_original_keys`), and `config.json` holds `model_class` + constructor kwargs +
+`audio_preprocessing`. Each one is converted, loaded with `AutoModel*.from_pretrained` and compared with the
+reference forward in eval mode (<= 1e-5).
 
 Speed: a full ViT-B/16 (12 x 768) at 1024 frames costs ~12 s to build, run twice and convert on 2 CPU cores. So one
 class (pre-training: the most extra keys, BatchNorm buffers included) is checked numerically at full size; the others
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +33,7 @@ from modeling_audiomosaic.convert_original_checkpoint import (
     expected_original_keys,
     plan_conversion,
 )
-from reference_timm import (
+from modeling_audiomosaic.timm_reference import (
     AttentiveProbeReference,
     LayerProbeReference,
     OriginalAudioMosaicReference,
@@ -61,7 +65,7 @@ def _torch_load_only_with_weights_only(monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ references
 class PretrainReference(OriginalAudioMosaicReference):
-    """`AudioMosaicPretrain` (§4.2): no final norm, mean over all tokens -> `f`; `z = projector(fc_norm(f))`."""
+    """`AudioMosaicPretrain`: no final norm, mean over all tokens -> `f`; `z = projector(fc_norm(f))`."""
 
     def __init__(self, **kw) -> None:
         super().__init__(num_classes=0, **kw)
@@ -112,7 +116,8 @@ def fast_full_size_pretrain_reference() -> PretrainReference:
 
 
 def release_config(model_class: str, frames: int, depth: int, preprocessing: dict, **extra) -> dict:
-    """A release `config.json`: `model_class` + constructor kwargs + `audio_preprocessing` (§11.2)."""
+    """A release `config.json`: `model_class` + constructor kwargs + `audio_preprocessing` (the original's
+    `scripts/test_hf_releases.py` loads it so)."""
     return {
         "model_class": model_class, "spec_size": [frames, 128], "patch_size": 16, "patch_stride": 16,
         "embed_dim": 768, "depth": depth, "num_heads": 12, "mlp_ratio": 4.0, "qkv_bias": True, "proj_bias": True,
@@ -288,7 +293,7 @@ def test_ltu_audio_encoder_and_projector(tmp_path):
     assert summary["native_class"] == "AudioMosaicModel" and len(summary["skipped"]) == 128
     config = check_code_files(dst, "AutoModel")
     assert config["use_final_norm"] is True and config["use_fc_norm"] is False
-    check_preprocessor(dst, 1024, -5.081, 4.4849 / 2)  # LTU's (fbank + 5.081) / 4.4849 (reference §2.6)
+    check_preprocessor(dst, 1024, -5.081, 4.4849 / 2)  # LTU's (fbank + 5.081) / 4.4849 (its data_collator.load_audio)
     saved = load_file(str(dst / "audio_projector.safetensors"))
     assert set(saved) == set(projector) and all(torch.equal(saved[k], projector[k]) for k in projector)
     assert "audio_projector.safetensors" in (dst / "README.md").read_text()
@@ -418,40 +423,61 @@ def test_unknown_and_missing_keys_are_all_listed(small_release, tmp_path):
 
 
 def test_generic_and_release_model_cards(small_release, tmp_path, monkeypatch):
-    src, _ = small_release
-    import sys
-    import types
+    """The converter writes the card of `modeling_audiomosaic.model_cards` (the one renderer): the release's card when
+    the folder is a recognised release, else the generic card stating source and preprocessing."""
+    from modeling_audiomosaic import model_cards
 
-    monkeypatch.delitem(sys.modules, "modeling_audiomosaic.releases", raising=False)
-    fake = types.ModuleType("modeling_audiomosaic.releases")
-    fake.release_for_path = lambda name: {"name": "AudioMosaic-vit-b16-finetune-spc1"} if "spc1" in name else None
-    fake.render_model_card = lambda name: f"# {name}\n\nrelease card\n"
-    monkeypatch.setitem(sys.modules, "modeling_audiomosaic.releases", fake)
-    monkeypatch.setattr(modeling_audiomosaic, "releases", fake, raising=False)
+    src, _ = small_release
+    rendered = []
+
+    def fake_release_card(name, converted=True, extra_files=None):
+        rendered.append(name)
+        return f"# {name}\n\nrelease card\n"
+
+    monkeypatch.setattr(model_cards, "render_model_card", fake_release_card)
     summary = convert_original_checkpoint(src, tmp_path / "release")
-    assert summary["release"] == "AudioMosaic-vit-b16-finetune-spc1"
+    assert summary["release"] == rendered[0] == "AudioMosaic-vit-b16-finetune-spc1"
     assert (tmp_path / "release" / "README.md").read_text() == "# AudioMosaic-vit-b16-finetune-spc1\n\nrelease card\n"
 
-    fake.release_for_path = lambda name: None  # not recognised -> generic card stating source and preprocessing
     summary = convert_original_checkpoint(src, tmp_path / "generic", release_name="my-finetune")
     card = (tmp_path / "generic" / "README.md").read_text()
     assert summary["release"] is None and any("not recognised" in note for note in summary["notes"])
+    assert card == model_cards.render_generic_model_card(summary)
     assert str(src) in card and "128 frames" in card and "-6.845978" in card and "(x - mean) / (2 * std)" in card
+    assert len(rendered) == 1  # the generic card did not go through the release renderer
 
 
 def test_real_release_table_card_and_mismatch(small_release, tmp_path):
-    """With `modeling_audiomosaic.releases`: the folder name selects the release card; a checkpoint that does not
-    match the named release (here an 11-way, 128-frame head named as the AudioSet fine-tune) gets a generic card."""
-    releases = pytest.importorskip("modeling_audiomosaic.releases")
+    """The folder name selects the release card; a checkpoint that does not match the named release (here an 11-way,
+    128-frame head named as the AudioSet fine-tune) gets a generic card."""
+    from modeling_audiomosaic.model_cards import render_model_card
+
     src, _ = small_release
     summary = convert_original_checkpoint(src, tmp_path / "spc1")
     assert summary["release"] == "AudioMosaic-vit-b16-finetune-spc1"
-    assert (tmp_path / "spc1" / "README.md").read_text() == releases.render_model_card(summary["release"])
+    assert (tmp_path / "spc1" / "README.md").read_text() == render_model_card(summary["release"])
     summary = convert_original_checkpoint(src, tmp_path / "wrong", release_name="AudioMosaic-vit-b16-finetune-as20k")
     assert summary["release"] is None
     assert any("does not match release" in note and "num_labels" in note for note in summary["notes"])
     assert "Converted with `modeling_audiomosaic.convert_original_checkpoint`" in (
         tmp_path / "wrong" / "README.md").read_text()
+
+
+def test_package_import_leaves_the_converter_out():
+    """`import modeling_audiomosaic` does not import the converter (transformers keeps converters out of
+    `__init__`); it is imported from its own module."""
+    converter_modules = ["modeling_audiomosaic.convert_original_checkpoint", "modeling_audiomosaic.conversion_plan",
+                         "modeling_audiomosaic.conversion_keys"]
+    code = (
+        "import sys, modeling_audiomosaic\n"
+        f"loaded = [name for name in {converter_modules!r} if name in sys.modules]\n"
+        "assert not loaded, loaded\n"
+        "assert not hasattr(modeling_audiomosaic, 'convert_original_checkpoint')\n"
+        "from modeling_audiomosaic.convert_original_checkpoint import convert_original_checkpoint\n"
+        "assert callable(convert_original_checkpoint)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # ------------------------------------------------------------------------------------------------ full-size keys
@@ -565,7 +591,7 @@ def test_size_disagreements_and_ignored_stride():
 
 
 def test_problem_type_follows_the_training_loss(small_release):
-    """Speech Commands heads were trained with BCE on one-hot targets (reference §9.2): multi-label, from the release
+    """Speech Commands heads were trained with BCE on one-hot targets (`SPCFinetune`): multi-label, from the release
     catalogue, with the source stated; cross-entropy heads stay single-label; unknown widths say so."""
     src, _ = small_release
     summary = convert_original_checkpoint(src, None, dry_run=True)  # recognised: AudioMosaic-vit-b16-finetune-spc1
@@ -582,8 +608,9 @@ def test_problem_type_follows_the_training_loss(small_release):
 
 
 def test_missing_pooling_takes_the_original_class_default(tmp_path):
-    """A release config without `pooling` is built by the release loader with the class default (`pooling='cls'`,
-    reference §4.1): the converted model must pool the CLS token too, and the summary says where it came from."""
+    """A release config without `pooling` is built by the release loader with the class default (`pooling='cls'`
+    in the original `__init__`): the converted model must pool the CLS token too, and the summary says where it came
+    from."""
     torch.manual_seed(13)
     ref = OriginalAudioMosaicReference(frames=128, depth=REDUCED_DEPTH, num_classes=11, pooling="cls").eval()
     config = spc_config()

@@ -1,4 +1,5 @@
-"""Tests of run_scripts/build_offline_corpus.py on a real `tiny` build (every engine, source and SoundFont).
+"""Tests of the offline corpus builder (`modeling_audiomosaic.feature_extraction.offline_corpus` and its command line
+`run_scripts/build_offline_corpus.py`) on a real `tiny` build (every engine, source and SoundFont).
 
 Components whose packages are missing on a developer machine are left out through the builder's own ``skip=`` option
 (nothing is installed by the tests); on CI (``CI`` set) or with ``CORPUS_TESTS_STRICT=1`` nothing is skipped, so a
@@ -11,8 +12,8 @@ import hashlib
 import json
 import os
 import re
+import runpy
 import shutil
-import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -21,9 +22,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from modeling_audiomosaic.feature_extraction import offline_corpus as builder
+from modeling_audiomosaic.feature_extraction.offline_corpus import instruments, planning, recordings, worker
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-import build_offline_corpus as boc  # noqa: E402
 
 TASKS = ("keywords", "esc", "instruments")
 SPLITS = ("train", "validation", "test")
@@ -31,20 +33,20 @@ STRICT = bool(os.environ.get("CI")) or os.environ.get("CORPUS_TESTS_STRICT") == 
 
 
 def _missing_components() -> list[str]:
-    problems = boc.check_dependencies()
+    problems = builder.check_dependencies()
     missing = sorted({p["component"] for p in problems})
     if missing and not STRICT:
-        warnings.warn(f"corpus tests skip missing components {missing}: {boc.MissingPackagesError(problems)}",
+        warnings.warn(f"corpus tests skip missing components {missing}: {builder.MissingPackagesError(problems)}",
                       stacklevel=2)
-    return [] if STRICT else [m for m in missing if m in boc.SKIPPABLE]
+    return [] if STRICT else [m for m in missing if m in builder.SKIPPABLE]
 
 
 SKIP = _missing_components()
 
 
 def _build(out: Path, seed: int = 0, **kw) -> Path:
-    return boc.build_corpus(out, size="tiny", seed=seed, workers=2, skip=SKIP, progress=False, log=lambda m: None,
-                            **kw)
+    return builder.build_corpus(out, size="tiny", seed=seed, workers=2, skip=SKIP, progress=False,
+                                log=lambda m: None, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -111,17 +113,17 @@ def test_every_class_in_every_split(corpus):
                 assert row["labels"] in labels
                 counts[row["labels"]] += 1
             assert all(counts[lab] > 0 for lab in labels), (task, split, dict(counts))
-    assert _labels(corpus, "keywords") == boc.COMMANDS + ["_unknown_", "_silence_"]
+    assert _labels(corpus, "keywords") == builder.COMMANDS + ["_unknown_", "_silence_"]
     if not SKIP:  # the full tiny build exercises every engine, source and SoundFont
         assert len(_labels(corpus, "esc")) >= 10
         assert len(_labels(corpus, "instruments")) >= 10
         engines = {r["source"] for s in SPLITS for r in _manifest(corpus, "keywords", s)
                    if r["labels"] != "_silence_"}
-        assert engines == set(boc.ENGINES)
+        assert engines == set(builder.ENGINES)
         fonts = {r["source"] for s in SPLITS for r in _manifest(corpus, "instruments", s)}
-        assert fonts == set(boc.SOUNDFONTS)
+        assert fonts == set(builder.SOUNDFONTS)
         esc_sources = {r["source"] for s in SPLITS for r in _manifest(corpus, "esc", s)}
-        assert esc_sources == set(boc.SOURCE_PACKAGE.values())
+        assert esc_sources == set(builder.SOURCE_PACKAGE.values())
 
 
 def test_groups_disjoint_between_splits(corpus):
@@ -139,7 +141,7 @@ def test_groups_disjoint_between_splits(corpus):
     kw = [json.loads(line) for line in (corpus / "keywords" / "metadata.jsonl").read_text().splitlines()]
     noise = {s: {m.get("noise") for m in kw if m["split"] == s and str(m.get("noise")).count(":")} for s in SPLITS}
     assert not noise["test"] & (noise["train"] | noise["validation"])  # background recordings are split too
-    speakers = boc.keyword_voices(list(boc.ENGINES))
+    speakers = builder.keyword_voices(list(builder.ENGINES))
     speaker_of = {v["id"]: v["speaker"] for v in speakers}
     spk = {s: {speaker_of.get(r["group"], r["group"]) for r in _manifest(corpus, "keywords", s)} for s in SPLITS}
     assert not spk["test"] & (spk["train"] | spk["validation"])
@@ -167,63 +169,64 @@ def speech_corpus(corpus, tmp_path_factory) -> Path:
     """A copy of the module's corpus with the optional speech pool added (the rest comes from the cache)."""
     root = tmp_path_factory.mktemp("speech") / "a"
     shutil.copytree(corpus, root)
-    return _build(root, tasks=(boc.SPEECH_POOL,))
+    return _build(root, tasks=(builder.SPEECH_POOL,))
 
 
 def test_speech_pool_has_no_test_voice_clip_or_keyword_word(corpus, speech_corpus):
     base = json.loads((corpus / "pretrain_pool" / "train.json").read_text())["data"]
-    pool = json.loads((speech_corpus / boc.SPEECH_POOL / "train.json").read_text())["data"]
-    paths = {(speech_corpus / boc.SPEECH_POOL / p["wav"]).resolve() for p in pool}
+    pool = json.loads((speech_corpus / builder.SPEECH_POOL / "train.json").read_text())["data"]
+    paths = {(speech_corpus / builder.SPEECH_POOL / p["wav"]).resolve() for p in pool}
     assert all(p.is_file() for p in paths) and len(paths) == len(pool)
     assert {(speech_corpus / "pretrain_pool" / p["wav"]).resolve() for p in base} < paths  # the default pool + more
     test_rows = {t: _manifest(speech_corpus, t, "test") for t in TASKS}
     test_paths = {(speech_corpus / t / r["wav"]).resolve() for t in TASKS for r in test_rows[t]}
     assert not paths & test_paths and not any("/test/" in p["wav"] for p in pool)
     extra = [p for p in pool if p["task"] == "extra_speech"]
-    extra_paths = [speech_corpus / boc.SPEECH_POOL / p["wav"] for p in extra]
+    extra_paths = [speech_corpus / builder.SPEECH_POOL / p["wav"] for p in extra]
     assert not {_audio_sha(p) for p in extra_paths} & {_audio_sha(p) for p in test_paths}
     # voices: train/validation voices of the cheap engines only; never a test voice or test speaker
-    speaker_of = {v["id"]: v["speaker"] for v in boc.keyword_voices(list(boc.ENGINES))}
+    speaker_of = {v["id"]: v["speaker"] for v in builder.keyword_voices(list(builder.ENGINES))}
     test_voices = {r["group"] for r in test_rows["keywords"]}
     heard = {s: {speaker_of[r["group"]] for r in _manifest(speech_corpus, "keywords", s) if r["group"] in speaker_of}
              for s in SPLITS}
-    assert {p["source"] for p in extra} <= set(boc.CHEAP_ENGINES)
+    assert {p["source"] for p in extra} <= set(builder.CHEAP_ENGINES)
     assert not {p["group"] for p in extra} & test_voices
     assert not {speaker_of[p["group"]] for p in extra} & heard["test"]
     assert {p["group"] for p in pool} & {r["group"] for t in TASKS for r in test_rows[t]} == set()
     # text: no keyword-task word (commands or _unknown_ words), not even as a homophone
-    meta = [json.loads(line) for line in (speech_corpus / boc.SPEECH_POOL / "metadata.jsonl").read_text().splitlines()]
-    assert len(meta) == len(extra) and {m["word"] for m in meta} <= set(boc.SENTENCES) | set(boc.SPEECH_WORDS)
+    metadata = (speech_corpus / builder.SPEECH_POOL / "metadata.jsonl").read_text().splitlines()
+    meta = [json.loads(line) for line in metadata]
+    assert len(meta) == len(extra) and {m["word"] for m in meta} <= set(builder.SENTENCES) | set(builder.SPEECH_WORDS)
     words = {w for m in meta for w in re.findall(r"[a-z']+", m["word"].lower())}
-    assert not words & set(boc.COMMANDS + boc.UNKNOWN_WORDS) and not words & boc.BANNED_SPEECH_WORDS
+    assert not words & set(builder.COMMANDS + builder.UNKNOWN_WORDS) and not words & builder.BANNED_SPEECH_WORDS
     assert any(" " in m["word"] for m in meta) and any(" " not in m["word"] for m in meta)
     # about half of the clips are speech; sentences are longer than the 1.28 s crop, 16 kHz mono
     stats = json.loads((speech_corpus / "corpus_stats.json").read_text())["tasks"]
-    assert stats[boc.SPEECH_POOL]["speech_share_clips"] == pytest.approx(boc.SPEECH_POOL_SHARE, abs=0.02)
-    assert stats[boc.SPEECH_POOL]["speech_share_clips"] > stats["pretrain_pool"]["speech_share_clips"] + 0.1
+    assert stats[builder.SPEECH_POOL]["speech_share_clips"] == pytest.approx(builder.SPEECH_POOL_SHARE, abs=0.02)
+    assert stats[builder.SPEECH_POOL]["speech_share_clips"] > stats["pretrain_pool"]["speech_share_clips"] + 0.1
     lengths = [sf.info(str(p)).duration for p in extra_paths if "/sentences/" in p.as_posix()]
-    assert 1.5 < np.mean(lengths) and max(lengths) <= boc.MAX_SENTENCE_SECONDS
+    assert 1.5 < np.mean(lengths) and max(lengths) <= builder.MAX_SENTENCE_SECONDS
     assert {(sf.info(str(p)).samplerate, sf.info(str(p)).channels) for p in extra_paths} == {(16000, 1)}
 
 
 def test_speech_pool_is_optional_and_cached(corpus, speech_corpus):
-    assert not (corpus / boc.SPEECH_POOL).exists()  # the default build does not pay for it
-    assert boc.SPEECH_POOL not in json.loads((corpus / "build_config.json").read_text())["tasks"]
+    assert not (corpus / builder.SPEECH_POOL).exists()  # the default build does not pay for it
+    assert builder.SPEECH_POOL not in json.loads((corpus / "build_config.json").read_text())["tasks"]
     for name in (".build_key", "train.json"):  # it leaves the default pool (and its cache key) unchanged
         assert (speech_corpus / "pretrain_pool" / name).read_bytes() == (corpus / "pretrain_pool" / name).read_bytes()
-    for tasks in (boc.ALL_TASKS, boc.pool_tasks("speech")):
+    for tasks in (builder.ALL_TASKS, builder.pool_tasks("speech")):
         messages = []
-        boc.build_corpus(speech_corpus, size="tiny", seed=0, workers=2, skip=SKIP, progress=False,
-                         log=messages.append, tasks=tasks)
+        builder.build_corpus(speech_corpus, size="tiny", seed=0, workers=2, skip=SKIP, progress=False,
+                             log=messages.append, tasks=tasks)
         assert not any(m.startswith("rendering") for m in messages), messages
-        assert boc.SPEECH_POOL in json.loads((speech_corpus / "corpus_stats.json").read_text())["tasks"]
+        assert builder.SPEECH_POOL in json.loads((speech_corpus / "corpus_stats.json").read_text())["tasks"]
     assert "## `pretrain_pool_speech`" in (speech_corpus / "README.md").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------- audio
 def test_clips_are_16k_mono_fixed_length(corpus):
     for task in TASKS:
-        n = int(boc.DURATION[task] * 16000)
+        n = int(builder.DURATION[task] * 16000)
         for split in SPLITS:
             for row in _manifest(corpus, task, split):
                 info = sf.info(str(corpus / task / row["wav"]))
@@ -240,7 +243,7 @@ def test_no_near_silent_instrument_renders(corpus):
               if p["wav"].startswith("audio/instruments/")]
     for f in files:
         x, _ = sf.read(str(f), dtype="float32")
-        assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) >= boc.MIN_NOTE_RMS * 0.99, f
+        assert np.sqrt(np.mean(x.astype(np.float64) ** 2)) >= builder.MIN_NOTE_RMS * 0.99, f
     for task in TASKS:  # nothing is silent or clipped anywhere
         for r in _manifest(corpus, task, "test"):
             x, _ = sf.read(str(corpus / task / r["wav"]), dtype="float32")
@@ -249,13 +252,13 @@ def test_no_near_silent_instrument_renders(corpus):
 
 @pytest.mark.skipif("FluidR3_GM" in SKIP or "TimGM6mb" in SKIP, reason="SoundFonts missing")
 def test_fluidsynth_render_independent_of_history():
-    ctx = {"paths": boc.DEFAULT_PATHS}
-    state = boc._fluid(ctx)
-    a = boc.render_note(state, boc._fluid_font(state, "TimGM6mb", ctx), 56, 60, 100)
-    boc.render_note(state, boc._fluid_font(state, "FluidR3_GM", ctx), 40, 50, 80)
-    boc.render_note(state, boc._fluid_font(state, "TimGM6mb", ctx), 0, 70, 30)
-    b = boc.render_note(state, boc._fluid_font(state, "TimGM6mb", ctx), 56, 60, 100)
-    boc._STATE.clear()
+    ctx = {"paths": builder.DEFAULT_PATHS}
+    state = instruments._fluid(ctx)
+    a = builder.render_note(state, instruments._fluid_font(state, "TimGM6mb", ctx), 56, 60, 100)
+    builder.render_note(state, instruments._fluid_font(state, "FluidR3_GM", ctx), 40, 50, 80)
+    builder.render_note(state, instruments._fluid_font(state, "TimGM6mb", ctx), 0, 70, 30)
+    b = builder.render_note(state, instruments._fluid_font(state, "TimGM6mb", ctx), 56, 60, 100)
+    worker._STATE.clear()
     assert a.shape == (64000,) and np.array_equal(a, b)
 
 
@@ -276,11 +279,30 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
             or a != b)
 
 
+# The cache keys of builds made before the builder became a package (`run_scripts/build_offline_corpus.py` as one
+# file): moving code must not invalidate existing corpora. A deliberate change of what a build produces changes them
+# (e.g. by bumping BUILDER_VERSION): then update these values.
+CACHE_KEYS_DEFAULT_SEED0 = {
+    "keywords": "faeb2f22a583f3f9", "esc": "01aec5c352ca6fa0", "instruments": "2887b4e90f583c09",
+    "pretrain_pool": "615015753c40aed0", "pretrain_pool_speech": "919b265eca62cd0d",
+}
+BUILD_KEY_TINY_INSTRUMENTS = "0aadc4f36f138e25-458486d9664a"  # configuration key - plan digest (every SoundFont)
+
+
+def test_cache_keys_unchanged(corpus):
+    cfg = builder.Config(size="default", clips_per_class=None, seed=0, tasks=builder.KNOWN_TASKS, skip=set(),
+                         paths=dict(builder.DEFAULT_PATHS), audio_format="wav")
+    keys = {task: cfg.key(task) for task in builder.KNOWN_TASKS}
+    assert keys == CACHE_KEYS_DEFAULT_SEED0, "the corpus cache keys changed: every cached corpus would be rebuilt"
+    if not any(font in SKIP for font in builder.SOUNDFONTS):  # the plan digest depends on the enabled SoundFonts only
+        assert (corpus / "instruments" / ".build_key").read_text().strip() == BUILD_KEY_TINY_INSTRUMENTS
+
+
 def test_rerun_uses_cache(corpus):
     messages = []
     wav = next((corpus / "esc" / "audio").rglob("*.wav"))
     before = wav.stat().st_mtime_ns
-    boc.build_corpus(corpus, size="tiny", seed=0, workers=2, skip=SKIP, progress=False, log=messages.append)
+    builder.build_corpus(corpus, size="tiny", seed=0, workers=2, skip=SKIP, progress=False, log=messages.append)
     assert not any(m.startswith("rendering") for m in messages), messages
     assert wav.stat().st_mtime_ns == before
 
@@ -302,7 +324,7 @@ def test_manifests_load_with_datasets(corpus, tmp_path):
 
 
 def test_manifests_load_with_project_loader(corpus):
-    from feature_extraction.data import load_audio_dataset
+    from modeling_audiomosaic.feature_extraction import load_audio_dataset
 
     for task in TASKS:
         rows = _manifest(corpus, task, "train")
@@ -310,7 +332,7 @@ def test_manifests_load_with_project_loader(corpus):
         assert len(ds) == len(rows)
         for i in (0, len(ds) - 1):
             ex = ds[i]
-            assert ex["audio"].dtype == np.float32 and ex["audio"].shape == (int(boc.DURATION[task] * 16000),)
+            assert ex["audio"].dtype == np.float32 and ex["audio"].shape == (int(builder.DURATION[task] * 16000),)
             assert ex["labels"] == [rows[i]["labels"]] and ex["group"] == rows[i]["group"]
         # without group_column the loader leaves groups out (its default)
         assert load_audio_dataset(corpus / task / "validation.json")[0]["group"] is None
@@ -322,24 +344,25 @@ def test_manifests_load_with_project_loader(corpus):
 # ---------------------------------------------------------------------------------------------------- errors
 def test_missing_package_message(tmp_path, capsys):
     paths = {"flite": str(tmp_path / "nonexistent" / "flite"), "TimGM6mb": str(tmp_path / "nonexistent.sf2")}
-    with pytest.raises(boc.MissingPackagesError) as info:
-        boc.build_corpus(tmp_path / "x", size="tiny", paths=paths, progress=False, log=lambda m: None)
+    with pytest.raises(builder.MissingPackagesError) as info:
+        builder.build_corpus(tmp_path / "x", size="tiny", paths=paths, progress=False, log=lambda m: None)
     err = info.value
     assert "flite" in err.apt and "timgm6mb-soundfont" in err.apt
     assert "apt-get install" in str(err) and "timgm6mb-soundfont" in str(err) and "--skip" in str(err)
     assert {"flite", "TimGM6mb"} <= set(err.components)
     assert not (tmp_path / "x").exists()  # nothing was built
     # the CLI exits non-zero with the same message; skipping those components makes the check pass
-    rc = boc.main(["--size", "tiny", "--out", str(tmp_path / "y"), "--path", f"flite={paths['flite']}", "--check"])
+    cli = runpy.run_path(str(REPO / "run_scripts" / "build_offline_corpus.py"))  # its main(), not run
+    rc = cli["main"](["--size", "tiny", "--out", str(tmp_path / "y"), "--path", f"flite={paths['flite']}", "--check"])
     assert rc == 2 and "apt-get install" in capsys.readouterr().err
-    problems = boc.check_dependencies(skip=["flite", "TimGM6mb", *SKIP], paths=paths)
+    problems = builder.check_dependencies(skip=["flite", "TimGM6mb", *SKIP], paths=paths)
     assert not {p["component"] for p in problems} & {"flite", "TimGM6mb"}
     with pytest.raises(ValueError, match="unknown component"):
-        boc.build_corpus(tmp_path / "z", skip=["no-such-engine"])
+        builder.build_corpus(tmp_path / "z", skip=["no-such-engine"])
 
 
 def test_group_rules_and_splits():
-    g = boc._canonical_group
+    g = recordings._canonical_group
     assert g("ufoai:sound/weapons/bullet-smg-5x.ogg") == g("ufoai:sound/weapons/bullet-smg-15x.ogg")
     assert g("ufoai:sound/doors/door1-open.ogg") == g("ufoai:sound/doors/door1-close.ogg")
     assert g("wesnoth:crossbow-miss.ogg") == g("wesnoth:crossbow.ogg")
@@ -348,9 +371,9 @@ def test_group_rules_and_splits():
     assert g("ufoai:sound/footsteps/wood1.ogg") != g("ufoai:sound/footsteps/wood2.ogg")
     rng = np.random.default_rng(0)
     for n in range(1, 12):
-        split = boc._split_units([f"u{i}" for i in range(n)], rng)
+        split = planning._split_units([f"u{i}" for i in range(n)], rng)
         c = {s: sum(v == s for v in split.values()) for s in SPLITS}
         assert sum(c.values()) == n and c["train"] >= 1
         if n >= 3:
             assert c["validation"] >= 1 and c["test"] >= 1
-    assert boc._split_counts(6) == {"train": 4, "validation": 1, "test": 1}
+    assert planning._split_counts(6) == {"train": 4, "validation": 1, "test": 1}

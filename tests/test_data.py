@@ -1,8 +1,11 @@
-"""Tests of feature_extraction.data: every source, decoding parity, skip accounting, streaming, shuffling, sharding,
-cropping, label vocabulary and collation. All audio is synthesised into a temporary folder (numpy + soundfile)."""
+"""Tests of the data layer (modeling_audiomosaic.feature_extraction's audio_io, skips, labels, records, sources,
+audio_datasets, loading and the classification collator): every source, decoding parity, skip accounting, streaming,
+shuffling, sharding, cropping, label vocabulary and collation. All audio is synthesised into a temporary folder
+(numpy + soundfile)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -16,24 +19,19 @@ import pytest
 import soundfile as sf
 import soxr
 
-from feature_extraction.data import (
-    AudioClassificationCollator,
-    AudioDataset,
-    AudioDecodeError,
-    AudioIterableDataset,
-    EmptyDatasetError,
+from modeling_audiomosaic.feature_extraction.audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank
+from modeling_audiomosaic.feature_extraction.audio_io import crop_or_pad, decode_audio, resample_audio
+from modeling_audiomosaic.feature_extraction.collators import AudioClassificationCollator
+from modeling_audiomosaic.feature_extraction.labels import (
     LabelVocabulary,
-    SkipCounter,
     build_label_vocabulary,
-    crop_or_pad,
-    decode_audio,
-    detect_source_type,
-    load_audio_dataset,
     normalize_labels,
-    resample_audio,
-    shard_for_rank,
-    wrap_hf_dataset,
+    read_label_csv,
 )
+from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset, wrap_hf_dataset
+from modeling_audiomosaic.feature_extraction.records import DecodeOptions, ExampleDecoder
+from modeling_audiomosaic.feature_extraction.skips import AudioDecodeError, EmptyDatasetError, SkipCounter
+from modeling_audiomosaic.feature_extraction.sources import detect_source_type, read_csv_manifest, read_manifest
 
 datasets = pytest.importorskip("datasets")
 
@@ -246,7 +244,7 @@ def test_resample_scipy_fallback_close_to_soxr(monkeypatch):
 
 def test_folder_source_labels_and_skips(corpus, caplog):
     assert detect_source_type(corpus["audio"]) == "folder"
-    with caplog.at_level(logging.WARNING, logger="feature_extraction.data"):
+    with caplog.at_level(logging.WARNING, logger="modeling_audiomosaic.feature_extraction.skips"):
         ds = load_audio_dataset(corpus["audio"])
         assert isinstance(ds, AudioDataset)
         assert len(ds) == len(GOOD_FILES) + len(BAD_FILES)
@@ -411,6 +409,55 @@ def test_argument_errors(corpus, tmp_path):
         list(ds)
     with pytest.raises(EmptyDatasetError):
         ds[0]
+
+
+def test_decode_options_object_equals_keyword_arguments(corpus):
+    """One frozen options object: passing it or the same names as keyword arguments gives the same dataset; keyword
+    arguments override it; it is shared, never mutated."""
+    options = DecodeOptions(audio_column="filepath", label_column="category", group_column="speaker", max_seconds=0.2,
+                            crop="start")
+    by_object = list(load_audio_dataset(corpus["root"] / "list.csv", options=options))
+    by_keywords = list(load_audio_dataset(corpus["root"] / "list.csv", audio_column="filepath",
+                                          label_column="category", group_column="speaker", max_seconds=0.2,
+                                          crop="start"))
+    assert [ex["id"] for ex in by_object] == [ex["id"] for ex in by_keywords]
+    assert all(np.array_equal(a["audio"], b["audio"]) and a["labels"] == b["labels"] and a["group"] == b["group"]
+               for a, b in zip(by_object, by_keywords))
+    assert all(len(ex["audio"]) <= 3200 for ex in by_object)
+    longer = list(load_audio_dataset(corpus["root"] / "list.csv", options=options, max_seconds=None))
+    assert max(len(ex["audio"]) for ex in longer) > 3200  # the keyword won over the object
+    assert options.max_seconds == 0.2  # ... without changing it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.crop = "random"
+    # the readers and the decoder take the same object
+    assert read_csv_manifest(corpus["root"] / "list.csv", options) == read_csv_manifest(
+        corpus["root"] / "list.csv", audio_column="filepath", label_column="category", group_column="speaker"
+    )
+    assert ExampleDecoder(options).options is options
+    assert ExampleDecoder(options, pad=True).options == options.replace(pad=True)
+
+
+def test_decode_options_errors(corpus):
+    for call in (
+        lambda: load_audio_dataset(corpus["audio"], max_second=2.0),
+        lambda: wrap_hf_dataset(datasets.Dataset.from_dict({"audio": ["x.wav"]}), max_second=2.0),
+        lambda: read_manifest(corpus["root"] / "manifest.json", max_second=2.0),
+        lambda: ExampleDecoder(max_second=2.0),
+        lambda: DecodeOptions().replace(max_second=2.0),
+    ):
+        with pytest.raises(TypeError, match=r"\['max_second'\].*Did you mean 'max_seconds'.*Decoding options are: "
+                                            r"audio_column, .*crop_seed"):
+            call()
+    with pytest.raises(TypeError, match="options must be a DecodeOptions, got dict"):
+        load_audio_dataset(corpus["audio"], options={"max_seconds": 2.0})
+    with pytest.raises(ValueError, match="crop must be 'random', 'start' or 'center'"):
+        DecodeOptions(crop="middle")
+    with pytest.raises(ValueError, match="max_seconds must be positive"):
+        load_audio_dataset(corpus["audio"], max_seconds=0)
+    with pytest.raises(ValueError, match="audio_column cannot be None"):
+        DecodeOptions(audio_column=None)
+    assert DecodeOptions(max_seconds=0.5, sampling_rate=8000).max_samples == 4000
+    assert DecodeOptions(label_column=["a", "b"]).label_column == ("a", "b")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -599,8 +646,42 @@ def test_label_vocabulary_and_collator(corpus, tmp_path):
     assert fixed.labels == ["/m/a", "/m/b"] and fixed.config_kwargs()["id2label"] == {0: "Ant, small", 1: "Bee"}
 
 
+def test_one_label_csv_reader(tmp_path):
+    """`read_label_csv` is the reader behind the vocabulary, the released label sets and --label_file."""
+    from modeling_audiomosaic import load_label_file
+    from modeling_audiomosaic.labels import LABEL_FILES, LABELS_DIR
+
+    path = tmp_path / "labels.csv"
+    path.write_text('Index,MID,display_name\n2,/m/c, Cat \n0,/m/a,"Ant, small"\n\n1,/m/b,Bee\n')
+    table = read_label_csv(path)
+    assert table.has_header and table.columns == ("index", "mid", "display_name") and len(table) == 3
+    assert table.column("mid") == ["/m/a", "/m/b", "/m/c"] and table.column("display_name") == ["Ant, small", "Bee",
+                                                                                                 "Cat"]
+    assert load_label_file(str(path)) == {0: "Ant, small", 1: "Bee", 2: "Cat"}
+    vocab = LabelVocabulary.from_class_labels_csv(path)
+    assert vocab.labels == table.column("mid") and vocab.display_names == table.column("display_name")
+    # the released label sets read the same through every consumer
+    for name, file in LABEL_FILES.items():
+        released = read_label_csv(LABELS_DIR / file)
+        assert load_label_file(name) == dict(enumerate(released.column("display_name")))
+        assert LabelVocabulary.from_class_labels_csv(LABELS_DIR / file).labels == released.column("mid")
+    # one label per line, no header
+    (tmp_path / "plain.csv").write_text("dog\ncat\n")
+    plain = read_label_csv(tmp_path / "plain.csv")
+    assert not plain.has_header and plain.column("label") == ["dog", "cat"]
+    # errors name the file and the problem
+    (tmp_path / "gap.csv").write_text("index,mid\n0,/m/a\n2,/m/b\n")
+    with pytest.raises(ValueError, match=r"gap.csv: the indices are not 0..1"):
+        read_label_csv(tmp_path / "gap.csv")
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['display_name'\]; its columns are \['index', 'mi"):
+        load_label_file(str(tmp_path / "gap.csv"))
+    (tmp_path / "empty.csv").write_text("\n")
+    with pytest.raises(EmptyDatasetError, match="is empty"):
+        read_label_csv(tmp_path / "empty.csv")
+
+
 def test_collator_with_audiomosaic_feature_extractor(corpus):
-    fe_mod = pytest.importorskip("feature_extraction.feature_extraction_audiomosaic")
+    fe_mod = pytest.importorskip("modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic")
     fe = fe_mod.AudioMosaicFeatureExtractor.from_preset("speechcommands")
     ds = load_audio_dataset(corpus["audio"])
     vocab = build_label_vocabulary(ds)
@@ -613,7 +694,7 @@ def test_skip_counter_pickle_merge_and_log(caplog):
     import pickle
 
     counter = SkipCounter("t", max_warnings=1, summary_every=None)
-    with caplog.at_level(logging.WARNING, logger="feature_extraction.data"):
+    with caplog.at_level(logging.WARNING, logger="modeling_audiomosaic.feature_extraction.skips"):
         counter.record_skip("empty", "a", "x")
         counter.record_skip("empty", "b", "x")
     counter.record_ok()

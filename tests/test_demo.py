@@ -11,9 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-
 
 def _cpu_burners(count: int) -> list[subprocess.Popen]:
     """Busy processes that load the machine (a 'loaded 2-core machine'); the caller kills them."""
@@ -74,25 +71,17 @@ def test_schedule_status_marks_a_cut_run():
     assert "depend on the machine" in cut["text"]
 
 
-def _capture_figure(monkeypatch, module) -> list:
-    """Keep the figures a plot function closes, to inspect them."""
-    figures = []
-    monkeypatch.setattr(module.plt, "close", lambda fig=None: figures.append(fig))
-    return figures
-
-
 def _bar_patches(fig):
     return [p for ax in fig.axes for container in ax.containers for p in getattr(container, "patches", ())]
 
 
-def test_probe_plot_legend_does_not_cover_bars(tmp_path, monkeypatch):
-    import demo_plots
+def test_probe_plot_legend_does_not_cover_bars(tmp_path):
+    from modeling_audiomosaic import plots
 
-    figures = _capture_figure(monkeypatch, demo_plots)
     names = ("AudioMosaic (pre-trained)", "same architecture, random init", "log-mel statistics")
     results = {t: dict(zip(names, (0.97, 0.95, 0.99))) for t in ("keywords", "esc", "instruments")}
-    demo_plots.plot_probe_bars(results, tmp_path / "bars.png")
-    fig = figures[-1]
+    fig = plots.plot_probe_bars(results, tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").stat().st_size > 0
     renderer = fig.canvas.get_renderer()
     fig.draw(renderer)
     legend = fig.axes[0].get_legend().get_window_extent(renderer)
@@ -104,16 +93,12 @@ def test_probe_plot_legend_does_not_cover_bars(tmp_path, monkeypatch):
         assert not legend.overlaps(text.get_window_extent(renderer)), "the legend covers a value label"
 
 
-def test_seed_comparison_plot_gives_every_system_its_own_colour(tmp_path, monkeypatch):
+def test_seed_comparison_plot_gives_every_system_its_own_colour(tmp_path):
     import run_seed_comparison
 
-    import demo_plots
-
-    figures = _capture_figure(monkeypatch, demo_plots)  # the same pyplot module
     groups = (*run_seed_comparison.TASKS, "mean")
     table = {f"system_{i:02d}": {g: (0.5 + 0.01 * i, 0.02) for g in groups} for i in range(12)}
-    run_seed_comparison.plot(table, tmp_path / "comparison.png")
-    fig = figures[-1]
+    fig = run_seed_comparison.plot(table, tmp_path / "comparison.png")
     colours = {tuple(np.round(container.patches[0].get_facecolor(), 4)) for container in fig.axes[0].containers
                if hasattr(container, "patches")}
     assert len(colours) == 12, "two systems share a colour"
@@ -125,6 +110,21 @@ def test_seed_comparison_plot_gives_every_system_its_own_colour(tmp_path, monkey
 
 @pytest.mark.parametrize("count", [3, 10, 12, 20, 25])
 def test_distinct_colors(count):
-    import demo_plots
+    from modeling_audiomosaic import plots
 
-    assert len({tuple(c) for c in demo_plots.distinct_colors(count)}) == count
+    assert len({tuple(c) for c in plots.distinct_colors(count)}) == count
+
+
+def test_plots_leave_pyplot_and_the_backend_alone(tmp_path):
+    """`modeling_audiomosaic.plots` imports matplotlib only when it draws, and never pyplot: a notebook's or an
+    application's backend stays as it was (the PNG is drawn on the figure's own Agg canvas)."""
+    code = (
+        "import sys\n"
+        "from modeling_audiomosaic import plots\n"
+        "assert 'matplotlib' not in sys.modules, 'imported at module import'\n"
+        f"plots.plot_training_loss([{{'step': 1, 'loss': 2.0}}, {{'step': 2, 'loss': 1.5}}], {str(tmp_path / 'l.png')!r})\n"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "l.png").stat().st_size > 0

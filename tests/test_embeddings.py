@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
-from feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicModel, pool_tokens
 from modeling_audiomosaic import hear
 from modeling_audiomosaic.embeddings import (

@@ -1,4 +1,4 @@
-"""Tests for feature_extraction (Kaldi fbank + AudioMosaicFeatureExtractor)."""
+"""Tests for modeling_audiomosaic.feature_extraction (Kaldi fbank + AudioMosaicFeatureExtractor)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,22 @@ import subprocess
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from transformers import ASTFeatureExtractor
 
-from transformers import ASTFeatureExtractor  # noqa: E402
-
-from feature_extraction import (  # noqa: E402
+from modeling_audiomosaic.feature_extraction import (
     FEATURE_EXTRACTOR_PRESETS,
     AudioMosaicFeatureExtractor,
     kaldi_fbank,
     kaldi_mel_banks,
     num_kaldi_frames,
 )
-from feature_extraction import feature_extraction_audiomosaic as fe_module  # noqa: E402
+from modeling_audiomosaic.feature_extraction import feature_extraction_audiomosaic as fe_module
 
 
 SR = 16000
@@ -637,16 +632,15 @@ def test_remote_code_loading_in_clean_process(tmp_path):
 
         class _Block(importlib.abc.MetaPathFinder):  # an editable install would otherwise still find the package
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("feature_extraction", "modeling_audiomosaic"):
+                if name.split(".")[0] in ("modeling_audiomosaic", "feature_extraction"):
                     raise ImportError(name + " is blocked in this process")
                 return None
 
         sys.meta_path.insert(0, _Block())
-        sys.path = [p for p in sys.path if p.rstrip("/") != {str(ROOT)!r}]
         import numpy as np
         from transformers import AutoFeatureExtractor
         try:
-            import feature_extraction  # noqa: F401
+            import modeling_audiomosaic.feature_extraction  # noqa: F401
             raise SystemExit("project package must not be importable here")
         except ImportError:
             pass

@@ -32,9 +32,10 @@ import soxr
 import torch
 
 import modeling_audiomosaic  # noqa: F401
-from feature_extraction import AudioMosaicFeatureExtractor
-from feature_extraction.data import (
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction import (
     AudioClassificationCollator,
+    AudioDecodeError,
     ExampleDecoder,
     build_label_vocabulary,
     decode_audio,
@@ -365,8 +366,6 @@ def test_decoded_array_records(array, outcome):
 
 
 def test_decode_audio_refuses_a_bare_array():
-    from feature_extraction.data import AudioDecodeError
-
     with pytest.raises(AudioDecodeError, match="no sampling rate"):
         decode_audio(BASE)
 
@@ -474,7 +473,7 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
 def test_long_files_are_read_only_around_the_crop(bad_folder, monkeypatch, tmp_path):
     """A 1 h file with max_seconds=2: soundfile reads a 2 s window (+ a resampling margin), not the hour; random crops
     are real segments of the file, drawn reproducibly."""
-    import feature_extraction.data as data
+    import modeling_audiomosaic.feature_extraction.audio_io as audio_io
 
     reads = []
     real_read = sf.read
@@ -483,7 +482,7 @@ def test_long_files_are_read_only_around_the_crop(bad_folder, monkeypatch, tmp_p
         reads.append(kwargs.get("frames", -1))
         return real_read(file, *args, **kwargs)
 
-    monkeypatch.setattr(data.sf, "read", spy)
+    monkeypatch.setattr(audio_io.sf, "read", spy)
     path = str(bad_folder / "good" / "hour.wav")
     whole = np.tile(INT16, 3600)
     for seed in (0, 1):

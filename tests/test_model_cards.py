@@ -1,4 +1,5 @@
-"""Release catalogue and model cards (`modeling_audiomosaic/releases.py`, `run_scripts/make_model_cards.py`)."""
+"""Release catalogue and model cards (`modeling_audiomosaic/releases.py`, `modeling_audiomosaic/model_cards.py`,
+`run_scripts/make_model_cards.py`)."""
 
 from __future__ import annotations
 
@@ -13,24 +14,18 @@ import pytest
 import yaml
 
 import modeling_audiomosaic
-from feature_extraction.feature_extraction_audiomosaic import FEATURE_EXTRACTOR_PRESETS
+from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic import FEATURE_EXTRACTOR_PRESETS
 from modeling_audiomosaic import CLASSIFIER_HEADS, INPUT_PRESETS, LABEL_FILES, load_label_file
-from modeling_audiomosaic.releases import (
-    EVAL_DATASETS,
-    INPUT_GEOMETRY,
-    RELEASES,
-    ReleaseInfo,
-    release_for_path,
-    render_index,
-    render_model_card,
-)
+from modeling_audiomosaic import releases
+from modeling_audiomosaic.model_cards import render_generic_model_card, render_index, render_model_card
+from modeling_audiomosaic.releases import EVAL_DATASETS, INPUT_GEOMETRY, RELEASES, ReleaseInfo, release_for_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CARDS_DIR = REPO_ROOT / "model_cards"
 SCRIPT = REPO_ROOT / "run_scripts" / "make_model_cards.py"
 REFERENCE = Path("/work/shared/reference/audiomosaic.md")
 
-# §11.1 of the reference notes: the hanxunh/audiomosaic collection (14 encoder repos + 1 LTU repo).
+# The hanxunh/audiomosaic collection on the Hugging Face Hub (14 encoder repos + 1 LTU repo).
 EXPECTED_NAMES = {
     "AudioMosaic-vit-b16-pretrained",
     "AudioMosaic-vit-b16-finetune-as20k",
@@ -61,7 +56,8 @@ def _front_matter(text: str) -> dict:
 
 
 def _reference_names() -> set[str]:
-    """Repo names of the reference's §11.1 table, with `{1..5}` and `-ata`, `-tta` expanded."""
+    """Repo names of the release table in the maintainers' notes at `REFERENCE` (not part of the repository; the check
+    is skipped without it), with `{1..5}` and `-ata`, `-tta` expanded."""
     section = REFERENCE.read_text(encoding="utf-8").split("### 11.1", 1)[1].split("###", 1)[0]
     names: set[str] = set()
     for cell in re.findall(r"^\| `(AudioMosaic-[^|]*?)\|", section, re.M):
@@ -163,13 +159,22 @@ def test_release_for_path():
         assert release_for_path(unknown) is None, unknown
 
 
-def test_releases_module_is_stdlib_only():
-    tree = ast.parse((REPO_ROOT / "modeling_audiomosaic" / "releases.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", ["releases.py", "model_cards.py"])
+def test_catalogue_and_card_modules_are_stdlib_only(module):
+    tree = ast.parse((REPO_ROOT / "modeling_audiomosaic" / module).read_text(encoding="utf-8"))
     modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                for alias in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert modules <= set(sys.stdlib_module_names), modules - set(sys.stdlib_module_names)
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0}
+    assert relative <= {"releases"}, relative  # the card renderer reads the catalogue, nothing else of the package
+
+
+def test_catalogue_holds_no_rendering():
+    """The catalogue is data and lookup only; every card (release or generic) comes from `model_cards`."""
+    rendering = [name for name in vars(releases) if "render" in name or name in ("bibtex", "card_metadata")]
+    assert rendering == []
 
 
 # -- cards -------------------------------------------------------------------------------------------------------------
@@ -245,6 +250,46 @@ def test_special_cards():
         render_model_card("AudioMosaic-vit-b16-finetune-as2k")
 
 
+def test_extra_files_section_follows_conversion():
+    """The converter lists its extra files (the LTU projector) in the release card, right after *Conversion*."""
+    name = "AudioMosaic-vit-b16-ltu-stage4"
+    plain = render_model_card(name)
+    text = render_model_card(name, extra_files={"audio_projector.safetensors": "the LTU audio projector"})
+    assert "## Extra files" not in plain
+    section = ("## Extra files\n\n- `audio_projector.safetensors`: the LTU audio projector\n\n"
+               "## Training and release notes")
+    assert section in text and text.index("## Conversion") < text.index("## Extra files")
+    assert text.replace(section, "## Training and release notes") == plain  # nothing else changes
+
+
+def test_generic_card_shares_front_matter_licence_and_citation():
+    summary = {
+        "source": "runs/ckpt.pt", "source_format": "raw_checkpoint", "weights_file": "runs/ckpt.pt",
+        "original_class": "AudioMosaicClassifier", "native_class": "AudioMosaicForAudioClassification",
+        "classifier_head": "linear", "preprocessing": {"max_length": 512, "mean": -6.6268077, "std": 5.358466,
+                                                       "source": "esc50 preset (by frame count)"},
+        "config": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12, "patch_size": 16,
+                   "pooling": "mean"},
+        "labels": {"num_labels": 50, "label_set": "esc50", "problem_type": "single_label_classification"},
+        "notes": ["a note"],
+    }
+    text = render_generic_model_card(summary, extra_files={"extra.safetensors": "something extra"})
+    meta = _front_matter(text)
+    assert meta["license"] == "other" and meta["library_name"] == "transformers"
+    assert meta["pipeline_tag"] == "audio-classification"
+    for heading in ("## Model", "## Preprocessing", "## Usage", "## Extra files", "## Conversion notes", "## Licence",
+                    "## Citation"):
+        assert f"\n{heading}\n" in text, heading
+    assert "512 frames" in text and "(x - mean) / (2 * std)" in text and "AutoModelForAudioClassification" in text
+    assert "@inproceedings{" in text and text.endswith(".\n") and not text.endswith("\n\n")
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        compile(block, "<generic usage>", "exec")
+    pretraining = render_generic_model_card(summary | {"native_class": "AudioMosaicForPreTraining", "labels": None,
+                                                       "classifier_head": None, "notes": []})
+    assert _front_matter(pretraining)["pipeline_tag"] == "feature-extraction"
+    assert "AutoModelForPreTraining" in pretraining and "## Conversion notes" not in pretraining
+
+
 def test_index_lists_every_release():
     index = (CARDS_DIR / "README.md").read_text(encoding="utf-8")
     assert index == render_index()
@@ -277,7 +322,8 @@ def test_check_mode_detects_stale_cards(tmp_path, capsys):
 
 
 def test_script_runs_without_torch(tmp_path):
-    """The CLI loads releases.py by path: no torch / transformers import, as a subprocess."""
+    """The CLI loads model_cards.py and releases.py without the package `__init__`: no torch / transformers
+    import, as a subprocess."""
     code = (
         "import runpy, sys; sys.argv = ['make_model_cards.py', '--check']; "
         f"rc = 0\ntry:\n    runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\nexcept SystemExit as e:\n"

@@ -13,7 +13,7 @@ from modeling_audiomosaic import (
     AudioMosaicModel,
 )
 from modeling_audiomosaic.convert_original_checkpoint import convert_original_state_dict
-from reference_timm import (
+from modeling_audiomosaic.timm_reference import (
     AttentiveProbeReference,
     LayerProbeReference,
     OriginalAudioMosaicReference,
@@ -91,7 +91,7 @@ def test_probe_parity(ref_cls, head, extra, final_norm):
 
 
 def test_parameter_count_matches_release():
-    # measured on the original classes (reference §3.7)
+    # counted on the original `AudioMosaicClassifier` (models/audiomosaic.py) instantiated on CPU
     model = AudioMosaicForAudioClassification(AudioMosaicConfig(num_labels=527))
     assert sum(p.numel() for p in model.parameters()) == 86_056_463
     spc = AudioMosaicForAudioClassification(AudioMosaicConfig.from_preset("speechcommands", num_labels=11))
@@ -237,7 +237,7 @@ def test_audioset_preset_with_audioset_labels_is_multi_label_and_pipeline_uses_s
     import numpy as np
     from transformers import pipeline
 
-    from feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     from modeling_audiomosaic import load_label_file
 
     tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, drop_path_rate=0.0)

@@ -46,7 +46,7 @@ def test_keep_counts_1024(name, ratio, kept):
 
 
 @pytest.mark.parametrize(
-    "grid, counts",  # (original_time, original_freq, time, freq) at 0.6 / 0.4 (reference §5.4)
+    "grid, counts",  # (original_time, original_freq, time, freq) at 0.6 / 0.4 (ratios of the original `pretrain.yaml`)
     [((32, 8), (96, 152, 96, 128)), ((8, 8), (24, 32, 24, 32))],
 )
 def test_keep_counts_other_sizes(grid, counts):
@@ -256,6 +256,56 @@ def test_partial_activation_checkpointing_same_gradients():
         torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
 
 
+def test_pretraining_returns_every_views_hidden_states_and_attentions():
+    """`output_hidden_states` / `output_attentions` give each masked view's encoder outputs, equal to the encoder's
+    own on that view; views that keep fewer tokens are zero-padded to the longest one."""
+    model = AudioMosaicForPreTraining(tiny_pretrain_config()).eval()  # sdpa by default: attentions fall back to eager
+    x = torch.randn(3, 2, 64, 32)
+    with torch.no_grad():
+        out = model(x, apply_masking=True, generator=_gen(), output_hidden_states=True, output_attentions=True)
+    kept = out.num_kept_tokens
+    assert kept == (3, 5)  # "tf": view 0 keeps 1 of 4 time columns (x 2 bands), view 1 keeps 1 of 2 bands (x 4)
+    assert len(out.hidden_states) == 3 and len(out.attentions) == 2  # embeddings + 2 blocks; 2 blocks
+    assert all(h.shape == (2, 3, 5, 32) for h in out.hidden_states)
+    assert all(a.shape == (2, 3, 4, 5, 5) for a in out.attentions)
+    for view in range(2):
+        with torch.no_grad():
+            own = model.audiomosaic(x[:, view], ids_keep=out.ids_keep[view], output_hidden_states=True,
+                                    output_attentions=True)
+        assert len(out.view_hidden_states(view)) == len(own.hidden_states)
+        for got, expected in zip(out.view_hidden_states(view), own.hidden_states):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        for got, expected in zip(out.view_attentions(view), own.attentions):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+            torch.testing.assert_close(got.sum(-1), torch.ones_like(got.sum(-1)))  # real probabilities
+        assert not out.hidden_states[-1][view, :, kept[view]:].any()  # the padding
+        assert not out.attentions[-1][view, ..., kept[view]:].any()
+    # the last hidden state is what the objectives read: its pooled, fc_norm-ed view 0 is `pooled_output[0]`
+    pooled = model.audiomosaic.pooler(out.view_hidden_states(0)[-1])
+    torch.testing.assert_close(pooled, out.pooled_output[0])
+
+
+def test_pretraining_output_flags_follow_the_config_and_the_tuple_output():
+    # eager: transformers refuses `config.output_attentions = True` under sdpa
+    model = AudioMosaicForPreTraining(tiny_pretrain_config(attn_implementation="eager")).eval()
+    x = torch.randn(2, 2, 64, 32)
+    with torch.no_grad():
+        plain = model(x)
+        assert plain.hidden_states is None and plain.attentions is None
+        model.config.output_hidden_states = True
+        model.config.output_attentions = True
+        from_config = model(x)
+        assert len(from_config.hidden_states) == 3 and len(from_config.attentions) == 2
+        assert model(x, output_hidden_states=False, output_attentions=False).hidden_states is None  # argument wins
+        as_tuple = model(x, return_dict=False)
+    assert len(as_tuple) == len(from_config.to_tuple())
+    torch.testing.assert_close(as_tuple[0], from_config.loss)  # the field order: loss first ...
+    for got, expected in zip(as_tuple[-2], from_config.hidden_states):  # ... hidden_states, attentions last
+        torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="output_hidden_states=True"):
+        plain.view_hidden_states(0)
+
+
 # -------------------------------------------------------------------------------------------------- multi-process
 def _free_port():
     with socket.socket() as s:
@@ -265,8 +315,7 @@ def _free_port():
 
 @pytest.mark.dist
 def test_two_process_gather_equals_single_process(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent / "dist_scripts"))
-    import gather_ntxent
+    from dist_scripts import gather_ntxent  # tests/ is on the path of pytest's rootdir-relative test modules
 
     out_file = tmp_path / "dist.pt"
     script = str(Path(__file__).parent / "dist_scripts" / "gather_ntxent.py")
@@ -330,7 +379,7 @@ class _Items(torch.utils.data.Dataset):
 def test_epoch_reaches_persistent_dataloader_workers():
     """`set_epoch` in the main process is seen by a DataLoader worker that is already running (persistent workers
     keep their copy of the dataset and the collator from the first epoch)."""
-    from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+    from modeling_audiomosaic.feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
 
     dataset = EpochTaggedDataset(_Items())
     collator = PretrainingViewsCollator(view_generator=None, crop_samples=0)
@@ -353,7 +402,7 @@ def test_data_epoch_callback_uses_the_integer_part_of_the_epoch():
     the collator must hear 1 (rounding would say 2)."""
     from types import SimpleNamespace
 
-    from feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+    from modeling_audiomosaic.feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
     from modeling_audiomosaic.pretraining_trainer import DataEpochCallback
 
     trainer = SimpleNamespace(train_dataset=EpochTaggedDataset(_Items()),

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
-from demo_plots import logistic_regression_probe  # noqa: E402
-from probe_lr import LogisticRegressionLBFGS  # noqa: E402
+from modeling_audiomosaic.probing import LogisticRegressionLBFGS, logistic_regression_probe
 
 
 def problem(n=300, dim=20, classes=4, seed=0):

@@ -4,7 +4,6 @@ stage 1 trains only the projector, stage 2 LoRA on the LM only, adapter + projec
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +12,10 @@ import soundfile as sf
 import torch
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-sys.path.insert(0, str(REPO / "tests"))
-import run_audio_llm as ral  # noqa: E402
-from test_audio_llm import FRAMES, audio_config, make_processor, make_tokenizer, text_config  # noqa: E402
+import run_audio_llm as ral
+from test_audio_llm import FRAMES, audio_config, make_processor, make_tokenizer, text_config
 
-from modeling_audiomosaic import AudioMosaicForConditionalGeneration, AudioMosaicModel  # noqa: E402
+from modeling_audiomosaic import AudioMosaicForConditionalGeneration, AudioMosaicModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -13,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+
+import run_pretrain
+from modeling_audiomosaic.pretraining_run import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-import run_pretrain  # noqa: E402
 
 TINY_RECIPE = """
 input_preset: speechcommands
@@ -99,7 +98,7 @@ def test_recipe_errors(recipe, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY_RECIPE + "mask_ratio_tme: 0.5\n")
     with pytest.raises(ValueError, match="unknown option"):
-        run_pretrain.parse_args(["--config", str(bad)])
+        parse_args(["--config", str(bad)])
     with pytest.raises(ValueError, match="train_path"):
         run_pretrain.main(["--config", str(recipe), "--output_dir", str(tmp_path / "x")])
 

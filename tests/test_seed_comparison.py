@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-import run_seed_comparison as rsc  # noqa: E402
+import run_seed_comparison as rsc
 
-from modeling_audiomosaic import AudioMosaicForPreTraining  # noqa: E402
-from modeling_audiomosaic.modeling_audiomosaic import AudioMosaicModel  # noqa: E402
+from modeling_audiomosaic import AudioMosaicForPreTraining
+from modeling_audiomosaic.modeling_audiomosaic import AudioMosaicModel
 
 
 @pytest.mark.parametrize("system", ["audiomosaic_tf", "contrastive_original", "msm_mae_random", "mam_clap"])
@@ -53,7 +49,7 @@ def test_equal_budget_steps():
 
 
 def test_tiny_comparison_end_to_end(tmp_path):
-    from build_offline_corpus import build_corpus
+    from modeling_audiomosaic.feature_extraction.offline_corpus import build_corpus
 
     corpus = build_corpus(str(tmp_path / "corpus"), size="tiny", seed=0)
     result = rsc.main([

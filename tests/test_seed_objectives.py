@@ -5,7 +5,6 @@ run_pretrain.py for every objective."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,9 +245,9 @@ def test_distill_model_with_audiomosaic_teacher():
 def test_clap_teacher_map_and_collator_inputs():
     from transformers import ClapAudioConfig, ClapAudioModel, ClapFeatureExtractor
 
-    from feature_extraction import AudioMosaicFeatureExtractor
-    from feature_extraction.augmentation import ContrastiveViewGenerator
-    from feature_extraction.collators import PretrainingViewsCollator
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+    from modeling_audiomosaic.feature_extraction.augmentation import ContrastiveViewGenerator
+    from modeling_audiomosaic.feature_extraction.collators import PretrainingViewsCollator
 
     torch.manual_seed(0)
     clap_config = ClapAudioConfig(
@@ -383,7 +382,6 @@ def labelled_manifest(tmp_path_factory):
     ids=["mae-dwm", "mae-inverse_block-supmam", "contrastive-supmam", "distill"],
 )
 def test_run_pretrain_every_objective(labelled_manifest, tmp_path, extra, logged):
-    sys.path.insert(0, str(REPO / "run_scripts"))
     import run_pretrain
 
     manifest, recipe = labelled_manifest
@@ -407,17 +405,16 @@ PRETRAIN_RECIPES = sorted((REPO / "run_scripts" / "recipes").glob("pretrain_*.ya
 
 @pytest.mark.parametrize("recipe", PRETRAIN_RECIPES, ids=lambda p: p.name)
 def test_pretraining_recipes_parse_into_valid_configs(recipe):
-    sys.path.insert(0, str(REPO / "run_scripts"))
-    import run_pretrain
+    from modeling_audiomosaic.pretraining_run import build_config, parse_args
 
     # bf16 needs a GPU to parse; everything else is as written
-    model_args, data_args, training_args = run_pretrain.parse_args(
+    model_args, data_args, training_args = parse_args(
         ["--config", str(recipe), "--output_dir", "x", "--bf16", "false", "--torch_compile", "false"]
     )
 
     class Teacher:  # what build_config reads of a distillation teacher
         feature_dim = 768
 
-    config = run_pretrain.build_config(model_args, Teacher() if "distill" in model_args.objective else None)
+    config = build_config(model_args, Teacher() if "distill" in model_args.objective else None)
     assert config.objectives == tuple(model_args.objective.split("+"))
     assert len(config.view_masking_specs()) == config.pretraining_num_views

@@ -4,20 +4,17 @@ and resumed (cached pairs are not re-trained nor re-probed)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "run_scripts"))
-import run_speech_study as rss  # noqa: E402
+import run_speech_study as rss
 
-from feature_extraction import AudioMosaicFeatureExtractor  # noqa: E402
-from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel  # noqa: E402
-from modeling_audiomosaic.embeddings import AudioMosaicEmbedder  # noqa: E402
+from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
 TASKS = ("keywords", "esc", "instruments")
 
@@ -76,7 +73,7 @@ def test_resume_redoes_only_unfinished_pairs(tmp_path, monkeypatch):
     """The study's caching with fast stand-ins for the corpus, pre-training and probes: a rerun re-trains and
     re-probes nothing; a pair that lost its probes is only probed; a pair killed during pre-training is re-trained;
     a new probe grid re-probes every pair without re-training."""
-    import run_pretrain
+    from modeling_audiomosaic import pretraining_run
 
     corpus = tmp_path / "corpus"
     for pool in ("pretrain_pool", "pretrain_pool_speech"):
@@ -113,7 +110,7 @@ def test_resume_redoes_only_unfinished_pairs(tmp_path, monkeypatch):
     monkeypatch.setattr(rss, "build_corpus", lambda *a, **k: corpus)
     monkeypatch.setattr(rss, "ProbeHarness", FakeHarness)
     monkeypatch.setattr(rss, "probe_choices", fake_probe)
-    monkeypatch.setattr(run_pretrain, "main", fake_pretrain)
+    monkeypatch.setattr(pretraining_run, "run_pretraining", fake_pretrain)
     out = tmp_path / "study"
     argv = ["--output_dir", str(out), "--seeds", "0", "1", "--no_progress", "--windows", "128"]
     rss.main(argv)
@@ -142,10 +139,10 @@ def test_resume_redoes_only_unfinished_pairs(tmp_path, monkeypatch):
 def test_tiny_study_end_to_end_and_resume(tmp_path, monkeypatch):
     """Both pools, 1 seed, 2 steps of a 1-block model; then a 'killed' run (one pair's probes lost) resumes: only that
     pair is probed again, nothing is pre-trained again, and the table is the same."""
-    import run_pretrain
+    from modeling_audiomosaic import pretraining_run
 
     calls = {"pretrain": 0, "probe": []}
-    real_pretrain, real_probe = run_pretrain.main, rss.probe_choices
+    real_pretrain, real_probe = pretraining_run.run_pretraining, rss.probe_choices
 
     def counting_pretrain(argv):
         calls["pretrain"] += 1
@@ -155,7 +152,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, monkeypatch):
         calls["probe"].append(seed)
         return real_probe(model, fe, harness, seed, *rest)
 
-    monkeypatch.setattr(run_pretrain, "main", counting_pretrain)
+    monkeypatch.setattr(pretraining_run, "run_pretraining", counting_pretrain)
     monkeypatch.setattr(rss, "probe_choices", counting_probe)
     overrides = json.dumps({"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2,
                             "intermediate_size": 64, "projection_hidden_size": 32, "projection_dim": 16},

@@ -7,8 +7,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining, apply_masking  # noqa: E402
+from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining, apply_masking
 
 
 def build(seed=0):

@@ -5,6 +5,9 @@ qkv/proj biases) and replaces the patch embedding by Conv2d(+bias) -> LayerNorm 
 deletes the final norm, averages ALL tokens (CLS included), applies `fc_norm` and a Linear head. This file rebuilds
 exactly that from timm modules (the encoder blocks, position handling and attention are timm's own code).
 
+Used by the parity tests (tests/test_modeling.py, tests/test_convert_release.py) and run_scripts/run_benchmarks.py.
+timm is imported when a reference is first built, from its reference folder (`reference_packages.import_timm`).
+
 timm 1.0.x imports `torchvision.ops.misc.FrozenBatchNorm2d` at import time, but torchvision cannot be installed beside
 the CPU torch 2.13 wheel used here. ViTs never use that class, so a stub module stands in for it when torchvision is
 missing (it raises if anything actually uses it).
@@ -12,7 +15,6 @@ missing (it raises if anything actually uses it).
 
 from __future__ import annotations
 
-import os
 import sys
 import types
 from functools import partial
@@ -77,16 +79,16 @@ def _install_torchvision_stub() -> None:
     sys.meta_path.insert(0, _Finder())
 
 
-_install_torchvision_stub()
+def _timm_classes():
+    """timm's `PatchEmbed` and `VisionTransformer` (torchvision stubbed if missing; timm from its reference folder)."""
+    _install_torchvision_stub()
+    from .reference_packages import import_timm
 
-# timm is installed OUTSIDE site-packages (pip --target <venv>/timm_reference, see run_scripts/setup_env.sh): when it is
-# importable, `accelerate launch` imports it at start-up and dies on the missing torchvision.
-_TIMM_DIR = os.environ.get("AUDIOMOSAIC_TIMM_PATH", os.path.join(sys.prefix, "timm_reference"))
-if os.path.isdir(_TIMM_DIR) and _TIMM_DIR not in sys.path:
-    sys.path.insert(0, _TIMM_DIR)
+    import_timm()
+    from timm.layers import PatchEmbed
+    from timm.models.vision_transformer import VisionTransformer
 
-from timm.layers import PatchEmbed  # noqa: E402
-from timm.models.vision_transformer import VisionTransformer  # noqa: E402
+    return PatchEmbed, VisionTransformer
 
 
 class OriginalAudioMosaicReference(nn.Module):
@@ -95,6 +97,7 @@ class OriginalAudioMosaicReference(nn.Module):
     def __init__(self, frames=1024, mel_bins=128, dim=768, depth=12, heads=12, mlp_ratio=4.0, num_classes=0,
                  pooling="avg", final_norm=False):
         super().__init__()
+        PatchEmbed, VisionTransformer = _timm_classes()
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
         vit = VisionTransformer(
             img_size=(frames, mel_bins), patch_size=16, in_chans=1, num_classes=0, embed_dim=dim, depth=depth,

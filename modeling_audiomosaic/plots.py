@@ -1,27 +1,48 @@
-"""Plots and the log-mel baseline of the README demo (run_demo.py). Matplotlib with the Agg backend, PNG output."""
+"""Plots of the demo and the studies (training loss, probe accuracy bars, masked views, embedding maps), as PNG files.
+
+Used by run_scripts/run_demo.py, run_seed_comparison.py and run_speech_study.py. matplotlib is imported on first use
+and never through pyplot: every figure is a `matplotlib.figure.Figure` on its own Agg canvas, so plotting neither
+needs nor changes the process's interactive backend. Each function returns its figure (already saved).
+"""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.figure  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
-def plot_training_loss(log_history: list[dict], path: Path, title: str = "AudioMosaic pre-training") -> None:
+def new_figure(figsize: tuple[float, float], nrows: int = 1, ncols: int = 1, **subplot_kw) -> tuple[Figure, Axes]:
+    """A figure on its own Agg canvas (no pyplot) and its axes, as `pyplot.subplots(nrows, ncols, figsize=...)`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **subplot_kw)
+
+
+def colormap(name: str, count: int | None = None):
+    """matplotlib's colormap `name`, resampled to `count` colours if given (as `pyplot.get_cmap(name, count)`)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name]
+    return cmap if count is None else cmap.resampled(count)
+
+
+def plot_training_loss(log_history: list[dict], path: Path, title: str = "AudioMosaic pre-training") -> Figure:
     """Loss (and positive-pair accuracy on a second axis) against the optimizer step."""
     rows = [h for h in log_history if "loss" in h and "step" in h]
     if not rows:  # fewer steps than the logging interval: fall back to the run's mean training loss
         rows = [{"step": h["step"], "loss": h["train_loss"]} for h in log_history if "train_loss" in h]
     steps = [h["step"] for h in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    fig, ax = new_figure((6.4, 3.4))
     ax.plot(steps, [h["loss"] for h in rows], color="tab:blue", lw=1.2, label="NT-Xent loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss", color="tab:blue")
@@ -33,29 +54,29 @@ def plot_training_loss(log_history: list[dict], path: Path, title: str = "AudioM
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def distinct_colors(count: int) -> list[tuple[float, float, float, float]]:
     """`count` colours that are all different: tab10 up to 10, tab20 up to 20, else evenly spaced hues (matplotlib's
     default cycle wraps after 10, so an 11th series would repeat the first one's colour)."""
     if count <= 10:
-        return [plt.get_cmap("tab10")(i) for i in range(count)]
+        return [colormap("tab10")(i) for i in range(count)]
     if count <= 20:
-        return [plt.get_cmap("tab20")(i) for i in range(count)]
-    return [plt.get_cmap("hsv")(i / count) for i in range(count)]
+        return [colormap("tab20")(i) for i in range(count)]
+    return [colormap("hsv")(i / count) for i in range(count)]
 
 
 def grouped_bars(groups: list[str], series: dict[str, list[float]], errors: dict[str, list[float]] | None = None,
                  ylabel: str = "", title: str = "", figsize: tuple[float, float] = (7.0, 3.6), values: bool = True,
-                 ylim: float = 1.0) -> matplotlib.figure.Figure:
+                 ylim: float = 1.0) -> Figure:
     """Grouped bar chart with one distinct colour per series and the legend BELOW the axes (never over the bars).
 
     `series[name][g]` is the bar of series `name` in group `groups[g]`; `errors` (same shape) adds error bars;
-    `values` writes each bar's value above it. Returns the figure (the caller saves and closes it)."""
+    `values` writes each bar's value above it. Returns the figure (the caller saves it)."""
     names = list(series)
     width = 0.8 / max(len(names), 1)
-    fig, ax = plt.subplots(figsize=figsize)
+    fig, ax = new_figure(figsize)
     for i, (name, color) in enumerate(zip(names, distinct_colors(len(names)))):
         heights = np.asarray(series[name], dtype=float)
         bars = ax.bar(np.arange(len(groups)) + i * width - 0.4 + width / 2, heights, width, label=name, color=color,
@@ -75,7 +96,7 @@ def grouped_bars(groups: list[str], series: dict[str, list[float]], errors: dict
     return fig
 
 
-def plot_probe_bars(results: dict[str, dict[str, float]], path: Path, metric: str = "accuracy") -> None:
+def plot_probe_bars(results: dict[str, dict[str, float]], path: Path, metric: str = "accuracy") -> Figure:
     """Grouped bars: one group per task, one bar per model (pre-trained, random init, log-mel + LR, ...)."""
     tasks = list(results)
     models = list(next(iter(results.values())))
@@ -83,13 +104,13 @@ def plot_probe_bars(results: dict[str, dict[str, float]], path: Path, metric: st
     fig = grouped_bars(tasks, series, ylabel=f"test {metric}", ylim=1.05,
                        title="Linear probe on the offline tasks (test split)")
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    return fig
 
 
 def plot_masked_views(views: torch.Tensor, ids_keep: list[torch.Tensor | None], patch_size: int, path: Path,
-                      titles: tuple[str, str] = ("view 0: time-masked", "view 1: frequency-masked")) -> None:
+                      titles: tuple[str, str] = ("view 0: time-masked", "view 1: frequency-masked")) -> Figure:
     """One clip's two augmented views with the dropped patches greyed out. `views` (2, T, F); `ids_keep` per view."""
-    fig, axes = plt.subplots(1, len(views), figsize=(9.0, 3.2), sharey=True)
+    fig, axes = new_figure((9.0, 3.2), 1, len(views), sharey=True)
     for ax, view, ids, title in zip(np.atleast_1d(axes), views, ids_keep, titles):
         spec = view.T.numpy().copy()  # (F, T)
         num_t, num_f = view.shape[0] // patch_size, view.shape[1] // patch_size
@@ -106,10 +127,10 @@ def plot_masked_views(views: torch.Tensor, ids_keep: list[torch.Tensor | None], 
     np.atleast_1d(axes)[0].set_ylabel("mel bin")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_embedding_map(embeddings: np.ndarray, labels: list[str], path: Path, title: str) -> None:
+def plot_embedding_map(embeddings: np.ndarray, labels: list[str], path: Path, title: str) -> Figure:
     """2-D map (PCA to 50 dims, then t-SNE) of embeddings coloured by class."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
@@ -120,8 +141,8 @@ def plot_embedding_map(embeddings: np.ndarray, labels: list[str], path: Path, ti
     perplexity = max(5.0, min(30.0, (len(x) - 1) / 3))
     xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
     classes = sorted(set(labels))
-    cmap = plt.get_cmap("tab20", len(classes))
-    fig, ax = plt.subplots(figsize=(6.0, 5.0))
+    cmap = colormap("tab20", len(classes))
+    fig, ax = new_figure((6.0, 5.0))
     for i, name in enumerate(classes):
         sel = np.array([label == name for label in labels])
         ax.scatter(xy[sel, 0], xy[sel, 1], s=9, color=cmap(i), label=name)
@@ -131,67 +152,4 @@ def plot_embedding_map(embeddings: np.ndarray, labels: list[str], path: Path, ti
     ax.legend(fontsize=6, markerscale=1.5, ncol=2, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def logmel_statistics(features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> np.ndarray:
-    """The log-mel baseline's clip features: per mel bin mean and std over the valid frames -> (B, 2 * bins)."""
-    if attention_mask is None:
-        attention_mask = torch.ones(features.shape[:2])
-    weights = attention_mask.to(features.dtype).unsqueeze(-1)
-    count = weights.sum(1).clamp_min(1.0)
-    mean = (features * weights).sum(1) / count
-    var = ((features - mean.unsqueeze(1)) ** 2 * weights).sum(1) / count
-    return torch.cat([mean, var.sqrt()], dim=1).numpy()
-
-
-def logistic_regression_probe(train_x, train_y, val_x, val_y, test_x, test_y, seed: int = 0,
-                              cs: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)) -> dict:
-    """Standardised features + multinomial logistic regression (`probe_lr.LogisticRegressionLBFGS`, scikit-learn's
-    objective solved in torch); C chosen on the validation split, swept upwards with warm starts. `seed` is kept
-    for the call signature: the solver is deterministic."""
-    from sklearn.preprocessing import StandardScaler
-
-    from probe_lr import LogisticRegressionLBFGS
-
-    scaler = StandardScaler().fit(train_x)
-    train_x, val_x, test_x = (scaler.transform(x) for x in (train_x, val_x, test_x))
-    best, model = None, LogisticRegressionLBFGS(warm_start=True)
-    for c in sorted(cs):
-        model.C = float(c)
-        model.fit(train_x, train_y)
-        val_acc = model.score(val_x, val_y)
-        if best is None or val_acc > best[0]:
-            best = (val_acc, c, copy.deepcopy(model))
-    val_acc, c, clf = best
-    return {"validation_accuracy": val_acc, "test_accuracy": clf.score(test_x, test_y), "C": c, "scaler": scaler,
-            "classifier": clf}
-
-
-def layer_sweep_probe(features: dict[str, np.ndarray], labels: dict[str, list], seed: int = 0,
-                      layers: list[int] | None = None, on_layer: Callable[[], Any] | None = None) -> dict:
-    """Linear probes on every block's pooled output (`features[split]` is `(N, num_layers + 1, D)` from
-    `AudioMosaicEmbedder(layer="all")`; index 0 = embeddings, i = block i); the layer AND C are chosen on the
-    validation split, as AudioMosaic's layer-probe sweep; the test split is read once per layer for the record.
-
-    `on_layer` is called after each layer's probe (progress bars).
-
-    Returns the best probe (with `"layer"`), the last block's probe (`"last"`), and `per_layer` accuracies.
-    """
-    count = next(iter(features.values())).shape[1]
-    layers = list(range(1, count)) if layers is None else layers
-    per_layer, best, last = {}, None, None
-    for layer in layers:
-        probe = logistic_regression_probe(
-            features["train"][:, layer], labels["train"], features["validation"][:, layer], labels["validation"],
-            features["test"][:, layer], labels["test"], seed=seed,
-        )
-        probe["layer"] = layer
-        per_layer[layer] = {"validation_accuracy": probe["validation_accuracy"], "test_accuracy": probe["test_accuracy"]}
-        if best is None or probe["validation_accuracy"] > best["validation_accuracy"]:
-            best = probe
-        if layer == count - 1:
-            last = probe
-        if on_layer is not None:
-            on_layer()
-    return {"best": best, "last": last, "per_layer": per_layer}
+    return fig

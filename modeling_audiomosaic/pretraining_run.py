@@ -1,0 +1,339 @@
+"""The pre-training run behind run_scripts/run_pretrain.py, with 🤗 Trainer.
+
+Its three argument groups (`ModelArguments`, `DataArguments`, `transformers.TrainingArguments`; a YAML recipe via
+``--config`` gives defaults, flags override them), the builders of the config, the frozen distillation teacher, the
+model and the dataset, and `run_pretraining(argv)`, which trains and saves. run_demo.py and run_speech_study.py call
+`run_pretraining` in-process; run_seed_comparison.py uses `parse_args` and `build_config` to count each system's
+compute. The command line and its data / logging conventions are described in run_scripts/run_pretrain.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import torch
+import transformers
+from transformers import TrainerCallback, TrainingArguments, set_seed
+
+from .configuration_audiomosaic import AudioMosaicConfig
+from .feature_extraction import AudioMosaicFeatureExtractor
+from .feature_extraction.augmentation import ContrastiveViewGenerator
+from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
+from .feature_extraction.labels import build_label_vocabulary
+from .feature_extraction.loading import load_audio_dataset
+from .modeling_pretraining import AudioMosaicForPreTraining
+from .pretraining_trainer import AudioMosaicPretrainingTrainer, checkpoint_problems, last_complete_checkpoint
+from .recipe_arguments import parse_with_recipe
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Initialise from a saved AudioMosaic folder (any head); else from scratch."}
+    )
+    input_preset: str = field(default="audioset", metadata={"help": "audioset (1024 frames) | esc50 | speechcommands"})
+    model_size: str = field(default="base", metadata={"help": "tiny | small | base (ViT-B/16)"})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": 'JSON dict of AudioMosaicConfig fields, e.g. \'{"num_hidden_layers": 4}\''}
+    )
+    objective: str = field(
+        default="contrastive",
+        metadata={"help": "contrastive | mae | distill, '+'-joined (e.g. contrastive+mae); see AudioMosaicConfig"},
+    )
+    supervised_weight: float = field(
+        default=0.0, metadata={"help": "λ_cls of the SupMAM supervised branch (needs --label_column); 0 = off"}
+    )
+    supervised_loss: str = field(default="bce", metadata={"help": "bce (multi-label) | ce (single-label)"})
+    teacher_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "frozen teacher of the distill objective (a local AudioMosaic or CLAP folder)"},
+    )
+    masking_mode: str | None = field(
+        default=None,
+        metadata={"help": "tf | tt | ff | random | dwm | inverse_block | none | custom (default: tf if contrastive, "
+                          "else random)"},
+    )
+    mask_grid: str = field(default="true", metadata={"help": "true | original (released code's swapped grid)"})
+    mask_ratio_time: float = field(default=0.6)
+    mask_ratio_freq: float = field(default=0.4)
+    mask_ratio: float = field(default=0.75, metadata={"help": "ratio of masking_mode=random / dwm / inverse_block"})
+    temperature: float = field(default=0.1)
+    learnable_temperature: bool = field(default=False)
+    drop_path_rate: float = field(default=0.1)
+    checkpointing_fraction: float = field(
+        default=0.0, metadata={"help": "activation-checkpoint the first fraction of blocks (recipe: 0.7); 0 = off"}
+    )
+    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm in the projector under multi-GPU"})
+
+
+@dataclass
+class DataArguments:
+    train_path: str | None = field(default=None, metadata={"help": "local folder / manifest / csv / parquet / tar"})
+    dataset_name: str | None = field(default=None, metadata={"help": "datasets.load_dataset name (Hub id or builder)"})
+    dataset_config_name: str | None = field(default=None)
+    data_files: str | None = field(default=None, metadata={"help": "data_files for builders such as parquet"})
+    dataset_split: str = field(default="train")
+    source_type: str = field(default="auto")
+    audio_column: str = field(default="auto")
+    label_column: str | None = field(
+        default=None, metadata={"help": "labels for the supervised branch (--supervised_weight > 0); unlabelled rows "
+                                        "are ignored by it"},
+    )
+    streaming: bool = field(default=False)
+    shuffle_buffer_size: int = field(default=1000)
+    crop_seconds: float | None = field(
+        default=None, metadata={"help": "random window cut from longer clips (default: the spectrogram length)"}
+    )
+    augmentation: str = field(default="original", metadata={"help": "waveform chain preset: original | light | none"})
+    roll_and_gain: bool = field(default=True)
+    max_train_samples: int | None = field(default=None)
+    max_train_minutes: float | None = field(
+        default=None, metadata={"help": "optional hard cap: stop (and save) after this much wall-clock training time. "
+                                        "The lr schedule still spans --max_steps, so a cut run depends on the "
+                                        "machine's speed; it is warned and marked stopped_by_time_budget in "
+                                        "pretrain_summary.json. Prefer --max_steps for reproducible runs"}
+    )
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse `--config recipe.yaml` (defaults) and command-line overrides into the three dataclasses."""
+    return tuple(parse_with_recipe((ModelArguments, DataArguments, TrainingArguments), argv))
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training once `seconds` of wall-clock time have passed (checked after every optimizer step).
+
+    Every rank decides on its own clock, so under multi-process training the decision is all-reduced (max) to keep
+    the ranks in step. A cut run is warned about and remembered (`stopped_at_step`): its schedule was not finished,
+    so its result depends on the machine's speed and load."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = None
+        self.stopped_at_step: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = torch.tensor(float(time.monotonic() - self.start > self.seconds), device=args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+        if over.item() > 0:
+            control.should_training_stop = True
+            control.should_save = True
+            if state.global_step < state.max_steps:
+                self.stopped_at_step = state.global_step
+                logger.warning(
+                    "--max_train_minutes %g reached at step %d of %d: the schedule was cut, so this run's result "
+                    "depends on the machine's speed and load (use --max_steps alone for a reproducible run).",
+                    self.seconds / 60, state.global_step, state.max_steps,
+                )
+        return control
+
+
+def build_config(model_args: ModelArguments, teacher=None, vocabulary=None) -> AudioMosaicConfig:
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    if teacher is not None:
+        overrides.setdefault("distill_teacher_hidden_size", teacher.feature_dim)
+    if vocabulary is not None:
+        overrides.update(vocabulary.config_kwargs())
+    fields = dict(
+        objective=model_args.objective,
+        supervised_weight=model_args.supervised_weight,
+        supervised_loss=model_args.supervised_loss,
+        masking_mode=model_args.masking_mode,
+        mask_grid=model_args.mask_grid,
+        mask_ratio_time=model_args.mask_ratio_time,
+        mask_ratio_freq=model_args.mask_ratio_freq,
+        mask_ratio=model_args.mask_ratio,
+        temperature=model_args.temperature,
+        learnable_temperature=model_args.learnable_temperature,
+        drop_path_rate=model_args.drop_path_rate,
+        checkpointing_fraction=model_args.checkpointing_fraction,
+    )
+    if model_args.model_name_or_path:
+        config = AudioMosaicConfig.from_pretrained(model_args.model_name_or_path, **fields, **overrides)
+    else:
+        config = AudioMosaicConfig.from_preset(model_args.input_preset, model_args.model_size, **fields, **overrides)
+    return config
+
+
+def load_teacher(model_args: ModelArguments):
+    """The frozen distillation teacher and, if it needs its own inputs, its feature extractor (local folders only)."""
+    if not model_args.teacher_name_or_path:
+        return None, None
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from .objective_distill import DistillationTeacher
+
+    overrides = json.loads(model_args.config_overrides) if model_args.config_overrides else {}
+    layer = int(overrides.get("distill_teacher_layer", -1))
+    teacher = DistillationTeacher(AutoModel.from_pretrained(model_args.teacher_name_or_path), layer=layer)
+    extractor = None
+    if teacher.needs_own_inputs:
+        extractor = AutoFeatureExtractor.from_pretrained(model_args.teacher_name_or_path)
+    logger.info("distillation teacher: %s (%s, %d-d features)", model_args.teacher_name_or_path, teacher.kind,
+                teacher.feature_dim)
+    return teacher, extractor
+
+
+def build_model(model_args: ModelArguments, config: AudioMosaicConfig, teacher=None) -> AudioMosaicForPreTraining:
+    if model_args.model_name_or_path:
+        model = AudioMosaicForPreTraining.from_pretrained(model_args.model_name_or_path, config=config)
+    else:
+        model = AudioMosaicForPreTraining(config)
+    if "distill" in config.objectives:
+        if teacher is None:
+            raise ValueError("--objective with distill needs --teacher_name_or_path (a frozen teacher model folder)")
+        if teacher.kind == "audiomosaic" and teacher.model.config.num_mel_bins != config.num_mel_bins:
+            raise ValueError(
+                f"the AudioMosaic teacher reads {teacher.model.config.num_mel_bins} mel bins, the student "
+                f"{config.num_mel_bins}: they must match (the teacher reads the student's spectrogram)."
+            )
+        model.set_distillation_teacher(teacher)
+    if model_args.checkpointing_fraction > 0:
+        model.audiomosaic.set_activation_checkpointing(True, model_args.checkpointing_fraction)
+    return model
+
+
+def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
+    # no cropping here: the collator cuts long clips with a generator seeded by (seed, epoch, ids), so resumed runs
+    # see exactly the same windows
+    common = dict(label_column=data_args.label_column, streaming=data_args.streaming)
+    if data_args.audio_column != "auto":
+        common["audio_column"] = data_args.audio_column
+    if data_args.dataset_name:
+        dataset = load_audio_dataset(
+            dataset_name=data_args.dataset_name, config_name=data_args.dataset_config_name,
+            split=data_args.dataset_split, data_files=data_args.data_files, **common,
+        )
+    elif data_args.train_path:
+        dataset = load_audio_dataset(data_args.train_path, source_type=data_args.source_type, **common)
+    else:
+        raise ValueError("give --train_path (local audio) or --dataset_name (datasets.load_dataset)")
+    if data_args.streaming:
+        dataset = dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+        if data_args.max_train_samples:
+            dataset = dataset.take(data_args.max_train_samples)
+        # a real `datasets.IterableDataset`, so that accelerate (dispatch_batches=False) gives each rank its own
+        # shards instead of every rank decoding everything; rows carry `num_skipped` (bad items dropped before them)
+        return dataset.hf_dataset
+    if data_args.max_train_samples:
+        dataset = dataset.select(range(min(data_args.max_train_samples, len(dataset))))
+    return EpochTaggedDataset(dataset)
+
+
+def run_pretraining(argv: list[str] | None = None) -> dict:
+    """Parse `argv` (a recipe via ``--config`` and flags, as run_scripts/run_pretrain.py's command line), pre-train
+    with `AudioMosaicPretrainingTrainer`, save the model, its feature extractor and ``pretrain_summary.json`` to
+    ``--output_dir``; returns the training loss, the global step and the log history.
+
+    Under multi-process training, the caller should leave with ``os._exit`` once it returns (run_pretrain.py does):
+    see the comment at the end of this function."""
+    model_args, data_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    training_args.remove_unused_columns = False  # the collator's keys are the model's inputs
+    training_args.dataloader_drop_last = True  # all_gather needs equal batch sizes on every rank
+    if data_args.streaming:
+        if training_args.max_steps <= 0:
+            raise ValueError("--streaming needs --max_steps (an iterable dataset has no length)")
+        training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
+    set_seed(training_args.seed)
+
+    if model_args.supervised_weight > 0 and not data_args.label_column:
+        raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")
+    teacher, teacher_extractor = load_teacher(model_args)
+    train_dataset = build_dataset(data_args, training_args)
+    vocabulary = None
+    if model_args.supervised_weight > 0:
+        if data_args.streaming:
+            raise ValueError("the supervised branch needs a label vocabulary: not available with --streaming yet")
+        vocabulary = build_label_vocabulary(train_dataset.dataset, multi_label=model_args.supervised_loss == "bce")
+        logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
+    config = build_config(model_args, teacher, vocabulary)
+    model = build_model(model_args, config, teacher)
+    if (
+        model_args.sync_batchnorm
+        and torch.cuda.is_available()
+        and training_args.world_size > 1
+        and not training_args.use_cpu
+    ):
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # projector BNs (CUDA only in torch)
+    feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)
+    view_generator = ContrastiveViewGenerator(
+        feature_extractor, augmentation=data_args.augmentation, num_views=config.pretraining_num_views,
+        roll_and_gain=data_args.roll_and_gain,
+    )
+    collator = PretrainingViewsCollator(
+        view_generator,
+        seed=training_args.seed,
+        crop_samples=None if data_args.crop_seconds is None else int(data_args.crop_seconds * 16000),
+        label_vocabulary=vocabulary,
+        teacher_feature_extractor=teacher_extractor,
+    )
+    time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
+    trainer = AudioMosaicPretrainingTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
+        callbacks=[time_budget] if time_budget else None,
+    )
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint == "last":  # resume from the newest complete checkpoint-* folder of output_dir
+        checkpoint = last_complete_checkpoint(training_args.output_dir, training_args.world_size)
+        if checkpoint is None:
+            raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}")
+        logger.info("resuming from %s", checkpoint)
+    elif checkpoint is not None and (problems := checkpoint_problems(checkpoint, training_args.world_size)):
+        raise ValueError(f"--resume_from_checkpoint {checkpoint} is incomplete: {'; '.join(problems)}")
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(training_args.output_dir)
+    # counted from the batches (decoding runs in DataLoader workers, whose own counters the main process never sees),
+    # summed over the ranks: a collective, so every rank calls it
+    data = trainer.data_summary()
+    if trainer.is_world_process_zero():
+        feature_extractor.save_pretrained(training_args.output_dir)
+        summary = {
+            "train_loss": result.training_loss,
+            "global_step": result.global_step,
+            "scheduled_steps": trainer.state.max_steps,
+            "stopped_by_time_budget": bool(time_budget and time_budget.stopped_at_step is not None),
+            "data_items_skipped": data["skip_events"],  # every skip event, all ranks (kept for older readers)
+            "data": data,
+            "nonfinite_losses_skipped": trainer.nonfinite_losses,
+            "log_history": trainer.state.log_history,
+        }
+        with open(os.path.join(training_args.output_dir, "pretrain_summary.json"), "w") as handle:
+            json.dump(summary, handle, indent=2, default=str)
+        logger.info("data: %s", data["text"])
+        logger.info("finished: loss %.4f after %d steps", result.training_loss, result.global_step)
+    history = trainer.state.log_history
+    result_dict = {"train_loss": result.training_loss, "global_step": result.global_step, "log_history": history}
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Multi-process: wait until every rank is done, then let the caller leave with os._exit WITHOUT destroying the
+        # process group or freeing the DDP model. `accelerator.end_training()` destroys the group, which leaves the
+        # DDP reducer holding its last reference; freeing the reducer then runs ~ProcessGroupGloo, which joins gloo's
+        # worker thread while holding the GIL, while that thread may still be releasing a finished collective whose
+        # tensors need the GIL: a deadlock at exit (found with py-spy; it hung ~1 run in 3 under load).
+        torch.distributed.barrier()
+        for callback in trainer.callback_handler.callbacks:  # flush trackers (TensorBoard closes on train end too)
+            if hasattr(callback, "tb_writer") and callback.tb_writer is not None:
+                callback.tb_writer.flush()
+        _KEEP_ALIVE.append((trainer, model))
+        return result_dict
+    trainer.accelerator.end_training()
+    return result_dict
+
+
+# distributed runs: objects that must not be freed before os._exit (see the end of run_pretraining)
+_KEEP_ALIVE: list = []
