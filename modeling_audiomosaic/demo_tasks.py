@@ -103,8 +103,8 @@ class ProbeHarness:
             sweep = layer_sweep_probe(features, labels, seed=seed)
             best = sweep["best"]
             out[task] = {"test_accuracy": best["test_accuracy"], "validation_accuracy": best["validation_accuracy"],
-                         "C": best["C"], "layer": best["layer"], "last_block_test_accuracy": sweep["last"]["test_accuracy"],
-                         "per_layer": sweep["per_layer"]}
+                         "C": best["C"], "layer": best["layer"],
+                         "last_block_test_accuracy": sweep["last"]["test_accuracy"], "per_layer": sweep["per_layer"]}
         return out
 
     def probe_logmel(self, fe, seed: int) -> dict:

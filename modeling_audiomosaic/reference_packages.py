@@ -8,7 +8,7 @@ be importable by default:
 * audiomentations 0.43.1 and its dependencies (``<venv>/audiomentations_reference``): the original code's waveform
   augmentations, installed with ``--no-deps`` so that their pins stay out of the venv.
 
-`import_reference_package` imports such a package from its folder without adding the folder to ``sys.path``: a
+`import_reference_package` imports such a package from its folder without adding the folder to the import path: a
 finder bound to that one folder is added to ``sys.meta_path``. With ``prefer_folder=False`` it is asked after the
 regular path finder, so the venv's own packages (numpy, scipy, soxr, ...) stay first and only what the venv lacks
 (audiomentations, librosa, ...) comes from the folder.

@@ -324,7 +324,7 @@ def load_generic_tests(version: str | None = None, cache_dir: str | os.PathLike 
     """Import the fetched package of generic tests (as `transformers_generic_tests`) and return it.
 
     The package is loaded from its file location and registered in `sys.modules` so that its relative imports work;
-    `sys.path` is not changed. Its modules are then importable as `transformers_generic_tests.<name>`.
+    the import path is not changed. Its modules are then importable as `transformers_generic_tests.<name>`.
 
     Raises:
         GenericTestsMissingError: the package of `version` (default: installed) is not in the cache; the message

@@ -41,17 +41,18 @@ def _imported_roots(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def _is_path_edit(node: ast.AST) -> bool:
-    """`sys.path.<insert/append/...>(...)`, `sys.path = ...`, `sys.path[...] = ...` or `sys.path += ...`."""
-    def is_sys_path(expr: ast.AST) -> bool:
+    """A call of a method of the interpreter's import path list (insert, append, ...), or an assignment (plain,
+    augmented or to a slice) to it."""
+    def is_import_path(expr: ast.AST) -> bool:
         if isinstance(expr, ast.Subscript):
             expr = expr.value
         return isinstance(expr, ast.Attribute) and expr.attr == "path" and ast.unparse(expr.value) == "sys"
 
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        return is_sys_path(node.func.value)
+        return is_import_path(node.func.value)
     if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-        return any(is_sys_path(t) for t in targets)
+        return any(is_import_path(t) for t in targets)
     return False
 
 
@@ -114,6 +115,9 @@ def test_lazy_data_names_are_the_subpackage_api():
 
 def test_no_import_path_edits_outside_conftest():
     """The packages come from the installation; the one path edit is tests/conftest.py's (exposing run_scripts/)."""
+    samples = ["sys.path.insert(0, 'x')", "sys.path.append('x')", "sys.path[:] = []", "sys.path = []",
+               "sys.path += ['x']", "print(sys.path)", "os.path.join('a')"]
+    assert [any(_is_path_edit(n) for n in ast.walk(ast.parse(code))) for code in samples] == [True] * 5 + [False] * 2
     edits = []
     for path in _python_files():
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -123,7 +127,8 @@ def test_no_import_path_edits_outside_conftest():
 
 def test_nothing_imports_the_old_top_level_name():
     old = [f"{path.relative_to(REPO)}:{line}" for path in _python_files()
-           for line, root in _imported_roots(ast.parse(path.read_text(encoding="utf-8"))) if root == "feature_extraction"]
+           for line, root in _imported_roots(ast.parse(path.read_text(encoding="utf-8")))
+           if root == "feature_extraction"]
     assert not old, f"absolute `feature_extraction` imports (use modeling_audiomosaic.feature_extraction): {old}"
 
 
