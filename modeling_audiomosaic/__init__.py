@@ -24,6 +24,8 @@ from .modeling_audiomosaic import (
     AudioMosaicModel,
     AudioMosaicModelOutput,
     AudioMosaicPreTrainedModel,
+    AudioMosaicProbeHead,
+    classification_loss,
     pool_tokens,
     sincos_2d_position_embedding,
 )
@@ -107,6 +109,8 @@ __all__ = [
     "AudioMosaicModel",
     "AudioMosaicForAudioClassification",
     "AudioMosaicPreTrainedModel",
+    "AudioMosaicProbeHead",
+    "classification_loss",
     "AudioMosaicForPreTraining",
     "AudioMosaicForPreTrainingOutput",
     "MASKING_STRATEGIES",
