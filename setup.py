@@ -17,7 +17,7 @@ ROOT = Path(__file__).parent
 README = (ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else ""
 
 extras = {
-    "dev": ["pytest>=8", "scikit-learn>=1.3", "soundfile>=0.12", "parameterized>=0.9"],
+    "dev": ["pytest>=8", "scikit-learn>=1.3", "soundfile>=0.12", "parameterized>=0.9", "ruff==0.17.6"],
     "train": ["accelerate>=1.15,<2", "datasets>=5.2,<6", "tensorboard>=2.15", "pyyaml>=6", "matplotlib>=3.8"],
     "llm": ["peft>=0.21,<0.22", "accelerate>=1.15,<2", "gguf>=0.10"],
     "bench": ["onnxruntime>=1.18", "onnx>=1.15", "matplotlib>=3.8"],

@@ -13,6 +13,8 @@
 * `collators`: pre-training views and classification batches, and the epoch-tagging dataset wrapper.
 """
 
+from .audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank
+from .audio_io import decode_audio, read_audio, resample_audio, to_float32_mono
 from .augmentation import (
     AUGMENTATION_PRESETS,
     ContrastiveViewGenerator,
@@ -22,13 +24,7 @@ from .augmentation import (
     roll_and_gain,
     sample_beta_gain,
 )
-from .audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank
-from .audio_io import decode_audio, read_audio, resample_audio, to_float32_mono
 from .collators import AudioClassificationCollator, EpochTaggedDataset, PretrainingViewsCollator
-from .labels import LabelVocabulary, build_label_vocabulary, read_label_csv
-from .loading import load_audio_dataset, wrap_hf_dataset
-from .records import DecodeOptions, ExampleDecoder
-from .skips import AudioDecodeError, EmptyDatasetError, SkipCounter
 from .feature_extraction_audiomosaic import (
     FEATURE_EXTRACTOR_PRESETS,
     AudioMosaicFeatureExtractor,
@@ -36,6 +32,10 @@ from .feature_extraction_audiomosaic import (
     kaldi_mel_banks,
     num_kaldi_frames,
 )
+from .labels import LabelVocabulary, build_label_vocabulary, read_label_csv
+from .loading import load_audio_dataset, wrap_hf_dataset
+from .records import DecodeOptions, ExampleDecoder
+from .skips import AudioDecodeError, EmptyDatasetError, SkipCounter
 
 __all__ = [
     "AudioMosaicFeatureExtractor",

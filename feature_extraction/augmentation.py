@@ -19,7 +19,6 @@ from .augmentation_chain import AUGMENTATION_PRESETS, WaveformAugmentation, roll
 from .augmentation_filters import butterworth_bandstop_sos, butterworth_highpass_sos
 from .augmentation_views import ContrastiveViewGenerator
 
-
 __all__ = [
     "AUGMENTATION_PRESETS",
     "ContrastiveViewGenerator",

@@ -31,7 +31,6 @@ from .augmentation_filters import butterworth_bandstop_sos, butterworth_highpass
 from .augmentation_inputs import prepare_batch
 from .random_draws import GeneratorLike, as_generator, bernoulli, sample_beta, uniform
 
-
 __all__ = ["AUGMENTATION_PRESETS", "WaveformAugmentation", "roll_and_gain", "sample_beta_gain"]
 
 

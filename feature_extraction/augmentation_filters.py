@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-
 __all__ = ["butterworth_bandstop_sos", "butterworth_highpass_sos", "sos_steady_state"]
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-
 __all__ = ["check_finite_rows", "prepare_batch", "to_float_tensor"]
 
 

@@ -33,7 +33,6 @@ from .feature_extraction_audiomosaic import (
 )
 from .random_draws import as_generator
 
-
 __all__ = ["ContrastiveViewGenerator"]
 
 

@@ -34,7 +34,6 @@ from transformers.feature_extraction_sequence_utils import SequenceFeatureExtrac
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import PaddingStrategy, TensorType, logging
 
-
 logger = logging.get_logger(__name__)
 
 __all__ = [
@@ -263,7 +262,8 @@ def _fbank_into(
     shift: float | None = None,
     scale: float | None = None,
 ) -> None:
-    """Writes the log-mel energies of the first ``num_frames[i]`` frames of ``waves[i]`` into ``out[i, :num_frames[i]]``.
+    """Writes the log-mel energies of the first ``num_frames[i]`` frames of ``waves[i]`` into
+    ``out[i, :num_frames[i]]``.
 
     ``waves`` are 1-D tensors (same dtype/device as ``out``, each at least ``window_size + (num_frames[i] - 1) *
     window_shift`` samples long; they are only read). ``out`` is a contiguous ``(B, T, num_mel_bins)`` tensor; frames
@@ -445,8 +445,9 @@ def kaldi_fbank(
             `lengths`.
         lengths (sequence of `int`, `np.ndarray` or `torch.Tensor`, *optional*):
             Number of valid samples of each clip, shape ``(B,)``. When given, frames that are not entirely inside a
-            clip's valid samples are not computed but set to 0, and the per-clip frame counts are returned as well. Kaldi frames never
-            look beyond their own 400 samples, so the valid frames equal those of each clip processed alone.
+            clip's valid samples are not computed but set to 0, and the per-clip frame counts are returned as well.
+            Kaldi frames never look beyond their own 400 samples, so the valid frames equal those of each clip
+            processed alone.
         sample_frequency (`float`, *optional*, defaults to 16000): Sampling rate in Hz.
         num_mel_bins (`int`, *optional*, defaults to 128): Number of mel bins.
         frame_length (`float`, *optional*, defaults to 25.0): Frame length in milliseconds.

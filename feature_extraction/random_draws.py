@@ -16,7 +16,6 @@ import math
 import numpy as np
 import torch
 
-
 __all__ = ["GeneratorLike", "as_generator", "bernoulli", "sample_beta", "uniform"]
 
 #: What the augmentations accept as a source of randomness.

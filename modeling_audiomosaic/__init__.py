@@ -17,7 +17,19 @@ from modeling_audiomosaic import AudioMosaicFeatureExtractor, DecodeOptions, loa
 ```
 """
 
+from .configuration_audio_llm import AudioMosaicLLMConfig
 from .configuration_audiomosaic import CLASSIFIER_HEADS, INPUT_PRESETS, POOLING_MODES, SIZE_PRESETS, AudioMosaicConfig
+from .embeddings import AudioMosaicEmbedder, FrameEmbeddings, get_audio_embeddings
+from .labels import LABEL_FILES, LABELS_DIR, load_label_file
+from .masking import MASKING_STRATEGIES, MaskingOutput, apply_masking, register_masking_strategy
+from .modeling_audio_llm import (
+    AudioMosaicAudioProjector,
+    AudioMosaicCausalLMOutputWithPast,
+    AudioMosaicForConditionalGeneration,
+    AudioMosaicLLMPreTrainedModel,
+    answer_alignment_loss,
+    pool_audio_tokens,
+)
 from .modeling_audiomosaic import (
     AudioMosaicClassifierOutput,
     AudioMosaicForAudioClassification,
@@ -29,23 +41,11 @@ from .modeling_audiomosaic import (
     pool_tokens,
     sincos_2d_position_embedding,
 )
-from .masking import MASKING_STRATEGIES, MaskingOutput, apply_masking, register_masking_strategy
 from .modeling_pretraining import AudioMosaicForPreTraining, AudioMosaicForPreTrainingOutput
 from .objective_contrastive import nt_xent_loss
-from .configuration_audio_llm import AudioMosaicLLMConfig
-from .modeling_audio_llm import (
-    AudioMosaicAudioProjector,
-    AudioMosaicCausalLMOutputWithPast,
-    AudioMosaicForConditionalGeneration,
-    AudioMosaicLLMPreTrainedModel,
-    answer_alignment_loss,
-    pool_audio_tokens,
-)
+from .pipeline_audiomosaic import AudioMosaicAudioClassificationPipeline
 from .processing_audiomosaic import LTU_CHAT_TEMPLATE, AudioMosaicProcessor
 from .registration import register_audio_llm_classes, register_auto_classes
-from .labels import LABEL_FILES, LABELS_DIR, load_label_file
-from .pipeline_audiomosaic import AudioMosaicAudioClassificationPipeline
-from .embeddings import AudioMosaicEmbedder, FrameEmbeddings, get_audio_embeddings
 
 register_auto_classes()
 

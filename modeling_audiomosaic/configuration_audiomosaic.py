@@ -180,7 +180,7 @@ class AudioMosaicConfig(PreTrainedConfig):
     learnable_temperature: bool = False
     gather_distributed: bool = True
     checkpointing_fraction: float = 1.0
-    # ---- seed systems: DWM / inverse-block masking, MAE / distillation decoder ----
+    # ---- compared systems: DWM / inverse-block masking, MAE / distillation decoder ----
     dwm_metric: str = "mad"
     dwm_probabilistic: bool = True
     dwm_start_epoch: int = 50
@@ -209,7 +209,8 @@ class AudioMosaicConfig(PreTrainedConfig):
     def _validate_audiomosaic(self) -> None:
         if self.hidden_size % self.num_attention_heads != 0:
             raise ValueError(
-                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+                f"hidden_size ({self.hidden_size}) must be divisible by "
+                f"num_attention_heads ({self.num_attention_heads})."
             )
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling={self.pooling!r} is not supported; choose one of {POOLING_MODES}.")

@@ -1,6 +1,6 @@
 """The offline corpus's three probe tasks as the demo and the studies evaluate them.
 
-Shared by run_scripts/run_demo.py, run_seed_comparison.py and run_speech_study.py (the corpus is described in
+Shared by run_scripts/run_demo.py, run_system_comparison.py and run_speech_study.py (the corpus is described in
 docs/offline_corpus.md):
 
 * `TASKS` / `SPLITS`, `load_split` (one split's waveforms and labels);

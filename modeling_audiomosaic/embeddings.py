@@ -75,9 +75,8 @@ import torch
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from .feature_extraction.audio_io import resample_audio
-
 from .embedding_inputs import as_clips
+from .feature_extraction.audio_io import resample_audio
 from .modeling_audiomosaic import pool_tokens
 
 __all__ = [

@@ -40,7 +40,6 @@ from transformers.utils import logging
 
 from .feature_extraction.feature_extraction_audiomosaic import normalized_padding_value
 from .feature_extraction.random_draws import as_generator, sample_beta  # one generator coercion, one Beta sampler
-
 from .modeling_audiomosaic import classification_loss
 
 logger = logging.get_logger(__name__)

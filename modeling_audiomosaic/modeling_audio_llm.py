@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from transformers import AutoModelForCausalLM
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache

@@ -17,13 +17,11 @@ This file is copied next to saved models and loaded as remote code (``trust_remo
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
@@ -36,7 +34,8 @@ from .configuration_audiomosaic import AudioMosaicConfig
 
 logger = logging.get_logger(__name__)
 
-# Written into config.json by save_pretrained so that a saved folder loads with trust_remote_code=True and any Auto class.
+# Written into config.json by save_pretrained so that a saved folder loads with trust_remote_code=True and any
+# Auto class.
 AUTO_MAP = {
     "AutoConfig": "configuration_audiomosaic.AudioMosaicConfig",
     "AutoModel": "modeling_audiomosaic.AudioMosaicModel",
@@ -73,7 +72,8 @@ class AudioMosaicClassifierOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): classification loss when `labels` are given.
-        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): classification scores (before softmax/sigmoid).
+        logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`): classification scores (before
+            softmax/sigmoid).
         pooled_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`): the vector fed to the classifier.
         hidden_states (`tuple(torch.FloatTensor)`, *optional*): see [`AudioMosaicModelOutput`].
         attentions (`tuple(torch.FloatTensor)`, *optional*): see [`AudioMosaicModelOutput`].

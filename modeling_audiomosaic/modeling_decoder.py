@@ -15,7 +15,6 @@ import copy
 
 import torch
 from torch import nn
-
 from transformers.masking_utils import create_bidirectional_mask
 
 from .configuration_audiomosaic import AudioMosaicConfig
@@ -85,7 +84,8 @@ class AudioMosaicDecoder(nn.Module):
         """
         if num_patches + 1 > self.position_embeddings.shape[1]:
             raise ValueError(
-                f"the decoder's position table covers {self.position_embeddings.shape[1] - 1} patches; got {num_patches}."
+                f"the decoder's position table covers {self.position_embeddings.shape[1] - 1} patches; "
+                f"got {num_patches}."
             )
         x = self.decoder_embed(hidden_states)
         cls, visible = x[:, :1], x[:, 1:]

@@ -1,7 +1,7 @@
 # Copyright 2026 The AudioMosaic for Transformers authors. Licensed under the Apache License, Version 2.0.
 """AudioMosaic pre-training model: masked views -> shared encoder -> objective heads -> one loss.
 
-One framework for the method and the seed systems it is compared with (masking strategy x objective x supervision):
+One framework for the method and the compared systems it is compared with (masking strategy x objective x supervision):
 
 * `contrastive` (AudioMosaic): projector + NT-Xent between two masked views (negatives all-gathered with gradient);
 * `mae` (MSM-MAE): a light decoder with mask tokens reconstructs the masked patches' log-mel pixels (MSE);
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-
 from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput
 
@@ -128,7 +127,8 @@ def stack_views(per_view: list[torch.Tensor], token_dims: tuple[int, ...]) -> to
 
 
 class BatchNorm1dNoBias(nn.BatchNorm1d):
-    """BatchNorm1d whose bias stays at 0 (kept in the state dict, never trained), as the original projector's last BN."""
+    """BatchNorm1d whose bias stays at 0 (kept in the state dict, never trained), as the original projector's last
+    BN."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

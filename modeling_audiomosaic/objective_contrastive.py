@@ -8,7 +8,8 @@ For view embeddings ``z0, z1`` (B, d) on rank ``r`` of ``W`` processes, L2-norma
     loss   = mean cross-entropy over the 2B rows
 
 Each anchor has one positive and 2m - 2 negatives. Gradients flow through the gathered negatives
-(``distributed.gather_with_grad``), so with DDP averaging the update equals the single-process update on the global batch.
+(``distributed.gather_with_grad``), so with DDP averaging the update equals the single-process update on the global
+batch.
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ class ContrastiveLossOutput:
 def nt_xent_loss(
     z0: torch.Tensor, z1: torch.Tensor, temperature: float | torch.Tensor = 0.1, gather_distributed: bool = True
 ) -> ContrastiveLossOutput:
-    """NT-Xent between two views. ``z0``/``z1``: (B, d) projector outputs (normalised here). See the module docstring."""
+    """NT-Xent between two views. ``z0``/``z1``: (B, d) projector outputs (normalised here).
+
+    See the module docstring.
+    """
     if z0.shape != z1.shape or z0.ndim != 2:
         raise ValueError(f"z0 and z1 must both be (batch, dim); got {tuple(z0.shape)} and {tuple(z1.shape)}.")
     batch = z0.shape[0]

@@ -4,7 +4,7 @@
 MAM-CLAP (Xin, Peng, Lu, arXiv 2401.15953) has no public code; what is known is that a decoder with mask tokens predicts
 one representation per patch for both the visible (Y_v) and the masked (Y_m) positions, the targets come from a frozen
 CLAP audio encoder run on the full clip, and the loss is `d(Y_m, T_m) + d(Y_v, T_v)`. Everything else here is a
-documented, configurable default (see `docs/seed_systems.md`, section MAM-CLAP, and the config docstring):
+documented, configurable default (see `docs/compared_systems.md`, section MAM-CLAP, and the config docstring):
 
 * the teacher's feature map is brought to the student's patch grid by `alignment="bilinear"` (resize the teacher's
   `(time, freq)` map to `(T', F')`, default) or `"pool"` (average-pool the student's predictions to the teacher's grid;
@@ -13,8 +13,9 @@ documented, configurable default (see `docs/seed_systems.md`, section MAM-CLAP, 
 * separate weights for the masked and visible terms (default 1.0 each).
 
 `DistillationTeacher` wraps any frozen model returning hidden states into a `(B, time, freq, D)` map: AudioMosaic
-checkpoints (patch tokens on their grid), transformers' CLAP audio tower (`ClapAudioModel`, `ClapAudioModelWithProjection`
-or `ClapModel`, whose `last_hidden_state` is `(B, D, freq, time)`), or any sequence model given its token grid.
+checkpoints (patch tokens on their grid), transformers' CLAP audio tower (`ClapAudioModel`,
+`ClapAudioModelWithProjection` or `ClapModel`, whose `last_hidden_state` is `(B, D, freq, time)`), or any sequence
+model given its token grid.
 
 Imports only torch, transformers and sibling modules (copied next to saved models as remote code).
 """

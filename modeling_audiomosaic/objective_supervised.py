@@ -42,7 +42,9 @@ def supervised_loss(logits: torch.Tensor, labels: torch.Tensor, loss_type: str =
         return F.cross_entropy(logits[keep].float(), labels[keep])
     if loss_type == "bce":
         if labels.shape != logits.shape:
-            raise ValueError(f"'bce' labels must be multi-hot of shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+            raise ValueError(
+                f"'bce' labels must be multi-hot of shape {tuple(logits.shape)}, got {tuple(labels.shape)}."
+            )
         keep = (labels >= 0).all(dim=1)
         if not bool(keep.any()):
             return logits.sum() * 0.0

@@ -35,7 +35,6 @@ import re
 from typing import Any
 
 import numpy as np
-
 from transformers import AudioClassificationPipeline
 from transformers.utils import logging
 

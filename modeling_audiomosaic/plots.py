@@ -1,6 +1,6 @@
 """Plots of the demo and the studies (training loss, probe accuracy bars, masked views, embedding maps), as PNG files.
 
-Used by run_scripts/run_demo.py, run_seed_comparison.py and run_speech_study.py. matplotlib is imported on first use
+Used by run_scripts/run_demo.py, run_system_comparison.py and run_speech_study.py. matplotlib is imported on first use
 and never through pyplot: every figure is a `matplotlib.figure.Figure` on its own Agg canvas, so plotting neither
 needs nor changes the process's interactive backend. Each function returns its figure (already saved).
 """

@@ -3,7 +3,7 @@
 Its three argument groups (`ModelArguments`, `DataArguments`, `transformers.TrainingArguments`; a YAML recipe via
 ``--config`` gives defaults, flags override them), the builders of the config, the frozen distillation teacher, the
 model and the dataset, and `run_pretraining(argv)`, which trains and saves. run_demo.py and run_speech_study.py call
-`run_pretraining` in-process; run_seed_comparison.py uses `parse_args` and `build_config` to count each system's
+`run_pretraining` in-process; run_system_comparison.py uses `parse_args` and `build_config` to count each system's
 compute. The command line and its data / logging conventions are described in run_scripts/run_pretrain.py.
 """
 

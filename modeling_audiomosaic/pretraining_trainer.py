@@ -33,7 +33,6 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from torch import nn
-
 from transformers import Trainer, TrainerCallback
 from transformers.utils import logging
 

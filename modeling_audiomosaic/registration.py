@@ -25,10 +25,10 @@ from transformers import (
     AutoProcessor,
 )
 
-from .configuration_audiomosaic import AudioMosaicConfig
-from .modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel
 from .configuration_audio_llm import AudioMosaicLLMConfig
+from .configuration_audiomosaic import AudioMosaicConfig
 from .modeling_audio_llm import AudioMosaicForConditionalGeneration
+from .modeling_audiomosaic import AudioMosaicForAudioClassification, AudioMosaicModel
 from .modeling_pretraining import AudioMosaicForPreTraining
 from .processing_audiomosaic import AudioMosaicProcessor
 

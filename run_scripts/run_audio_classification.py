@@ -66,6 +66,7 @@ from transformers import (
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy, get_last_checkpoint
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
+from modeling_audiomosaic import AudioMosaicConfig
 from modeling_audiomosaic.feature_extraction import (
     AudioClassificationCollator,
     AudioMosaicFeatureExtractor,
@@ -74,7 +75,6 @@ from modeling_audiomosaic.feature_extraction import (
     load_audio_dataset,
 )
 from modeling_audiomosaic.feature_extraction.labels import LABEL_KEY_COLUMNS, read_label_csv
-from modeling_audiomosaic import AudioMosaicConfig
 from modeling_audiomosaic.finetuning import (
     AudioClassificationTrainCollator,
     AudioClassificationTrainer,

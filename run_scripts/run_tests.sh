@@ -6,6 +6,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$REPO/run_scripts/setup_env.sh"
 VENV="${VENV:-$REPO/.venv}"
 cd "$REPO"
+# Lint first (ruff.toml: line length 120, pyflakes, pycodestyle, import order): fails fast on a style error.
+"$VENV/bin/ruff" check .
 set +e
 "$VENV/bin/python" -m pytest tests -q -p no:cacheprovider --durations=10 "$@"
 status=$?

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import run_audio_classification as rac
 import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicForPreTraining
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic.finetuning import (
     AudioClassificationTrainCollator,
     SpecAugment,
@@ -27,8 +28,6 @@ from modeling_audiomosaic.finetuning import (
 )
 from modeling_audiomosaic.modeling_audiomosaic import classification_loss, soft_target_cross_entropy
 from modeling_audiomosaic.probing import extract_probe_features
-
-import run_audio_classification as rac
 
 REPO = Path(__file__).resolve().parents[1]
 

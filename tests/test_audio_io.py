@@ -16,6 +16,8 @@ import torch
 from scipy.signal import resample_poly
 
 import modeling_audiomosaic.embeddings as embeddings_module
+from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
+from modeling_audiomosaic.embedding_inputs import as_clips
 from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor, ExampleDecoder, audio_io, collators
 from modeling_audiomosaic.feature_extraction import feature_extraction_audiomosaic as fe_module
 from modeling_audiomosaic.feature_extraction.audio_io import (
@@ -24,8 +26,6 @@ from modeling_audiomosaic.feature_extraction.audio_io import (
     to_float32_array,
     to_float32_mono,
 )
-from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
-from modeling_audiomosaic.embedding_inputs import as_clips
 
 RATES = [(44100, 16000), (22050, 16000), (8000, 16000), (48000, 16000), (16000, 8000), (11025, 16000)]
 # (rate in, rate out) -> reduced polyphase ratio (up, down) the scipy fallback must use

@@ -21,7 +21,6 @@ from transformers import (
     Qwen2Config,
 )
 
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import (  # importing the package registers the Auto classes
     LTU_CHAT_TEMPLATE,
     AudioMosaicAudioProjector,
@@ -33,6 +32,7 @@ from modeling_audiomosaic import (  # importing the package registers the Auto c
     answer_alignment_loss,
     pool_audio_tokens,
 )
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
 NUM_AUDIO_TOKENS = 4
 FRAMES, MELS, PATCH = 128, 32, 8  # grid T' x F' = 16 x 4 = 64 patches
@@ -406,7 +406,8 @@ def test_generate_matches_manual_greedy_loop():
     assert torch.equal(no_cache, generated)
     # after the prefill the audio is in the cache: the decode steps get no audio inputs
     step = model.prepare_inputs_for_generation(generated, next_sequence_length=1, attention_mask=mask,
-                                               **{model._language_model_cache_argument: cache}, input_values=inputs["input_values"],
+                                               **{model._language_model_cache_argument: cache},
+                                               input_values=inputs["input_values"],
                                                audio_attention_mask=torch.ones(2, FRAMES), use_cache=True)
     assert "input_values" not in step and "audio_attention_mask" not in step
 

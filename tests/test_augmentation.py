@@ -12,7 +12,6 @@ import scipy.signal
 import scipy.stats
 import torch
 
-
 from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic.feature_extraction.augmentation import (
     AUGMENTATION_PRESETS,
@@ -29,7 +28,6 @@ from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic impo
     normalized_padding_value,
 )
 from modeling_audiomosaic.feature_extraction.random_draws import as_generator, bernoulli, sample_beta, uniform
-
 
 SR = 16000
 OFF = dict(p_polarity=0.0, p_noise=0.0, p_gain=0.0, p_highpass=0.0, p_bandstop=0.0, p_speed=0.0)

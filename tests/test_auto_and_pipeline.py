@@ -14,8 +14,8 @@ import soundfile as sf
 import torch
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, load_label_file
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
 LABELS = {0: "yes", 1: "no", 2: "up"}
 
@@ -113,7 +113,8 @@ def test_remote_code_loads_without_our_packages(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     proc = subprocess.run([sys.executable, "-I", str(script), str(folder), str(tmp_path / "wave.npy")],
-                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=str(tmp_path), timeout=300)
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     result = json.loads(last[last.index("{"):])

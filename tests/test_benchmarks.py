@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import run_benchmarks
 import torch
 
-import run_benchmarks
 from modeling_audiomosaic.reference_packages import import_audiomentations
 
 

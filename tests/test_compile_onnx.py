@@ -8,8 +8,12 @@ import copy
 import pytest
 import torch
 
-from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicForPreTraining
-from modeling_audiomosaic import AudioMosaicModel
+from modeling_audiomosaic import (
+    AudioMosaicConfig,
+    AudioMosaicForAudioClassification,
+    AudioMosaicForPreTraining,
+    AudioMosaicModel,
+)
 
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
 

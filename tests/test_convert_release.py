@@ -25,6 +25,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
 from modeling_audiomosaic import load_label_file
@@ -39,7 +40,6 @@ from modeling_audiomosaic.timm_reference import (
     OriginalAudioMosaicReference,
     WeightedSumProbeReference,
 )
-from transformers import AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification, AutoModelForPreTraining
 
 TOL = 1e-5
 REDUCED_DEPTH = 2

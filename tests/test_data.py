@@ -356,7 +356,8 @@ def test_parquet_map_style_equals_streaming_hub_path(corpus):
     assert len(rows) == 15 and stream.skip_counter.counts["undecodable"] == 2
     # the row after the bad item carries it (streams report skips through the rows, e.g. from DataLoader workers)
     assert [(r["num_skipped"], r["skipped_ids"]) for r in rows if r["num_skipped"]] == [(1, ["clip06.wav"])]
-    assert sum(r["num_skipped"] for r in rows) == 1 and all(r["skipped_ids"] == [] for r in rows if not r["num_skipped"])
+    assert sum(r["num_skipped"] for r in rows) == 1
+    assert all(r["skipped_ids"] == [] for r in rows if not r["num_skipped"])
     # a local directory name goes through the same load_dataset path as a Hub id
     by_dir = load_audio_dataset(dataset_name=str(corpus["pq_dir"]), streaming=True, cache_dir=corpus["cache"])
     assert [ex["id"] for ex in by_dir] == corpus["pq_ids"]

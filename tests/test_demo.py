@@ -93,12 +93,12 @@ def test_probe_plot_legend_does_not_cover_bars(tmp_path):
         assert not legend.overlaps(text.get_window_extent(renderer)), "the legend covers a value label"
 
 
-def test_seed_comparison_plot_gives_every_system_its_own_colour(tmp_path):
-    import run_seed_comparison
+def test_system_comparison_plot_gives_every_system_its_own_colour(tmp_path):
+    import run_system_comparison
 
-    groups = (*run_seed_comparison.TASKS, "mean")
+    groups = (*run_system_comparison.TASKS, "mean")
     table = {f"system_{i:02d}": {g: (0.5 + 0.01 * i, 0.02) for g in groups} for i in range(12)}
-    fig = run_seed_comparison.plot(table, tmp_path / "comparison.png")
+    fig = run_system_comparison.plot(table, tmp_path / "comparison.png")
     colours = {tuple(np.round(container.patches[0].get_facecolor(), 4)) for container in fig.axes[0].containers
                if hasattr(container, "patches")}
     assert len(colours) == 12, "two systems share a colour"
@@ -122,7 +122,8 @@ def test_plots_leave_pyplot_and_the_backend_alone(tmp_path):
         "import sys\n"
         "from modeling_audiomosaic import plots\n"
         "assert 'matplotlib' not in sys.modules, 'imported at module import'\n"
-        f"plots.plot_training_loss([{{'step': 1, 'loss': 2.0}}, {{'step': 2, 'loss': 1.5}}], {str(tmp_path / 'l.png')!r})\n"
+        "plots.plot_training_loss([{'step': 1, 'loss': 2.0}, {'step': 2, 'loss': 1.5}], "
+        f"{str(tmp_path / 'l.png')!r})\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)

@@ -10,15 +10,20 @@ import pytest
 import torch
 
 import modeling_audiomosaic  # noqa: F401  (registers the Auto classes)
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
-from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicModel, pool_tokens
-from modeling_audiomosaic import hear
+from modeling_audiomosaic import (
+    AudioMosaicConfig,
+    AudioMosaicForAudioClassification,
+    AudioMosaicModel,
+    hear,
+    pool_tokens,
+)
 from modeling_audiomosaic.embeddings import (
     AudioMosaicEmbedder,
     get_audio_embeddings,
     patch_timestamps_ms,
     plan_windows,
 )
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
 SR = 16000
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)

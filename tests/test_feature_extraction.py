@@ -14,8 +14,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
-
 from transformers import ASTFeatureExtractor
 
 from modeling_audiomosaic.feature_extraction import (
@@ -26,7 +24,6 @@ from modeling_audiomosaic.feature_extraction import (
     num_kaldi_frames,
 )
 from modeling_audiomosaic.feature_extraction import feature_extraction_audiomosaic as fe_module
-
 
 SR = 16000
 EPS = 1.1920928955078125e-07
@@ -46,7 +43,8 @@ def make_clip(num_samples: int, seed: int = 0, sr: int = SR, noise: float = 0.05
 def sines(num_samples: int, sr: int) -> np.ndarray:
     """Deterministic sum of sines (identical content at any sampling rate)."""
     t = np.arange(num_samples) / sr
-    wave = 0.3 * np.sin(2 * np.pi * 300.0 * t) + 0.2 * np.sin(2 * np.pi * 1000.0 * t) + 0.1 * np.sin(2 * np.pi * 2500 * t)
+    wave = 0.3 * np.sin(2 * np.pi * 300.0 * t) + 0.2 * np.sin(2 * np.pi * 1000.0 * t)
+    wave = wave + 0.1 * np.sin(2 * np.pi * 2500 * t)
     return wave.astype(np.float32)
 
 

@@ -13,8 +13,12 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicForPreTraining
-from modeling_audiomosaic import finetuning
+from modeling_audiomosaic import (
+    AudioMosaicConfig,
+    AudioMosaicForAudioClassification,
+    AudioMosaicForPreTraining,
+    finetuning,
+)
 from modeling_audiomosaic.configuration_audiomosaic import CLASSIFIER_HEADS, POOLING_MODES
 from modeling_audiomosaic.finetuning import AudioClassificationTrainer, layer_decay_param_groups
 from modeling_audiomosaic.modeling_audiomosaic import AudioMosaicProbeHead, classification_loss

@@ -14,9 +14,8 @@ import pytest
 import yaml
 
 import modeling_audiomosaic
+from modeling_audiomosaic import CLASSIFIER_HEADS, INPUT_PRESETS, LABEL_FILES, load_label_file, releases
 from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic import FEATURE_EXTRACTOR_PRESETS
-from modeling_audiomosaic import CLASSIFIER_HEADS, INPUT_PRESETS, LABEL_FILES, load_label_file
-from modeling_audiomosaic import releases
 from modeling_audiomosaic.model_cards import render_generic_model_card, render_index, render_model_card
 from modeling_audiomosaic.releases import EVAL_DATASETS, INPUT_GEOMETRY, RELEASES, ReleaseInfo, release_for_path
 

@@ -237,8 +237,8 @@ def test_audioset_preset_with_audioset_labels_is_multi_label_and_pipeline_uses_s
     import numpy as np
     from transformers import pipeline
 
-    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     from modeling_audiomosaic import load_label_file
+    from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
     tiny = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, drop_path_rate=0.0)
     labels = load_label_file("audioset")

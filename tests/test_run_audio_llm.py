@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import run_audio_llm as ral
 import soundfile as sf
 import torch
-from transformers import AutoModelForCausalLM, LlamaForCausalLM
-
-import run_audio_llm as ral
 from test_audio_llm import FRAMES, audio_config, make_processor, make_tokenizer, text_config
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from modeling_audiomosaic import AudioMosaicForConditionalGeneration, AudioMosaicModel
 

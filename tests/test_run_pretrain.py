@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import run_pretrain
 import soundfile as sf
 
-import run_pretrain
 from modeling_audiomosaic.pretraining_run import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_RECIPE = """
 input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64, "projection_hidden_size": 16, "projection_dim": 8}'
+config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
+  "projection_hidden_size": 16, "projection_dim": 8}'
 augmentation: light
 per_device_train_batch_size: 4
 learning_rate: 1.0e-3

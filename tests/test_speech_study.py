@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
 import run_speech_study as rss
+import torch
 
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicModel
 from modeling_audiomosaic.embeddings import AudioMosaicEmbedder

@@ -42,17 +42,16 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-
 from transformers.models.auto import modeling_auto
 from transformers.testing_utils import require_torch, torch_device
 
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 from modeling_audiomosaic import (
     AudioMosaicConfig,
     AudioMosaicForAudioClassification,
     AudioMosaicForPreTraining,
     AudioMosaicModel,
 )
+from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
 
 REPO = Path(__file__).resolve().parents[1]
 

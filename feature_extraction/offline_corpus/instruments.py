@@ -11,7 +11,6 @@ from .audio import _limit, _rms
 from .catalogue import EXTRA_PROGRAMS, FAMILIES, MIN_NOTE_RMS, SR
 from .worker import _STATE, _write
 
-
 # ---------------------------------------------------------------- instruments
 _BLOCK = 64  # FluidSynth renders in 64-sample blocks; only the first block of a note depends on the synth history
 

@@ -17,7 +17,6 @@ from .audio import _decode
 from .catalogue import SR
 from .recordings import _read_rec_bytes
 
-
 # ------------------------------------------------------------------------------------------------ workers
 _STATE: dict[str, Any] = {}
 

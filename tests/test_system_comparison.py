@@ -1,14 +1,13 @@
-"""run_seed_comparison.py: the analytic compute count against torch's FLOP counter, and a tiny end-to-end run."""
+"""run_system_comparison.py: the analytic compute count against torch's FLOP counter, and a tiny end-to-end run."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import run_system_comparison as rsc
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-
-import run_seed_comparison as rsc
 
 from modeling_audiomosaic import AudioMosaicForPreTraining
 from modeling_audiomosaic.modeling_audiomosaic import AudioMosaicModel

@@ -4,19 +4,19 @@ their clean float32 mono 16 kHz equivalent, computed independently.
 
 The table (one row per input, one column per entry point):
 
-| input            | feature extractor              | pipeline (ours / built-in)           | data loader (files + arrays)   |
-|------------------|--------------------------------|--------------------------------------|--------------------------------|
-| empty            | ValueError "is empty"          | same ValueError                      | skip `empty`                   |
-| 1 sample         | ValueError "at least 400"      | same                                 | skip `too_short`               |
-| NaN / inf        | ValueError "NaN or infinite"   | same                                 | skip `non_finite`              |
-| int16 / int32    | scaled by 1/2^15 / 1/2^31      | same scores as the float clip        | file and array scaled          |
-| float64          | cast                           | same scores                          | same samples                   |
-| stereo           | channel mean                   | ours: mean; built-in: ValueError     | channel mean                   |
-| wrong rate 8 kHz | ValueError unless resample=True| ours: soxr; built-in: ImportError    | resampled (soxr)               |
-| 1 hour           | first 10.26 s + a warning      | same                                 | cropped to max_seconds         |
-| corrupt file     | n/a (arrays only)              | ValueError naming the file           | skip `undecodable`             |
-| wrong dtype      | TypeError naming the dtype     | same TypeError                       | skip `bad_dtype`               |
-| unscaled PCM     | accepted + a one-time warning  | same                                 | accepted (warned at features)  |
+| input            | feature extractor               | pipeline (ours / built-in)        | data loader (files, arrays) |
+|------------------|---------------------------------|-----------------------------------|-----------------------------|
+| empty            | ValueError "is empty"           | same ValueError                   | skip `empty`                |
+| 1 sample         | ValueError "at least 400"       | same                              | skip `too_short`            |
+| NaN / inf        | ValueError "NaN or infinite"    | same                              | skip `non_finite`           |
+| int16 / int32    | scaled by 1/2^15 / 1/2^31       | same scores as the float clip     | file and array scaled       |
+| float64          | cast                            | same scores                       | same samples                |
+| stereo           | channel mean                    | ours: mean; built-in: ValueError  | channel mean                |
+| wrong rate 8 kHz | ValueError unless resample=True | ours: soxr; built-in: ImportError | resampled (soxr)            |
+| 1 hour           | first 10.26 s + a warning       | same                              | cropped to max_seconds      |
+| corrupt file     | n/a (arrays only)               | ValueError naming the file        | skip `undecodable`          |
+| wrong dtype      | TypeError naming the dtype      | same TypeError                    | skip `bad_dtype`            |
+| unscaled PCM     | accepted + a one-time warning   | same                              | accepted, warned later      |
 """
 
 from __future__ import annotations
@@ -32,16 +32,16 @@ import soxr
 import torch
 
 import modeling_audiomosaic  # noqa: F401
-from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
+from modeling_audiomosaic import AudioMosaicAudioClassificationPipeline
 from modeling_audiomosaic.feature_extraction import (
     AudioClassificationCollator,
     AudioDecodeError,
+    AudioMosaicFeatureExtractor,
     ExampleDecoder,
     build_label_vocabulary,
     decode_audio,
     load_audio_dataset,
 )
-from modeling_audiomosaic import AudioMosaicAudioClassificationPipeline
 
 RATE = 16000
 HOUR = 3600 * RATE
@@ -160,11 +160,10 @@ def test_feature_extractor_warns_about_unscaled_pcm(fe, caplog, fresh_warning_on
 
 @pytest.fixture(scope="module")
 def pipes(tmp_path_factory):
+    from test_auto_and_pipeline import make_saved_classifier
     from transformers import pipeline
 
-    from test_auto_and_pipeline import make_saved_classifier
-
-    folder = tmp_path_factory.mktemp("hardening_clf")
+    folder = tmp_path_factory.mktemp("bad_inputs_clf")
     model, fe = make_saved_classifier(folder)
     ours = pipeline("audio-classification", model=str(folder), pipeline_class=AudioMosaicAudioClassificationPipeline)
     builtin = pipeline("audio-classification", model=str(folder))

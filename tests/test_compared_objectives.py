@@ -1,4 +1,4 @@
-"""The seed systems as parts of one pre-training model: MSM-MAE decoder/loss, MAM-CLAP distillation, SupMAM branch,
+"""The compared systems as parts of one pre-training model: MSM-MAE decoder/loss, MAM-CLAP distillation, SupMAM branch,
 DWM / inverse-block masking inside the model, the curriculum callback, checkpoints into the classifier, and
 run_pretrain.py for every objective."""
 
@@ -44,8 +44,8 @@ def test_config_objectives_and_defaults():
     config = tiny_config(objective="contrastive+mae")
     assert config.pretraining_num_views == 2 and config.view_masking_specs() == [("time", 0.6), ("freq", 0.4)]
     assert tiny_config(objective="mae", masking_mode="dwm", mask_ratio=0.7).view_masking_specs() == [("dwm", 0.7)]
-    assert tiny_config(objective="mae", masking_mode="inverse_block", mask_ratio=0.8, num_views=2).view_masking_specs() \
-        == [("inverse_block", 0.8)] * 2
+    inverse_block = tiny_config(objective="mae", masking_mode="inverse_block", mask_ratio=0.8, num_views=2)
+    assert inverse_block.view_masking_specs() == [("inverse_block", 0.8)] * 2
 
 
 @pytest.mark.parametrize(
@@ -336,7 +336,9 @@ def test_every_objective_checkpoint_loads_into_classifier(kwargs, tmp_path):
 # ---------------------------------------------------------------------------------------------------- run_pretrain
 RECIPE = """
 input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64, "projection_hidden_size": 16, "projection_dim": 8, "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 32, "dwm_start_epoch": 1}'
+config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
+  "projection_hidden_size": 16, "projection_dim": 8, "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1,
+  "decoder_num_attention_heads": 2, "decoder_intermediate_size": 32, "dwm_start_epoch": 1}'
 augmentation: light
 per_device_train_batch_size: 4
 learning_rate: 1.0e-3

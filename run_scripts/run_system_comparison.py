@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Equal-compute comparison of AudioMosaic and the seed systems on the offline corpus (issue 5).
+"""Equal-compute comparison of AudioMosaic and the systems it is compared with, on the offline corpus.
 
 Every system is the same small encoder pre-trained by `run_pretrain.py` on the unlabelled pool for the SAME compute
 budget in multiply-accumulates (MACs), then linear-probed on the three offline tasks (frozen encoder, clip embeddings
@@ -30,8 +30,8 @@ Plus the two baselines of the demo (same architecture randomly initialised; log-
 
 Results are cached per (system, seed) under `--output_dir`, so adding seeds later reuses finished runs:
 
-    python run_scripts/run_seed_comparison.py --seeds 0 1 2 --budget_steps 200
-    python run_scripts/run_seed_comparison.py --seeds 0 --budget_steps 2 --corpus_size tiny   # smoke test
+    python run_scripts/run_system_comparison.py --seeds 0 1 2 --budget_steps 200
+    python run_scripts/run_system_comparison.py --seeds 0 --budget_steps 2 --corpus_size tiny   # smoke test
 
 Writes `<output_dir>/comparison.json`, `comparison.md` (mean ± std over seeds) and `comparison.png`.
 """
@@ -68,7 +68,7 @@ BASE_SYSTEMS: dict[str, list[str]] = {
                  "--teacher_name_or_path", "{teacher}"],
 }
 PREDICTED = (
-    "What the seeds' papers predict: AudioMosaic reports its time/frequency masked views beating unstructured masks and "
+    "What the papers predict: AudioMosaic reports its time/frequency masked views beating unstructured masks and "
     "MAE-style pixel reconstruction on linear/fine-tuned evaluation; MSM-MAE (pixel MSE) is known to be weaker than "
     "feature-target methods under a linear probe; DWM reports consistent gains over random and inverse-block masking "
     "inside MAE/M2D training; MAM-CLAP and SupMAM report gains from a strong CLAP teacher and from labels."
@@ -108,7 +108,7 @@ def step_macs_per_clip(config) -> dict:
 
     Counted as implemented: the patch convolution runs on every patch before the masked ones are dropped; the encoder
     blocks on the kept tokens + CLS; the decoder on all patches + CLS; the heads (projector, pixel / teacher-feature
-    predictions) on what they see. Checked against torch's FLOP counter in tests/test_seed_comparison.py.
+    predictions) on what they see. Checked against torch's FLOP counter in tests/test_system_comparison.py.
     """
     from modeling_audiomosaic.masking import apply_masking, dispersion_weights
 
@@ -184,8 +184,9 @@ def pretrain(system: str, args_list: list[str], run_dir: Path, corpus: Path, see
 
 
 def markdown_table(table: dict, results: dict, compute: dict) -> str:
-    lines = ["| system | keywords | esc | instruments | mean | mean, last block | blocks chosen | steps | tokens per view | "
-             "MMACs per clip-step | wall-clock s | seeds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | keywords | esc | instruments | mean | mean, last block | blocks chosen | steps | "
+             "tokens per view | MMACs per clip-step | wall-clock s | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     order = sorted(table, key=lambda s: -table[s]["mean"][0])
     for system in order:
         cells = [f"{m:.3f} ± {s:.3f}" if n > 1 else f"{m:.3f}" for m, s, n in (table[system][t] for t in
@@ -223,7 +224,7 @@ def plot(table: dict, path: Path):
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output_dir", default=str(REPO / ".cache" / "seed_comparison"))
+    parser.add_argument("--output_dir", default=str(REPO / ".cache" / "system_comparison"))
     parser.add_argument("--corpus_size", default="default", choices=["tiny", "small", "default"])
     parser.add_argument("--corpus_dir", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -236,9 +237,9 @@ def main(argv=None) -> dict:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    from modeling_audiomosaic import AudioMosaicModel
     from modeling_audiomosaic.feature_extraction import AudioMosaicFeatureExtractor
     from modeling_audiomosaic.feature_extraction.offline_corpus import build_corpus
-    from modeling_audiomosaic import AudioMosaicModel
 
     corpus = build_corpus(args.corpus_dir, size=args.corpus_size, seed=0)
     pool = corpus / "pretrain_pool" / "train.json"
@@ -292,7 +293,8 @@ def main(argv=None) -> dict:
                 fe = AudioMosaicFeatureExtractor.from_pretrained(ref)
                 if name == "baseline_random_init":
                     torch.manual_seed(seed)
-                    probe = harness.probe_model(AudioMosaicModel(AudioMosaicModel.from_pretrained(ref).config), fe, seed)
+                    untrained = AudioMosaicModel(AudioMosaicModel.from_pretrained(ref).config)
+                    probe = harness.probe_model(untrained, fe, seed)
                 else:
                     probe = harness.probe_logmel(fe, seed)
                 cache.write_text(json.dumps({"probe": probe}, indent=2))
@@ -311,13 +313,14 @@ def main(argv=None) -> dict:
     markdown = markdown_table(table, results, compute)
     plot(table, out / "comparison.png")
     text = (
-        f"Command: `python run_scripts/run_seed_comparison.py --seeds {' '.join(map(str, args.seeds))} "
+        f"Command: `python run_scripts/run_system_comparison.py --seeds {' '.join(map(str, args.seeds))} "
         f"--budget_steps {args.budget_steps}`\n\n"
         f"Budget: {budget_macs / 1e12:.1f} TMACs ({2 * budget_macs / 1e12:.1f} TFLOPs) of training compute per system "
         f"(= {args.budget_steps} AudioMosaic steps of batch {batch}; counted analytically, forward + backward = 3 x "
         f"forward, frozen teacher 1 x), same encoder, data, augmentation, batch and optimiser, each system's lr "
         f"schedule spanning its steps; linear probe = logistic regression on frozen clip embeddings of every block, "
-        f"block and C chosen on validation (blocks listed per task: keywords, esc, instruments), test accuracy. SupMAM on top of: {', '.join(best_two)}. Baselines: no pre-training.\n\n"
+        f"block and C chosen on validation (blocks listed per task: keywords, esc, instruments), test accuracy. "
+        f"SupMAM on top of: {', '.join(best_two)}. Baselines: no pre-training.\n\n"
         + markdown + "\n\n" + PREDICTED + "\n"
     )
     (out / "comparison.md").write_text(text)
