@@ -10,9 +10,12 @@ The original recipe builds every pre-training view of a 16 kHz mono clip as (``d
 4. Kaldi fbank, pad/crop to 1024 frames, ``(x - mean) / (2 std)``.
 
 :class:`ContrastiveViewGenerator` does steps 1-3 with :func:`~.augmentation_chain.roll_and_gain`
-and :class:`~.augmentation_chain.WaveformAugmentation`, and step 4 with one batched
-:func:`~.feature_extraction_audiomosaic.kaldi_fbank` call for all clips x views, returning
-``(batch, num_views, max_length, num_mel_bins)``.
+and :class:`~.augmentation_chain.WaveformAugmentation`, and step 4 with one call of the feature extractor's batched
+tensor method (:meth:`~.feature_extraction_audiomosaic.AudioMosaicFeatureExtractor.batch_features`) for all clips x
+views, returning ``(batch, num_views, max_length, num_mel_bins)``.
+:meth:`ContrastiveViewGenerator.sample_view_parameters` and :meth:`ContrastiveViewGenerator.views_from_parameters`
+split the same computation between the CPU (random parameters) and any device (everything else;
+:mod:`.augmentation_device`).
 """
 
 from __future__ import annotations
@@ -23,14 +26,9 @@ import numpy as np
 import torch
 
 from .augmentation_chain import WaveformAugmentation, roll_scale_into, sample_roll_parameters
+from .augmentation_device import sample_view_parameters, views_from_parameters
 from .augmentation_inputs import to_float_tensor
-from .feature_extraction_audiomosaic import (
-    AudioMosaicFeatureExtractor,
-    kaldi_fbank,
-    normalize_log_mel,
-    normalized_padding_value,
-    num_kaldi_frames,
-)
+from .feature_extraction_audiomosaic import AudioMosaicFeatureExtractor
 from .random_draws import as_generator
 
 __all__ = ["ContrastiveViewGenerator"]
@@ -42,13 +40,13 @@ class ContrastiveViewGenerator:
     For every clip and view: roll + gain (like ``roll_and_gain``, if `roll_and_gain`), then the waveform chain
     (`augmentation`; its final mean removal is skipped here because Kaldi removes every frame's DC offset, which
     makes it a no-op for the features), then Kaldi fbank, pad/crop to ``max_length`` frames with the raw padding
-    value and ``(x - mean) / (2 std)`` with the feature extractor's settings (:func:`normalize_log_mel`,
-    :func:`normalized_padding_value`). The fbank of all clips x views is computed in **one** batched
-    :func:`kaldi_fbank` call.
+    value and ``(x - mean) / (2 std)`` with the feature extractor's settings. The features of all clips x views come
+    from **one** call of the feature extractor's batched tensor method
+    (:meth:`~.feature_extraction_audiomosaic.AudioMosaicFeatureExtractor.batch_features`).
 
     Clips of different lengths: every view is written into one ``(batch * num_views, S)`` buffer (zero after the
     view's length), with ``S = 400 + (max_length - 1) * 160`` samples (exactly what ``max_length`` frames need) and
-    ``kaldi_fbank`` gets each view's valid length (``lengths=``), so frames that would reach into the zero padding
+    ``batch_features`` gets each view's valid length, so frames that would reach into the zero padding
     are not computed and get the padding value; features of a short clip are therefore identical to
     those of the clip processed alone. A clip longer than ``S`` samples is rolled over its *whole* length and then
     cropped to its first ``S`` samples, so only the samples that reach the features are augmented (the noise RMS is
@@ -267,25 +265,53 @@ class ContrastiveViewGenerator:
         # No waveform mean removal here: Kaldi removes each frame's mean, which makes it a no-op for the features.
         views, lengths = self.augment_waveforms(waves, generator, num_views, subtract_mean=False)
         batch, num_views, width = views.shape
-        flat = views.view(batch * num_views, width)
         row_len = lengths.repeat_interleave(num_views)
-        all_full = bool((row_len == width).all())
-        result = kaldi_fbank(
-            flat,
-            None if all_full else row_len,
-            sample_frequency=float(fe.sampling_rate),
-            num_mel_bins=int(fe.num_mel_bins),
-        )
-        features = result if all_full else result[0]
-        if fe.do_normalize:
-            normalize_log_mel(features, fe.mean, fe.std, inplace=True)
-        if not all_full:  # frames past a view's length: the feature extractor's (normalised) padding value
-            fill = normalized_padding_value(fe.padding_value, fe.mean, fe.std, fe.do_normalize)
-            frames = num_kaldi_frames(row_len, self.window_size, self.window_shift).tolist()
-            for i, n in enumerate(frames):
-                if n < self.max_length:
-                    features[i, n:] = fill
+        # fbank + padding + normalisation: the feature extractor's batched tensor path (one call for all views)
+        features = fe.batch_features(views.view(batch * num_views, width), row_len, max_length=self.max_length,
+                                     check_finite=False)["input_values"]
         return features.view(batch, num_views, self.max_length, int(fe.num_mel_bins))
+
+    # -- views on the accelerator ---------------------------------------------------------------------------------
+
+    def sample_view_parameters(
+        self, lengths: Any, generator: torch.Generator | int | None = None, num_views: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every random parameter of the views of clips with these lengths, drawn on the CPU in the host path's order.
+
+        With :meth:`views_from_parameters` this splits `__call__` in two: the data workers (collator) draw the
+        parameters from the batch's deterministic generator, the training step computes the views on the model's
+        device. See :mod:`.augmentation_device`.
+
+        Args:
+            lengths: ``(batch,)`` valid samples per clip (after the collator's crop).
+            generator: the batch's generator (or a seed).
+            num_views (`int`, *optional*): Overrides `self.num_views`.
+
+        Returns:
+            A dict of CPU tensors (see :func:`.augmentation_device.sample_view_parameters`).
+        """
+        return sample_view_parameters(self, lengths, as_generator(generator), num_views)
+
+    def views_from_parameters(
+        self, waveforms: torch.Tensor, lengths: Any, parameters: dict[str, torch.Tensor],
+        filter_dtype: torch.dtype = torch.float64,
+    ) -> torch.Tensor:
+        """The views of a batch, computed on the device of `waveforms` from :meth:`sample_view_parameters`' draw.
+
+        On the CPU they equal `__call__`'s views of the same clips with the same generator (the tests check
+        <= 1e-4); on an accelerator the noise samples come from a device generator seeded from the same stream.
+
+        Args:
+            waveforms (`torch.Tensor`): ``(batch, samples)`` float waveforms, zero after each clip's length.
+            lengths: ``(batch,)`` valid samples per clip (those given to :meth:`sample_view_parameters`).
+            parameters: the parameter dict (on any device).
+            filter_dtype (`torch.dtype`, defaults to float64): precision of the IIR filters (the host path filters
+                in float64; float32 halves their memory traffic and differs by ~1e-5 in the waveform).
+
+        Returns:
+            float32 ``(batch, num_views, max_length, num_mel_bins)`` on the device of `waveforms`.
+        """
+        return views_from_parameters(self, waveforms, lengths, parameters, filter_dtype=filter_dtype)
 
     def make_view(self, waves: Any, generator: torch.Generator | int | None = None) -> torch.Tensor:
         """One augmented view per clip: ``(batch, max_length, num_mel_bins)``."""

@@ -125,12 +125,22 @@ class PretrainingViewsCollator:
         teacher_feature_extractor: features of a distillation teacher that cannot read the student's spectrogram (e.g.
             ``ClapFeatureExtractor``): it gets the same cropped waveforms, resampled to its ``sampling_rate``, and its
             output goes under ``teacher_inputs``.
+        views_on_device: return the cropped waveforms and the views' random parameters instead of the views:
+            ``{"waveforms": (B, max samples) float32 (zero after each clip), "waveform_lengths": (B,),
+            "view_parameters": {...}}`` (drawn from the same generator, in the same order, as the host views), for
+            `AudioMosaicPretrainingTrainer` to compute the views on the model's device
+            (`ContrastiveViewGenerator.views_from_parameters`). The workers then only decode and crop.
     """
 
     def __init__(self, view_generator: Any, seed: int = 0, audio_key: str = "audio",
                  crop_samples: int | None = None, label_vocabulary: Any = None,
-                 teacher_feature_extractor: Any = None) -> None:
+                 teacher_feature_extractor: Any = None, views_on_device: bool = False) -> None:
         self.view_generator = view_generator
+        self.views_on_device = bool(views_on_device)
+        if self.views_on_device and not hasattr(view_generator, "sample_view_parameters"):
+            raise TypeError(
+                f"views_on_device=True needs a ContrastiveViewGenerator, got {type(view_generator).__name__}."
+            )
         self.seed = int(seed)
         self.audio_key = audio_key
         self.label_vocabulary = label_vocabulary
@@ -170,18 +180,30 @@ class PretrainingViewsCollator:
         epoch = int(examples[0].get("epoch", self.epoch))
         generator = torch.Generator().manual_seed(batch_seed(self.seed, epoch, ids))
         waves = self._crop(waves, generator)
-        views = self.view_generator(waves, generator=generator)
-        batch = {
-            "input_values": views,
+        if self.views_on_device:
+            batch = self._device_view_inputs(waves, generator)
+        else:
+            batch = {"input_values": self.view_generator(waves, generator=generator)}
+        batch.update({
             # bad items skipped while producing these examples (in the worker that decoded them), and their ids
             "num_skipped": int(sum(int(example.get("num_skipped", 0)) for example in examples)),
             "skipped_ids": [str(i) for example in examples for i in (example.get("skipped_ids") or ())],
-        }
+        })
         if self.label_vocabulary is not None:
             batch["labels"] = self._labels(examples)
         if self.teacher_feature_extractor is not None:
             batch["teacher_inputs"] = self._teacher_inputs(waves)
         return batch
+
+    def _device_view_inputs(self, waves: list[np.ndarray], generator: torch.Generator) -> dict[str, Any]:
+        """The cropped clips as one zero-padded tensor, their lengths and the views' random parameters."""
+        clips = self.view_generator._clips(waves)  # the host path's validation: 1-D, finite, at least one frame
+        lengths = torch.tensor([clip.shape[0] for clip in clips], dtype=torch.long)
+        padded = torch.zeros(len(clips), int(lengths.max()), dtype=torch.float32)
+        for row, clip in zip(padded, clips):
+            row[: clip.shape[0]] = clip
+        parameters = self.view_generator.sample_view_parameters(lengths, generator)
+        return {"waveforms": padded, "waveform_lengths": lengths, "view_parameters": parameters}
 
     def _labels(self, examples: list[dict[str, Any]]) -> torch.Tensor:
         vocab = self.label_vocabulary

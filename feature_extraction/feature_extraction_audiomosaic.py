@@ -347,6 +347,60 @@ def _fbank_into(
                 offset += f1 - f0
 
 
+def _fbank_rows(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    *,
+    window_size: int,
+    window_shift: int,
+    padded_window_size: int,
+    window: torch.Tensor,
+    mel_groups: tuple[tuple[int, int, int, int, torch.Tensor | None], ...],
+    num_mel_bins: int,
+    preemphasis_coefficient: float,
+    remove_dc_offset: bool,
+    chunk_frames: int,
+    shift: float | None = None,
+    scale: float | None = None,
+) -> None:
+    """Writes the log-mel energies of all ``out.shape[1]`` frames of every row of ``x`` (B, N) into ``out``.
+
+    The same arithmetic as :func:`_fbank_into`, vectorised over groups of whole rows instead of looping over clips:
+    a few large kernels per group, which is what an accelerator wants (:func:`_fbank_into` keeps CPU caches warm
+    instead). ``x`` must hold at least ``window_size + (out.shape[1] - 1) * window_shift`` samples per row; frames
+    past a clip's valid samples are computed from whatever the row holds there (the caller overwrites them).
+    """
+    coeff = preemphasis_coefficient
+    batch, total_frames = out.shape[0], out.shape[1]
+    rows_per_group = max(1, chunk_frames // max(total_frames, 1))
+    for r0 in range(0, batch, rows_per_group):
+        r1 = min(r0 + rows_per_group, batch)
+        group = x[r0:r1]
+        frames = group.unfold(-1, window_size, window_shift)[:, :total_frames]  # (g, T, size) strided view
+        body = torch.zeros(r1 - r0, total_frames, padded_window_size, dtype=out.dtype, device=out.device)
+        head = body[..., :window_size]
+        if coeff != 0.0:
+            torch.sub(frames[..., 1:], frames[..., :-1], alpha=coeff, out=head[..., 1:])
+            torch.mul(frames[..., 0], 1.0 - coeff, out=head[..., 0])
+        else:
+            head.copy_(frames)
+        if remove_dc_offset:
+            sums = _frame_sums(group, total_frames, window_size, window_shift)
+            head.sub_((sums * ((1.0 - coeff) / window_size)).to(out.dtype).unsqueeze(-1))
+        head.mul_(window)
+        spectrum = torch.fft.rfft(body.view(-1, padded_window_size), dim=-1)
+        power_parts = torch.view_as_real(spectrum).reshape(spectrum.shape[0], -1).square_()
+        target = out[r0:r1].view(-1, num_mel_bins)
+        for j0, j1, p0, p1, weights in mel_groups:
+            if weights is None:
+                target[:, j0:j1] = 0.0
+            else:
+                target[:, j0:j1] = power_parts[:, p0:p1] @ weights
+        target.clamp_min_(_FLOAT32_EPS).log_()
+        if shift is not None:
+            target.sub_(shift).div_(scale)
+
+
 def _setup(
     waveforms: torch.Tensor | np.ndarray,
     *,
@@ -1035,6 +1089,129 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
             if n < target:
                 features[i, n:] = fill_value
         return features
+
+    def batch_features(
+        self,
+        waveforms: torch.Tensor,
+        lengths: torch.Tensor | Sequence[int] | np.ndarray | None = None,
+        *,
+        sampling_rate: int | None = None,
+        max_length: int | None = None,
+        check_finite: bool = True,
+        vectorized: bool | None = None,
+    ) -> BatchFeature:
+        """Features of a batch of waveforms held in one torch tensor, computed and returned on the tensor's device.
+
+        The tensor counterpart of `__call__` for training loops that keep audio on an accelerator: no numpy round
+        trip, no per-clip Python objects, one batched filter-bank computation, padding and normalisation on the
+        device. The values equal those of `__call__(list_of_clips, padding="max_length")` for the same clips (each
+        clip ``waveforms[i, :lengths[i]]``), which the tests check. Autocast is disabled inside, so the features are
+        float32 even in a bf16 training step.
+
+        Args:
+            waveforms (`torch.Tensor` of shape `(batch, samples)` or `(samples,)`):
+                Float waveforms at `self.sampling_rate` (any float dtype, any device), scaled to [-1, 1]; clips
+                shorter than `samples` are right-padded (with anything: samples past `lengths[i]` are never read into
+                a valid frame).
+            lengths (`torch.Tensor` or sequence of `int` of shape `(batch,)`, *optional*):
+                Valid samples per clip (default: all `samples`). Frames that reach past a clip's length get the
+                padding value, exactly as `__call__` pads.
+            sampling_rate (`int`, *optional*): If given, must equal `self.sampling_rate` (resample before, on the
+                host, with [`resample_audio`]).
+            max_length (`int`, *optional*): Frames to pad/crop to (default `self.max_length`).
+            check_finite (`bool`, *optional*, defaults to `True`): Raise on NaN/inf samples (costs one device sync).
+            vectorized (`bool`, *optional*): Use the row-vectorised filter banks (default: on every device but the
+                CPU, where the clip-chunked loop is faster because its buffers stay in cache). Both give the same
+                values.
+
+        Returns:
+            [`BatchFeature`] with `input_values` `(batch, max_length, num_mel_bins)` float32 and `attention_mask`
+            `(batch, max_length)` int32 (1 for frames computed from the clip, 0 for padding), both on the device
+            of `waveforms`.
+
+        Raises:
+            TypeError: not a torch tensor, or not floating point. ValueError: wrong shape, empty batch, bad
+            `lengths`, a clip shorter than one frame, NaN/inf samples, wrong `sampling_rate`.
+        """
+        if not isinstance(waveforms, torch.Tensor):
+            raise TypeError(
+                f"batch_features takes a torch.Tensor of shape (batch, samples), got {type(waveforms).__name__}; "
+                "use the feature extractor's __call__ for numpy arrays and lists of clips."
+            )
+        if not waveforms.is_floating_point():
+            raise TypeError(
+                f"batch_features expects floating-point waveforms in [-1, 1], got dtype {waveforms.dtype}; scale "
+                "integer PCM first (int16: divide by 32768)."
+            )
+        if sampling_rate is not None and int(sampling_rate) != int(self.sampling_rate):
+            raise ValueError(
+                f"The waveforms have sampling_rate={sampling_rate} but the features are computed at "
+                f"{self.sampling_rate} Hz; resample them first (e.g. with resample_audio)."
+            )
+        x = waveforms.unsqueeze(0) if waveforms.dim() == 1 else waveforms
+        if x.dim() != 2:
+            raise ValueError(f"waveforms must have shape (batch, samples) or (samples,), got {tuple(waveforms.shape)}.")
+        batch, num_samples = x.shape
+        if batch == 0:
+            raise ValueError("waveforms is an empty batch (batch size 0).")
+        window_size, window_shift, padded = self._frame_geometry
+        device = x.device
+        if lengths is None:
+            lengths_t = torch.full((batch,), num_samples, dtype=torch.long)
+        else:
+            lengths_t = torch.as_tensor(lengths).reshape(-1).to("cpu", torch.long)
+            if lengths_t.numel() != batch:
+                raise ValueError(f"lengths has {lengths_t.numel()} entries for a batch of {batch} waveforms.")
+            if bool((lengths_t > num_samples).any()):
+                raise ValueError(
+                    f"lengths must be <= the {num_samples} samples of the tensor, got {lengths_t.tolist()}."
+                )
+        short = (lengths_t < window_size).nonzero().flatten().tolist()
+        if short:
+            raise ValueError(
+                f"clip {short[0]} has {int(lengths_t[short[0]])} samples; at least {window_size} samples (one 25 ms "
+                f"frame at {self.sampling_rate} Hz) are required."
+            )
+        target = self.max_length if max_length is None else int(max_length)
+        if target is None or target < 1:
+            raise ValueError(f"max_length must be >= 1 frame, got {target!r}.")
+        valid_frames = torch.clamp(num_kaldi_frames(lengths_t, window_size, window_shift), max=target)
+        with torch.autocast(device_type=device.type, enabled=False):
+            x = x.to(torch.float32)
+            if check_finite:
+                sample_index = torch.arange(num_samples, device=device)
+                valid = sample_index[None, :] < lengths_t.to(device)[:, None]
+                bad = (~torch.isfinite(x) & valid).any(dim=1).nonzero().flatten().tolist()
+                if bad:
+                    raise ValueError(f"clip {bad[0]} contains NaN or infinite value(s).")
+            window, mel_groups = _cached_constants(
+                "hanning", window_size, padded, int(self.num_mel_bins), float(self.sampling_rate), 20.0, 0.0,
+                device, torch.float32,
+            )
+            shift, scale = _normalization_constants(self.mean, self.std) if self.do_normalize else (None, None)
+            common = dict(
+                window_size=window_size, window_shift=window_shift, padded_window_size=padded, window=window,
+                mel_groups=mel_groups, num_mel_bins=int(self.num_mel_bins), preemphasis_coefficient=0.97,
+                remove_dc_offset=True, shift=shift, scale=scale,
+            )
+            features = torch.empty(batch, target, int(self.num_mel_bins), dtype=torch.float32, device=device)
+            if vectorized is None:
+                vectorized = device.type != "cpu"
+            longest = int(valid_frames.max())
+            if vectorized:
+                # every row gets `longest` frames; rows must hold the samples those frames read (zero-extend if not)
+                needed = window_size + (longest - 1) * window_shift
+                rows = x if num_samples >= needed else torch.nn.functional.pad(x, (0, needed - num_samples))
+                computed = features if longest == target else torch.empty_like(features[:, :longest])
+                _fbank_rows(rows, computed, chunk_frames=1 << 16, **common)
+                if computed is not features:
+                    features[:, :longest] = computed
+            else:
+                _fbank_into(x.unbind(0), valid_frames.tolist(), features, chunk_frames=4096, **common)
+            mask = torch.arange(target, device=device)[None, :] < valid_frames.to(device)[:, None]
+            fill = normalized_padding_value(self.padding_value, self.mean, self.std, self.do_normalize)
+            features.masked_fill_(~mask[..., None], fill)
+        return BatchFeature({"input_values": features, "attention_mask": mask.to(torch.int32)})
 
     # -- main entry point ---------------------------------------------------------------------------------------------
 

@@ -92,6 +92,11 @@ class DataArguments:
     )
     augmentation: str = field(default="original", metadata={"help": "waveform chain preset: original | light | none"})
     roll_and_gain: bool = field(default=True)
+    views_on_device: bool | None = field(
+        default=None, metadata={"help": "data workers only decode and crop; augmentation + fbank run batched on the "
+                                        "model's device in the training step (default: on when training on an "
+                                        "accelerator, off on CPU; the views are the same for the same seeds)"},
+    )
     max_train_samples: int | None = field(default=None)
     max_train_minutes: float | None = field(
         default=None, metadata={"help": "optional hard cap: stop (and save) after this much wall-clock training time. "
@@ -272,12 +277,17 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         feature_extractor, augmentation=data_args.augmentation, num_views=config.pretraining_num_views,
         roll_and_gain=data_args.roll_and_gain,
     )
+    views_on_device = data_args.views_on_device
+    if views_on_device is None:
+        views_on_device = training_args.device.type != "cpu"
+    logger.info("views computed on %s", f"the device ({training_args.device})" if views_on_device else "the host")
     collator = PretrainingViewsCollator(
         view_generator,
         seed=training_args.seed,
         crop_samples=None if data_args.crop_seconds is None else int(data_args.crop_seconds * 16000),
         label_vocabulary=vocabulary,
         teacher_feature_extractor=teacher_extractor,
+        views_on_device=views_on_device,
     )
     time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
     trainer = AudioMosaicPretrainingTrainer(
@@ -285,6 +295,7 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_dataset,
         data_collator=collator,
+        view_generator=view_generator,
         # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
         callbacks=[time_budget] if time_budget else None,
     )

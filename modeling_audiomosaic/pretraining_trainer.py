@@ -29,6 +29,7 @@ import os
 import zipfile
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -152,8 +153,10 @@ class AudioMosaicPretrainingTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, view_generator: Any = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # computes the views of batches that carry waveforms (views on the device); default: the collator's
+        self.view_generator = view_generator
         self._metric_sums: dict[str, float] = defaultdict(float)
         self._metric_count = 0
         self.nonfinite_losses = 0
@@ -200,6 +203,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         skipped = inputs.pop("num_skipped", 0)
         skipped_ids = inputs.pop("skipped_ids", None) or []
+        if "waveforms" in inputs:
+            inputs["input_values"] = self.device_views(inputs)
         if model.training:
             self.data_items_skipped += int(skipped)
             self.skipped_item_events.update(str(i) for i in skipped_ids)
@@ -220,6 +225,23 @@ class AudioMosaicPretrainingTrainer(Trainer):
                 # a zero loss connected to every trainable parameter: gradients are exactly 0 for this batch
                 loss = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
         return (loss, outputs) if return_outputs else loss
+
+    def device_views(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """Views on the model's device from a batch of ``waveforms`` + ``view_parameters`` (pops them from `inputs`).
+
+        The augmentation, Kaldi fbank and normalisation run batched where the waveforms are (moved to the training
+        device with the rest of the batch), in float32 with autocast disabled, without gradients.
+        """
+        generator = self.view_generator or getattr(self.data_collator, "view_generator", None)
+        if generator is None or not hasattr(generator, "views_from_parameters"):
+            raise ValueError(
+                "the batch carries waveforms (views on the device) but the trainer has no ContrastiveViewGenerator: "
+                "pass view_generator= to AudioMosaicPretrainingTrainer or use PretrainingViewsCollator."
+            )
+        waveforms = inputs.pop("waveforms")
+        lengths = inputs.pop("waveform_lengths")
+        parameters = inputs.pop("view_parameters")
+        return generator.views_from_parameters(waveforms, lengths, parameters)
 
     @torch.no_grad()
     def _record_metrics(self, outputs) -> None:

@@ -22,6 +22,9 @@ Benchmarks:
 * ``bf16``: our bf16 inference vs our fp32 (>= 2.0x, pooled-embedding cosine >= 0.999).
 * ``views``: two augmented views per clip on one core vs the original's audiomentations per-view chain (>= 5x).
 * ``length_scaling``: embedding time vs clip length 1-30 s (the exponent of a log-log fit) and 10 min of audio.
+* ``data_path``: host CPU per pre-training clip (decode FLAC / MP3 / WAV + collate), views on the host vs views on
+  the device, one worker thread; host cores per 1,000 clips/s (target: device-view path <= 0.2x;
+  `modeling_audiomosaic/data_path_benchmark.py`).
 
 `--quick` uses ViT-small encoders and smaller batches (smoke runs); the recorded numbers use the defaults.
 """
@@ -30,76 +33,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-
-def machine() -> dict:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def interleaved(fns: dict, repeats: int, warmup: int = 1, burst: int = 2) -> dict[str, list[float]]:
-    """Run each callable `warmup` times, then `repeats` rounds of all of them in turn, each variant `burst` times back
-    to back per round; return every call's time.
-
-    Bursts measure the steady state a data pipeline sees: the first call after another variant (or after the CPU sat
-    idle) pays a warm-up cost -- measured ~40 ms per call on this VM, single-threaded too, so not thread-pool wake-up
-    but vCPU / cache warm-up -- which is 2x for a 50 ms feature-extraction batch and ~5 % for a 0.8 s ViT forward.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            for _ in range(burst):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return times
-
-
-def fastest(times: dict[str, list[float]]) -> dict[str, float]:
-    """The statistic every benchmark reports: each variant's fastest call (the timeit convention -- on a shared
-    machine other processes and warm-up only ever add time)."""
-    return {name: min(values) for name, values in times.items()}
-
-
-def saved_activation_bytes(fn, model: torch.nn.Module | None = None) -> int:
-    """Bytes of the activations autograd saves during `fn()`: every saved tensor's storage counted once, the model's
-    own parameters (saved by Linear/Conv for their backward, but not activations) excluded."""
-    seen, total = set(), 0
-    params = set()
-    if model is not None:
-        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-
-    def pack(tensor):
-        nonlocal total
-        try:
-            key = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
-        except RuntimeError:
-            key = (id(tensor), tensor.numel() * tensor.element_size())
-        if key[0] in params:
-            return tensor
-        if key not in seen:
-            seen.add(key)
-            total += key[1]
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
+from modeling_audiomosaic.benchmark_timing import fastest, interleaved, machine, saved_activation_bytes
+from modeling_audiomosaic.data_path_benchmark import bench_data_path
 
 
 def bench_pretrain_step(args) -> dict:
@@ -476,6 +417,7 @@ BENCHMARKS = {
     "bf16": bench_bf16,
     "views": bench_views,
     "length_scaling": bench_length_scaling,
+    "data_path": bench_data_path,
 }
 
 

@@ -1,0 +1,309 @@
+# coding=utf-8
+"""Contrastive views on the accelerator: the waveform chain of :class:`~.augmentation_views.ContrastiveViewGenerator`
+as batched torch operations that run on any device.
+
+The host path (``ContrastiveViewGenerator.__call__``) augments every view row by row on the CPU (scipy ``sosfilt`` in
+float64) and computes the Kaldi features there; at the paper's scale that costs 10-20 host cores per GPU
+(``docs/RESULTS.md``, ``data_path``). Here the data workers only decode and crop; the collator draws every random
+parameter on the CPU from the same deterministic ``(seed, epoch, clip ids)`` generator, in the same order as the host
+path (:func:`sample_view_parameters`), and the training step turns ``(waveforms, parameters)`` into features on the
+model's device (:func:`views_from_parameters`):
+
+1. roll + gain + polarity: one ``gather`` per group of rows (``out[j] = scale * clip[(j - shift) mod length]``);
+2. Gaussian noise at the drawn SNR (RMS of the scaled row): on the CPU the noise samples are drawn row by row from
+   the generator state the collator saved after the parameters, so the device path reproduces the host path
+   exactly; on an accelerator they come from a device generator seeded from that state (equally deterministic, not
+   sample-identical to the CPU stream);
+3. the high-pass and band-stop Butterworth cascades (:func:`sosfilt_steady`), each second-order section computed as
+   a block-parallel linear recurrence: a causal FFT convolution inside blocks of ``block`` samples and a log-depth
+   scan of the 2-sample state across blocks, started in the steady state of the first sample as the host path
+   (``sosfilt`` with ``sosfilt_zi(sos) * x[0]``) does;
+4. Kaldi fbank + padding + normalisation: :meth:`AudioMosaicFeatureExtractor.batch_features`.
+
+Speed change (``p_speed > 0``, a soxr resampling) has no device version: such chains raise a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from .augmentation_chain import sample_roll_parameters
+
+__all__ = ["sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
+
+#: A second-order section that passes its input through (pads cascades of different lengths).
+_IDENTITY_SECTION = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+#: Elements per gather / filter group (bounds the temporary index and FFT buffers: ~256 MB of int64 indices).
+_GROUP_ELEMENTS = 1 << 25
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Second-order sections as block-parallel recurrences
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _matrix_powers(matrix: torch.Tensor, count: int) -> torch.Tensor:
+    """``M^n`` for ``n = 0 .. count - 1`` of a batch of 2 x 2 matrices ``(R, 2, 2)``: ``(R, count, 2, 2)`` float64.
+
+    Built by doubling (``P[m:2m] = P[0:m] @ M^m``): ``log2(count)`` batched products.
+    """
+    rows = matrix.shape[0]
+    powers = torch.eye(2, dtype=torch.float64, device=matrix.device).expand(rows, 1, 2, 2).clone()
+    step = matrix  # M^m with m = powers.shape[1]
+    while powers.shape[1] < count:
+        powers = torch.cat([powers, powers @ step[:, None]], dim=1)
+        step = step @ step
+    return powers[:, :count]
+
+
+def _biquad_steady(x: torch.Tensor, section: torch.Tensor, level: torch.Tensor, block: int) -> torch.Tensor:
+    """One second-order section ``(b0, b1, b2, 1, a1, a2)`` per row of ``x`` (R, N), started at steady state.
+
+    The section in its transposed direct form II (``scipy.signal.sosfilt``'s form) as a state-space system with
+    state ``s = (z1, z2)``: ``y[n] = b0 x[n] + z1``, ``s' = A s + B x[n]`` with ``A = [[-a1, 1], [-a2, 0]]`` and ``B =
+    (b1 - a1 b0, b2 - a2 b0)``. The initial state is the steady state of a constant input ``level`` (R,), as
+    ``sosfilt_zi`` gives it. Inside a block of ``K`` samples ``y = h * x + C A^n s_block`` (``h[0] = b0``, ``h[k] = C
+    A^(k-1) B``, ``C = (1, 0)``): a causal FFT convolution with the section's own impulse response, which stays
+    bounded (unlike the recursive part's alone, whose gain near DC reaches 1e8 for a 20 Hz high-pass). The block
+    states follow ``s_(c+1) = A^K s_c + sum_m A^(K-1-m) B x[cK + m]``, solved for all blocks by a log-depth scan in
+    float64.
+    """
+    rows, length = x.shape
+    dtype = x.dtype
+    b0, b1, b2 = section[:, 0], section[:, 1], section[:, 2]
+    a1, a2 = section[:, 4], section[:, 5]
+    matrix = torch.zeros(rows, 2, 2, dtype=torch.float64, device=x.device)
+    matrix[:, 0, 0] = -a1
+    matrix[:, 0, 1] = 1.0
+    matrix[:, 1, 0] = -a2
+    drive = torch.stack([b1 - a1 * b0, b2 - a2 * b0], dim=-1)  # B: (R, 2)
+    gain = (b0 + b1 + b2) / (1.0 + a1 + a2)
+    state_1 = (b2 - a2 * gain) * level
+    start = torch.stack([(b1 - a1 * gain) * level + state_1, state_1], dim=-1)  # steady-state (z1, z2): (R, 2)
+
+    num_blocks = -(-length // block)
+    blocks = x if num_blocks * block == length else torch.nn.functional.pad(x, (0, num_blocks * block - length))
+    blocks = blocks.view(rows, num_blocks, block)
+    powers = _matrix_powers(matrix, block + 1)  # A^0 .. A^K
+    response = powers[:, :block] @ drive[:, None, :, None]  # A^k B: (R, K, 2, 1)
+    response = response[..., 0]
+    impulse = torch.cat([b0[:, None], response[:, : block - 1, 0]], dim=1)  # h[0] = b0, h[k] = (A^(k-1) B)_0
+    # zero-state output inside every block: causal linear convolution via an FFT of size 2K
+    size = 2 * block
+    spectrum = torch.fft.rfft(blocks, n=size) * torch.fft.rfft(impulse.to(dtype), n=size)[:, None]
+    y = torch.fft.irfft(spectrum, n=size)[..., :block]  # (R, C, K)
+    # state carried out of each block by its input: sum_m A^(K-1-m) B x_m  (float64)
+    carried = torch.einsum("rck,rkj->rcj", blocks.to(torch.float64), response.flip(1))  # (R, C, 2)
+    transition = powers[:, block]  # A^K
+    carried[:, 0] += (transition @ start[..., None])[..., 0]
+    power, distance = transition, 1
+    while distance < num_blocks:  # inclusive scan: carried[c] = sum_i (A^K)^i e_(c-i) + (A^K)^(c+1) s_0
+        shifted = (power[:, None] @ carried[:, :-distance, :, None])[..., 0]
+        carried = torch.cat([carried[:, :distance], carried[:, distance:] + shifted], dim=1)
+        power = power @ power
+        distance *= 2
+    states = torch.cat([start[:, None], carried[:, :-1]], dim=1)  # state entering each block: (R, C, 2)
+    first_row = powers[:, :block, 0, :]  # C A^n: (R, K, 2)
+    y = y + torch.einsum("rkj,rcj->rck", first_row, states).to(dtype)
+    return y.reshape(rows, num_blocks * block)[:, :length]
+
+
+def sosfilt_steady(x: torch.Tensor, sos: torch.Tensor, block: int = 1024) -> torch.Tensor:
+    """Cascaded second-order sections per row, started at the steady state of each row's first sample.
+
+    The torch counterpart of ``scipy.signal.sosfilt(sos, x, zi=sosfilt_zi(sos) * x[0])`` for a batch in which every
+    row has its own cascade. Runs on the device of `x`, in its dtype (coefficients, impulse responses and the block
+    states in float64).
+
+    Args:
+        x (`torch.Tensor`): ``(R, N)`` float32 or float64 rows.
+        sos (`torch.Tensor`): ``(R, S, 6)`` normalised sections (``a0 = 1``) per row; identity sections
+            ``(1, 0, 0, 1, 0, 0)`` pad shorter cascades.
+        block (`int`, defaults to 1024): Block length of the parallel recurrence (the result does not depend on it
+            beyond rounding).
+
+    Returns:
+        `torch.Tensor` ``(R, N)``, a new tensor.
+    """
+    if x.dim() != 2 or sos.dim() != 3 or sos.shape[0] != x.shape[0] or sos.shape[2] != 6:
+        raise ValueError(
+            f"sosfilt_steady needs x (R, N) and sos (R, S, 6), got {tuple(x.shape)} and {tuple(sos.shape)}."
+        )
+    sos = sos.to(device=x.device, dtype=torch.float64)
+    identity = torch.tensor(_IDENTITY_SECTION, dtype=torch.float64, device=x.device)
+    active = (sos != identity).any(dim=-1).to("cpu")  # (R, S): identity sections (padding) are skipped
+    level = x[:, 0].to(torch.float64)
+    y = x.clone()
+    for k in range(sos.shape[1]):
+        rows = active[:, k].nonzero().flatten()
+        if rows.numel() == 0:
+            continue
+        index = rows.to(x.device)
+        section = sos[index, k]
+        y[index] = _biquad_steady(y[index], section, level[index], block)
+        gain = section[:, :3].sum(dim=1) / (1.0 + section[:, 4] + section[:, 5])
+        level[index] = level[index] * gain
+    return y
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Parameters (CPU, in the collator) and views (any device, in the training step)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def sample_view_parameters(
+    view_generator: Any, lengths: torch.Tensor, generator: torch.Generator, num_views: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Draws every random parameter of the views of a batch, exactly as the host path draws them.
+
+    Draw order (the host path's): roll shifts and gains, the chain's parameters, then (later, in
+    :func:`views_from_parameters`) the noise of each row in row order; the generator's state after the parameters is
+    returned so the noise can continue the same stream.
+
+    Returns a dict of CPU tensors, rows clip-major (row ``b * num_views + v``): ``shift`` (long), ``scale`` (float64:
+    roll gain x polarity x gain), ``apply_noise`` (bool), ``snr_db`` (float64), ``sos`` (``(rows, S, 6)`` float64,
+    identity-padded cascades), ``filtered`` (bool) and ``noise_state`` (uint8, the generator state).
+    """
+    views = view_generator.num_views if num_views is None else int(num_views)
+    lengths = torch.as_tensor(lengths, dtype=torch.long).reshape(-1)
+    rows = lengths.numel() * views
+    chain_aug = view_generator.augmentation
+    if chain_aug.p_speed > 0:
+        raise ValueError(
+            "views on the device do not support the speed change (p_speed > 0: a soxr resampling on the host); use "
+            "an augmentation preset without it (original, light, none) or compute the views on the host "
+            "(--views_on_device false)."
+        )
+    row_full = lengths.repeat_interleave(views)
+    if view_generator.roll_and_gain:
+        shifts, gains = sample_roll_parameters(row_full, generator, (10, 10))
+    else:
+        shifts, gains = torch.zeros(rows, dtype=torch.long), torch.ones(rows, dtype=torch.float64)
+    chain = chain_aug.sample_parameters(rows, generator)
+    cascades = chain_aug._filter_bank(chain)
+    sections = max([c.shape[0] for c in cascades if c is not None], default=1)
+    sos = np.tile(np.asarray(_IDENTITY_SECTION), (rows, sections, 1))
+    for r, cascade in enumerate(cascades):
+        if cascade is not None:
+            sos[r, : cascade.shape[0]] = cascade
+    return {
+        "shift": shifts,
+        "scale": chain["scale"] * gains,
+        "apply_noise": chain["apply_noise"].clone(),
+        "snr_db": chain["snr_db"].to(torch.float64),
+        "sos": torch.from_numpy(sos),
+        "filtered": torch.tensor([c is not None for c in cascades], dtype=torch.bool),
+        "noise_state": generator.get_state(),
+    }
+
+
+def _roll_scale(waveforms, clip_of_row, shift, full, row_len, scale, width) -> torch.Tensor:
+    """``out[r, j] = scale[r] * waveforms[clip_of_row[r], (j - shift[r]) mod full[r]]`` for ``j < row_len[r]``, else
+    0 (the host path's roll over the clip's whole length, cropped to ``width``, times the combined gain)."""
+    rows = clip_of_row.numel()
+    device = waveforms.device
+    out = torch.empty(rows, width, dtype=torch.float32, device=device)
+    positions = torch.arange(width, device=device)
+    group = max(1, _GROUP_ELEMENTS // max(width, 1))
+    for r0 in range(0, rows, group):
+        r1 = min(r0 + group, rows)
+        index = torch.remainder(positions[None, :] - shift[r0:r1, None], full[r0:r1, None])
+        values = torch.gather(waveforms[clip_of_row[r0:r1]], 1, index)
+        values.mul_(scale[r0:r1, None])
+        values.masked_fill_(positions[None, :] >= row_len[r0:r1, None], 0.0)
+        out[r0:r1] = values
+    return out
+
+
+def _noise_seed(state: torch.Tensor) -> int:
+    digest = hashlib.blake2b(state.to("cpu").numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def _add_noise(rows: torch.Tensor, row_len: torch.Tensor, parameters: dict[str, torch.Tensor]) -> None:
+    """White noise at each row's drawn SNR relative to the row's RMS (rows with ``apply_noise``; silent rows none)."""
+    apply = parameters["apply_noise"].to("cpu")
+    if not bool(apply.any()):
+        return
+    lengths_cpu = row_len.to("cpu")
+    rms = torch.linalg.vector_norm(rows, dim=1).to("cpu", torch.float64) / lengths_cpu.to(torch.float64).sqrt()
+    std = rms * torch.pow(10.0, -parameters["snr_db"].to("cpu", torch.float64) / 20.0)
+    use = apply & (std > 0) & torch.isfinite(std)
+    state = parameters["noise_state"].to("cpu", torch.uint8)
+    if rows.device.type == "cpu":
+        # the host path's stream: one randn(length) per noisy row, in row order
+        generator = torch.Generator()
+        generator.set_state(state)
+        for r in use.nonzero().flatten().tolist():
+            length = int(lengths_cpu[r])
+            noise = torch.randn(length, generator=generator)
+            rows[r, :length].add_(noise, alpha=float(std[r]))
+        return
+    generator = torch.Generator(device=rows.device)
+    generator.manual_seed(_noise_seed(state))
+    noise = torch.randn(rows.shape, generator=generator, device=rows.device, dtype=rows.dtype)
+    scale = torch.where(use, std, torch.zeros_like(std)).to(rows.device, rows.dtype)
+    positions = torch.arange(rows.shape[1], device=rows.device)
+    noise.mul_(scale[:, None]).masked_fill_(positions[None, :] >= row_len[:, None], 0.0)
+    rows.add_(noise)
+
+
+def views_from_parameters(
+    view_generator: Any,
+    waveforms: torch.Tensor,
+    lengths: torch.Tensor,
+    parameters: dict[str, torch.Tensor],
+    filter_dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """The views of a batch from its waveforms and drawn parameters, computed on the device of `waveforms`.
+
+    Args:
+        view_generator: the `ContrastiveViewGenerator` (chain, feature extractor, ``num_samples``, ``max_length``).
+        waveforms (`torch.Tensor`): ``(B, W)`` float waveforms (zero after each clip's length), on any device.
+        lengths (`torch.Tensor`): ``(B,)`` valid samples per clip (the lengths given to the parameter draw).
+        parameters: the dict of :func:`sample_view_parameters` (on any device).
+        filter_dtype (`torch.dtype`, defaults to float64): precision of the IIR filters. float64 (as the host
+            path's ``sosfilt``) keeps the features within ~4e-6 of the host path's; float32 halves the filters' memory
+            traffic but differs by up to ~3e-4 in the normalised features (narrow band-stops near DC).
+
+    Returns:
+        float32 ``(B, num_views, max_length, num_mel_bins)`` on the device of `waveforms`. Autocast is disabled inside.
+    """
+    device = waveforms.device
+    batch = waveforms.shape[0]
+    shift = parameters["shift"].to(device, torch.long)
+    rows = shift.numel()
+    if rows % batch:
+        raise ValueError(f"the parameters describe {rows} rows, not a multiple of the batch of {batch} clips.")
+    views = rows // batch
+    width = view_generator.num_samples
+    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
+        full = torch.as_tensor(lengths).to(device, torch.long)
+        if bool((full < view_generator.window_size).any()):
+            raise ValueError(f"every clip needs at least {view_generator.window_size} samples (one 25 ms frame).")
+        row_full = full.repeat_interleave(views)
+        row_len = row_full.clamp(max=width)
+        clip_of_row = torch.arange(batch, device=device).repeat_interleave(views)
+        scale = parameters["scale"].to(device, torch.float32)
+        out = _roll_scale(waveforms.to(torch.float32), clip_of_row, shift, row_full, row_len, scale, width)
+        _add_noise(out, row_len, parameters)
+        filtered = parameters["filtered"].to("cpu").nonzero().flatten()
+        if filtered.numel():
+            index = filtered.to(device)
+            sos = parameters["sos"].to(device)[index]
+            group = max(1, _GROUP_ELEMENTS // (4 * width))
+            for g0 in range(0, index.numel(), group):
+                part = index[g0 : g0 + group]
+                y = sosfilt_steady(out[part].to(filter_dtype), sos[g0 : g0 + group]).to(torch.float32)
+                out[part] = y
+            positions = torch.arange(width, device=device)
+            out.masked_fill_(positions[None, :] >= row_len[:, None], 0.0)
+        fe = view_generator.feature_extractor
+        features = fe.batch_features(
+            out, row_len, max_length=view_generator.max_length, check_finite=False
+        )["input_values"]
+    return features.view(batch, views, view_generator.max_length, int(fe.num_mel_bins))

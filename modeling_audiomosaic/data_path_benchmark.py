@@ -1,0 +1,121 @@
+"""The ``data_path`` benchmark: host CPU cost per pre-training clip with views on the host vs views on the device.
+
+What a data worker does per clip, on ONE thread, for 10 s clips shaped like the public AudioSet mirrors (FLAC and MP3
+at 32 / 44.1 / 48 kHz, WAV at 16 kHz; encoded with soundfile, as `write_audioset_shards` writes them):
+
+* **decode**: `decode_audio` (soundfile; mono; resampled to 16 kHz with the project's one resampler);
+* **collate, host views**: `PretrainingViewsCollator` (random crop, roll + gain, the augmentation chain, Kaldi fbank
+  and normalisation of two views) -- today's path;
+* **collate, device views**: `PretrainingViewsCollator(views_on_device=True)` (crop, the views' random parameters,
+  one padded waveform tensor) -- the workers' share when the views run on the accelerator;
+* **device part** (context): `ContrastiveViewGenerator.views_from_parameters` on the CPU, i.e. what the accelerator
+  takes over, measured here on the CPU with one thread and with all threads.
+
+Reported: milliseconds per clip for each stage and format, and "host cores needed per 1,000 clips/s" (= ms per clip
+on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
+included, for the format mix of the AudioSet mirrors (the mean over the FLAC and MP3 formats); target <= 0.2.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import torch
+
+from .benchmark_timing import fastest, interleaved
+
+#: (container, sampling rate) of the benchmarked encodings: the AudioSet mirrors' formats, plus 16 kHz WAV (no
+#: decoding or resampling cost: the views alone).
+FORMATS: tuple[tuple[str, int], ...] = (
+    ("FLAC", 32000), ("FLAC", 44100), ("FLAC", 48000), ("MP3", 32000), ("MP3", 44100), ("MP3", 48000), ("WAV", 16000),
+)
+
+
+def synthetic_clip(rng: np.random.Generator, sampling_rate: int, seconds: float = 10.0) -> np.ndarray:
+    """A 10 s clip with the spectral spread of real audio (tones, a chirp and noise), float32 in [-1, 1]."""
+    t = np.arange(int(sampling_rate * seconds)) / sampling_rate
+    wave = sum(0.1 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) for f in rng.uniform(80, 6000, size=4))
+    wave = wave + 0.05 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.03 * rng.standard_normal(t.shape[0])
+    return wave.astype(np.float32)
+
+
+def encode_clip(wave: np.ndarray, sampling_rate: int, container: str) -> bytes:
+    """The clip as a FLAC (16-bit), MP3 or WAV (16-bit) file in memory (soundfile / libsndfile)."""
+    buffer = io.BytesIO()
+    subtype = {"FLAC": "PCM_16", "WAV": "PCM_16", "MP3": "MPEG_LAYER_III"}[container]
+    import soundfile as sf  # noqa: PLC0415
+
+    sf.write(buffer, wave, sampling_rate, format=container, subtype=subtype)
+    return buffer.getvalue()
+
+
+def bench_data_path(args: Any) -> dict:
+    """See the module docstring. `args`: ``quick`` (fewer clips), ``repeats``."""
+    from .feature_extraction import AudioMosaicFeatureExtractor, ContrastiveViewGenerator  # noqa: PLC0415
+    from .feature_extraction.audio_io import decode_audio  # noqa: PLC0415
+    from .feature_extraction.collators import PretrainingViewsCollator  # noqa: PLC0415
+
+    batch = 4 if getattr(args, "quick", False) else 16
+    repeats = max(1, int(getattr(args, "repeats", 3)))
+    rng = np.random.default_rng(0)
+    encoded = {
+        f"{container.lower()}_{rate // 1000 if rate % 1000 == 0 else rate / 1000:g}k": [
+            encode_clip(synthetic_clip(rng, rate), rate, container) for _ in range(batch)
+        ]
+        for container, rate in FORMATS
+    }
+    fe = AudioMosaicFeatureExtractor.from_preset("audioset")
+    views = ContrastiveViewGenerator(fe, augmentation="original")
+    host = PretrainingViewsCollator(views, seed=0)
+    device = PretrainingViewsCollator(views, seed=0, views_on_device=True)
+    decoded = [decode_audio(item) for item in encoded["flac_48k"]]
+    examples = [{"audio": wave, "id": f"clip{i}"} for i, wave in enumerate(decoded)]
+    device_batch = device(examples)
+
+    def device_part():
+        return views.views_from_parameters(device_batch["waveforms"], device_batch["waveform_lengths"],
+                                           device_batch["view_parameters"])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fns = {f"decode_{name}": (lambda items=items: [decode_audio(item) for item in items])
+               for name, items in encoded.items()}
+        fns["collate_host_views"] = lambda: host(examples)
+        fns["collate_device_views"] = lambda: device(examples)
+        fns["device_part_on_cpu_1_thread"] = device_part
+        best = fastest(interleaved(fns, repeats=repeats))
+    finally:
+        torch.set_num_threads(threads)
+    all_threads = fastest(interleaved({"device_part_on_cpu_all_threads": device_part}, repeats=repeats))
+    ms = {name: 1000.0 * seconds / batch for name, seconds in {**best, **all_threads}.items()}
+    per_format = {}
+    for name in encoded:
+        decode = ms[f"decode_{name}"]
+        host_cost = decode + ms["collate_host_views"]
+        device_cost = decode + ms["collate_device_views"]
+        per_format[name] = {
+            "decode_ms": round(decode, 3),
+            "host_views_ms": round(host_cost, 3),
+            "device_views_ms": round(device_cost, 3),
+            "ratio": round(device_cost / host_cost, 3),
+            # ms of one core per clip = cores busy at 1,000 clips/s
+            "host_cores_per_1000_clips_per_s": {
+                "host_views": round(host_cost, 1), "device_views": round(device_cost, 1),
+            },
+        }
+    mirror = [name for name in encoded if not name.startswith("wav")]
+    ratio = float(np.mean([per_format[name]["ratio"] for name in mirror]))
+    return {
+        "name": "data_path",
+        "ratio": round(ratio, 3),
+        "target": "<= 0.2x host CPU per clip with views on the device vs on the host (decode included; FLAC/MP3 mean)",
+        "passed": bool(ratio <= 0.2),
+        "per_format": per_format,
+        "ms_per_clip": {name: round(value, 3) for name, value in ms.items()},
+        "views_only_ratio": round(ms["collate_device_views"] / ms["collate_host_views"], 4),
+        "clips": f"{batch} x 10 s per batch, two views of 1024 x 128, augmentation 'original', one worker thread",
+        "repeats": repeats,
+    }

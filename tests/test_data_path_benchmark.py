@@ -1,0 +1,35 @@
+"""The `data_path` benchmark: its encodings decode to the clip they encode, and its report has every stage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import run_benchmarks
+
+from modeling_audiomosaic.data_path_benchmark import FORMATS, encode_clip, synthetic_clip
+from modeling_audiomosaic.feature_extraction.audio_io import read_audio
+
+
+@pytest.mark.parametrize("container,rate", [("FLAC", 44100), ("MP3", 48000), ("WAV", 16000)])
+def test_benchmark_encodings_decode_to_the_clip(container, rate):
+    wave = synthetic_clip(np.random.default_rng(0), rate, seconds=1.0)
+    decoded, decoded_rate = read_audio(encode_clip(wave, rate, container))
+    assert decoded_rate == rate
+    if container == "MP3":  # lossy, and the decoder's output is delayed by the codec's padding: compare energies
+        assert abs(decoded.shape[0] - wave.shape[0]) < rate // 10
+        assert abs(float(np.sqrt((decoded**2).mean())) - float(np.sqrt((wave**2).mean()))) < 0.05
+    else:  # 16-bit PCM: exact to half a quantisation step
+        assert decoded.shape[0] == wave.shape[0]
+        assert np.abs(decoded[:, 0] - wave).max() <= 1.0 / 32768
+
+
+def test_data_path_report_has_every_stage_and_format():
+    result = run_benchmarks.main(["--only", "data_path", "--repeats", "1", "--quick", "--json"])[0]
+    assert result["name"] == "data_path" and 0 < result["ratio"] < 1
+    assert len(result["per_format"]) == len(FORMATS)
+    for row in result["per_format"].values():
+        assert row["device_views_ms"] < row["host_views_ms"]
+        assert row["host_cores_per_1000_clips_per_s"]["device_views"] == round(row["device_views_ms"], 1)
+    ms = result["ms_per_clip"]
+    assert ms["collate_device_views"] < ms["collate_host_views"]
+    assert {"device_part_on_cpu_1_thread", "device_part_on_cpu_all_threads"} <= set(ms)
