@@ -188,3 +188,17 @@ def test_file_decoding_mixes_down_like_the_conversion(tmp_path):
     buffer = io.BytesIO()
     sf.write(buffer, stereo, 16000, format="WAV", subtype="FLOAT")
     np.testing.assert_array_equal(decode_audio(buffer.getvalue()), to_float32_mono(stereo))
+
+
+def test_pcm16_wav_fast_path_reads_the_values_libsndfile_gives(tmp_path):
+    from modeling_audiomosaic.feature_extraction.audio_io import read_audio
+
+    pcm = np.array([-32768, -1, 0, 1, 12345, 32767] * 100, dtype=np.int16)
+    stereo = np.stack([pcm, pcm[::-1]], axis=1)
+    for container in ("WAV", "FLAC"):
+        path = tmp_path / f"clip.{container.lower()}"
+        sf.write(path, stereo, 16000, format=container, subtype="PCM_16")
+        data, rate = read_audio(str(path))
+        expected, _ = sf.read(path, dtype="float32", always_2d=True)
+        assert rate == 16000 and data.dtype == np.float32 and np.array_equal(data, expected)
+        assert data[0, 0] == -1.0 and data[5, 0] == np.float32(32767 / 32768)
