@@ -14,6 +14,7 @@ import torch
 from test_audio_llm import FRAMES, audio_config, make_processor, make_tokenizer, text_config
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+import modeling_audiomosaic.audio_llm_training as audio_llm_training
 from modeling_audiomosaic import AudioMosaicForConditionalGeneration, AudioMosaicModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.*:FutureWarning")
@@ -209,7 +210,7 @@ def test_corpus_items_class_balanced_and_decoded_once(tmp_path, monkeypatch):
                 records.append({"wav": name, "labels": label, "group": f"{label}{index}"})
         (tmp_path / task / "train.json").write_text(json.dumps({"data": records}))
     reads = []
-    original = ral.load_audio_dataset
+    original = audio_llm_training.load_audio_dataset
 
     class Counting:  # counts the clips corpus_qa_items decodes
         def __init__(self, dataset):
@@ -222,7 +223,7 @@ def test_corpus_items_class_balanced_and_decoded_once(tmp_path, monkeypatch):
     def counting(*args, **kwargs):
         return Counting(original(*args, **kwargs))
 
-    monkeypatch.setattr(ral, "load_audio_dataset", counting)
+    monkeypatch.setattr(audio_llm_training, "load_audio_dataset", counting)
     decoded = {}
     two = ral.corpus_qa_items(tmp_path, "train", 2, seed=0, decoded=decoded)
     assert len(two) == 2 * 3 and len(reads) == 6
