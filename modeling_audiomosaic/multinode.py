@@ -1,8 +1,8 @@
 """Checks that keep a multi-node pre-training run from hanging or diverging when the nodes do not see the same files.
 
 Under ``accelerate launch --num_machines N`` (or ``torchrun --nnodes N``) every node has its own disk unless the
-output and data folders sit on a shared filesystem. What then goes wrong only across nodes (scale notes,
-``../shared/reference/scale_notes.md`` "Multi-node"; README "Multi-node pre-training"):
+output and data folders sit on a shared filesystem. What then goes wrong only across nodes (README "Multi-node
+pre-training"):
 
 * an error raised on one node only (a data path that exists only on node 0, a checkpoint that only node 0 holds)
   leaves the other nodes waiting in their next collective until the process-group timeout. [`on_every_rank`] and

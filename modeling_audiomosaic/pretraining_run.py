@@ -293,6 +293,10 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         teacher_feature_extractor=teacher_extractor,
     )
     time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
+    if training_args.data_seed is None:
+        # the sampler's seed, explicit (accelerate otherwise reads the global RNG's seed, which differs per rank below);
+        # the same value it read before, so the data order is unchanged
+        training_args.data_seed = training_args.seed
     trainer = AudioMosaicPretrainingTrainer(
         model=model,
         args=training_args,
@@ -301,6 +305,12 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
         callbacks=([time_budget] if time_budget else []) + list(callbacks or []),
     )
+    if rank > 0:
+        # Trainer seeded every rank alike, so every rank drew the same masks and drop-path patterns: a global batch
+        # over W ranks held each mask pattern W times. One stream per global rank, as the original training script
+        # (its seed is `--seed` + rank); rank 0 (and every single-process run) keeps `seed`. Resuming restores each
+        # rank's stream from its rng_state_<rank>.pth (README "Multi-node pre-training").
+        set_seed(training_args.seed + rank)
     # "last": the newest checkpoint-* of output_dir complete for every rank; a folder: checked on every rank (each
     # loads its own rng_state_<global rank>.pth), any problem stops every rank with one message
     checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,

@@ -111,6 +111,8 @@ def test_two_nodes_match_one_process_write_one_checkpoint_and_resume_on_one_node
         assert torch.equal(grads[0][name], grads[1][name]), name  # the replicas on both nodes took the same step
     batches = [torch.load(probe / f"batch_rank{r}.pt") for r in (0, 1)]
     assert not torch.equal(batches[0]["input_values"], batches[1]["input_values"])  # each node trained on its share
+    # each global rank draws its own masks (seed + rank, as the original), not a copy of rank 0's
+    assert not any(torch.equal(a, b) for a, b in zip(batches[0]["ids_keep"], batches[1]["ids_keep"]))
     model = AudioMosaicForPreTraining(AudioMosaicConfig.from_pretrained(node0))
     model.load_state_dict(torch.load(probe / "initial.pt"))
     model.train()
