@@ -178,12 +178,17 @@ def check_output_dir_sharing(output_dir: str | os.PathLike, rank: int, local_ran
     for node-local dirs without it. Returns the kind (``"single-process"`` without a process group)."""
     if world_size <= 1:
         return "single-process"
-    marker = None
+    marker, error = None, None
     if rank == 0:
-        os.makedirs(output_dir, exist_ok=True)
-        marker = Path(output_dir) / f".audiomosaic_node_check_{uuid.uuid4().hex}"
-        marker.write_text("written by global rank 0 to find out which nodes share this folder\n")
-    name = gather_objects(None if marker is None else marker.name)[0]  # also a barrier: the file exists now
+        try:
+            os.makedirs(output_dir, exist_ok=True)
+            marker = Path(output_dir) / f".audiomosaic_node_check_{uuid.uuid4().hex}"
+            marker.write_text("written by global rank 0 to find out which nodes share this folder\n")
+        except OSError as err:  # reported to every rank below, so none is left waiting in the next collective
+            error = f"{type(err).__name__}: {err}"
+    name, error = gather_objects((None if marker is None else marker.name, error))[0]  # a barrier too
+    if error is not None:
+        raise ValueError(f"--output_dir {output_dir}: global rank 0 cannot write there ({error})")
     saw = (Path(output_dir) / name).exists()
     reports = [(r, local, seen) for r, (local, seen) in enumerate(gather_objects((local_rank, saw)))]
     if marker is not None:
