@@ -57,7 +57,7 @@ def main(base: Path) -> None:
 
     def load():
         if rank == 1:
-            raise FileNotFoundError(f"no such folder on this node: {own / 'audio'}")
+            raise FileNotFoundError("no such folder on this node: data/audio")
         return "loaded"
 
     # rank 0's disk: checkpoints 1-3 complete; rank 1's: checkpoint-1 lacks its RNG file, checkpoint-3 its optimizer
