@@ -553,7 +553,7 @@ def test_extractor_finds_the_readme_commands():
     commands = extract_commands(REPO / "README.md")
     kinds = {(c.tokens[0], c.tokens[1]) for c in commands if len(c.tokens) > 1}
     assert ("bash", "run_scripts/main_job.sh") in kinds and ("bash", "run_scripts/run_tests.sh") in kinds
-    assert ("accelerate", "launch") in kinds
+    assert ("accelerate", "launch") in kinds and ("torchrun", "--nnodes") in kinds  # README "Multi-node pre-training"
     assert ("python", "run_scripts/run_pretrain.py") in kinds and ("python", "run_scripts/run_audio_llm.py") in kinds
     assert ("python", "run_scripts/run_audio_classification.py") in kinds  # an inline span over two lines
     paper = [c for c in commands if "run_scripts/recipes/pretrain_paper.yaml" in c.tokens]
@@ -572,6 +572,10 @@ def test_flag_checker_catches_stale_flags():
     assert check_command(DocCommand("x", ["python", "run_scripts/run_pretrain.py", "--max_steps", "3"], True)) == []
     launcher = DocCommand("x", ["accelerate", "launch", "--num_gpus_typo", "2", "run_scripts/run_pretrain.py"], True)
     assert any("--num_gpus_typo" in p for p in check_command(launcher)), check_command(launcher)
+    torchrun = DocCommand("x", ["torchrun", "--nnodes", "2", "--node_rank_typo", "0", "run_scripts/run_pretrain.py",
+                                "--max_steps_typo", "3"], True)
+    assert {"--node_rank_typo", "--max_steps_typo"} <= {f for p in check_command(torchrun) for f in p.split()
+                                                         if f.startswith("--")}, check_command(torchrun)
     in_comment = DocCommand("x", ["python", "run_scripts/run_audio_llm.py"], True, comment_flags=["--stale_one"])
     assert any("--stale_one" in p for p in check_command(in_comment))
     assert "no handler" in check_command(DocCommand("x", ["wget", "http://x"], strict=True))[0]
