@@ -26,7 +26,8 @@ from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCo
 from .feature_extraction.labels import build_label_vocabulary
 from .feature_extraction.loading import load_audio_dataset
 from .modeling_pretraining import AudioMosaicForPreTraining
-from .pretraining_trainer import AudioMosaicPretrainingTrainer, checkpoint_problems, last_complete_checkpoint
+from .multinode import check_output_dir_sharing, check_same_dataset, on_every_rank, resolve_resume_checkpoint
+from .pretraining_trainer import AudioMosaicPretrainingTrainer
 from .recipe_arguments import parse_with_recipe
 
 logger = logging.getLogger(__name__)
@@ -235,10 +236,15 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     return EpochTaggedDataset(dataset)
 
 
-def run_pretraining(argv: list[str] | None = None) -> dict:
+def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict:
     """Parse `argv` (a recipe via ``--config`` and flags, as run_scripts/run_pretrain.py's command line), pre-train
     with `AudioMosaicPretrainingTrainer`, save the model, its feature extractor and ``pretrain_summary.json`` to
-    ``--output_dir``; returns the training loss, the global step and the log history.
+    ``--output_dir``; returns the training loss, the global step and the log history. ``callbacks``: extra
+    `TrainerCallback`s (trackers, probes).
+
+    Multi-node runs (README "Multi-node pre-training"): the data loading and the checkpoint to resume from are checked
+    on every rank and any failure stops every rank with one message (`modeling_audiomosaic.multinode`), instead of
+    leaving the other nodes waiting in a collective.
 
     Under multi-process training, the caller should leave with ``os._exit`` once it returns (run_pretrain.py does):
     see the comment at the end of this function."""
@@ -252,11 +258,18 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
             raise ValueError("--streaming needs --max_steps (an iterable dataset has no length)")
         training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
     set_seed(training_args.seed)
+    world_size, rank = training_args.world_size, training_args.process_index  # global rank, over all nodes
+    # multi-node: who writes the checkpoint where (a shared --output_dir, or one per node); see multinode.py
+    check_output_dir_sharing(training_args.output_dir, rank, training_args.local_process_index, world_size,
+                             training_args.save_on_each_node)
 
     if model_args.supervised_weight > 0 and not data_args.label_column:
         raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")
     teacher, teacher_extractor = load_teacher(model_args)
-    train_dataset = build_dataset(data_args, training_args)
+    # a path that exists on one node only must stop every rank, not leave the others waiting in a collective
+    train_dataset = on_every_rank(lambda: build_dataset(data_args, training_args), "loading the training data")
+    if not data_args.streaming:
+        check_same_dataset(train_dataset, world_size)  # every rank must split the same item list
     vocabulary = None
     if model_args.supervised_weight > 0:
         if data_args.streaming:
@@ -290,6 +303,10 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         views_on_device=views_on_device,
     )
     time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
+    if training_args.data_seed is None:
+        # the sampler's seed, explicit (accelerate otherwise reads the global RNG's seed, which differs per rank below);
+        # the same value it read before, so the data order is unchanged
+        training_args.data_seed = training_args.seed
     trainer = AudioMosaicPretrainingTrainer(
         model=model,
         args=training_args,
@@ -297,16 +314,20 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         data_collator=collator,
         view_generator=view_generator,
         # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
-        callbacks=[time_budget] if time_budget else None,
+        callbacks=([time_budget] if time_budget else []) + list(callbacks or []),
     )
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint == "last":  # resume from the newest complete checkpoint-* folder of output_dir
-        checkpoint = last_complete_checkpoint(training_args.output_dir, training_args.world_size)
-        if checkpoint is None:
-            raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}")
+    if rank > 0:
+        # Trainer seeded every rank alike, so every rank drew the same masks and drop-path patterns: a global batch
+        # over W ranks held each mask pattern W times. One stream per global rank, as the original training script
+        # (its seed is `--seed` + rank); rank 0 (and every single-process run) keeps `seed`. Resuming restores each
+        # rank's stream from its rng_state_<rank>.pth (README "Multi-node pre-training").
+        set_seed(training_args.seed + rank)
+    # "last": the newest checkpoint-* of output_dir complete for every rank; a folder: checked on every rank (each
+    # loads its own rng_state_<global rank>.pth), any problem stops every rank with one message
+    checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
+                                           world_size, rank)
+    if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
-    elif checkpoint is not None and (problems := checkpoint_problems(checkpoint, training_args.world_size)):
-        raise ValueError(f"--resume_from_checkpoint {checkpoint} is incomplete: {'; '.join(problems)}")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     # counted from the batches (decoding runs in DataLoader workers, whose own counters the main process never sees),

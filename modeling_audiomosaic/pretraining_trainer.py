@@ -90,7 +90,9 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
     return [name for name, param in model.named_parameters() if id(param) not in excluded]
 
 
-def checkpoint_problems(folder: str | os.PathLike, world_size: int | None = None) -> list[str]:
+def checkpoint_problems(
+    folder: str | os.PathLike, world_size: int | None = None, rank: int | None = None
+) -> list[str]:
     """What makes a `checkpoint-*` folder unusable for resuming (empty list: complete).
 
     A run killed while saving (kill -9, pre-emption, OOM) leaves a folder that `get_last_checkpoint` would still pick.
@@ -98,6 +100,11 @@ def checkpoint_problems(folder: str | os.PathLike, world_size: int | None = None
     (or an FSDP sharded-state folder exists), every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is
     an intact zip archive (CRCs), and the RNG states of ranks `0..world_size-1` are all there (`world_size` of the
     resuming run; without it, that the ranks present are contiguous from 0).
+
+    With ``rank`` (a multi-process run checking the folder as that rank sees it), only that rank's own RNG file
+    ``rng_state_<rank>.pth`` is required: Trainer makes every rank load just its own (by global rank), and on
+    node-local disks a node's copy holds only its own ranks' files. `modeling_audiomosaic.multinode` gathers every
+    rank's verdict, so the checkpoint still has to be complete for all ranks.
     """
     folder = Path(folder)
     problems = []
@@ -118,7 +125,11 @@ def checkpoint_problems(folder: str | os.PathLike, world_size: int | None = None
         if not (folder / name).exists():
             problems.append(f"{name} missing")
     rng = sorted(folder.glob("rng_state*.pth"))
-    if not rng:
+    if rank is not None:
+        own = "rng_state.pth" if not world_size or world_size <= 1 else f"rng_state_{rank}.pth"
+        if not (folder / own).exists():
+            problems.append(f"{own} missing (the RNG state of rank {rank})")
+    elif not rng:
         problems.append("no rng_state*.pth")
     else:
         ranks = sorted(int(p.stem.rsplit("_", 1)[1]) for p in rng if p.stem != "rng_state")

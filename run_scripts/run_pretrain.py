@@ -8,6 +8,9 @@ Works the same on one CPU, several CPU processes (gloo) and GPUs (DDP / FSDP thr
     accelerate launch --multi_gpu --num_processes 2 run_scripts/run_pretrain.py --config ... --use_cpu true
     accelerate launch --config_file run_scripts/accelerate/multi_gpu_ddp.yaml run_scripts/run_pretrain.py \
         --config run_scripts/recipes/pretrain_paper.yaml --dataset_name <hub audio dataset>
+    # N nodes: the same command on every node with its own --machine_rank (README "Multi-node pre-training"):
+    accelerate launch --config_file run_scripts/accelerate/multi_node_ddp.yaml --machine_rank <k> \
+        --main_process_ip <node-0 address> run_scripts/run_pretrain.py --config ... --output_dir <shared folder>
 
 Arguments: a YAML recipe (``--config``) sets defaults; any command-line flag overrides it. The three argument groups
 are `ModelArguments`, `DataArguments` (`modeling_audiomosaic.pretraining_run`) and `transformers.TrainingArguments`.

@@ -40,7 +40,7 @@ SHELL_SCRIPTS = sorted(SCRIPTS_DIR.glob("*.sh"))
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((REPO / "model_cards").glob("*.md"))]
 
 HELP_TIMEOUT_S = 300
-COMMAND_WORDS = {"python", "python3", "bash", "accelerate", "hf", "huggingface-cli"}
+COMMAND_WORDS = {"python", "python3", "bash", "accelerate", "torchrun", "hf", "huggingface-cli"}
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
 PLACEHOLDERS = {"...", "…"}
 FLAG_RE = re.compile(r"(?<![\w-])--[A-Za-z][\w-]*")
@@ -363,6 +363,20 @@ def _check_accelerate(tokens: list[str], extra_flags: list[str]) -> list[str]:
     return problems + _check_script(tokens[script_index], tokens[script_index + 1:], extra_flags)
 
 
+def _check_torchrun(tokens: list[str], extra_flags: list[str]) -> list[str]:
+    """`torchrun [its flags] run_scripts/<name>.py [script flags]`: torchrun's flags are checked against the help of
+    `python -m torch.distributed.run` (what the `torchrun` entry point runs), the script as any run script."""
+    script_index = next((i for i, t in enumerate(tokens) if t.endswith(".py")), None)
+    if script_index is None:
+        return ["`torchrun` without a run_scripts/*.py script"]
+    proc = RUNNER.run((sys.executable, "-m", "torch.distributed.run", "--help"))
+    if proc.returncode != 0:
+        return [f"`torchrun --help` failed: {_output(proc)[-1500:]}"]
+    accepted = _accepted_flags(_output(proc))
+    problems = [f"`torchrun` has no option {flag}" for flag in _flags(tokens[1:script_index]) if flag not in accepted]
+    return problems + _check_script(tokens[script_index], tokens[script_index + 1:], extra_flags)
+
+
 def _check_bash(tokens: list[str]) -> list[str]:
     if len(tokens) < 2 or not tokens[1].endswith(".sh"):
         return [f"no handler for `bash {' '.join(tokens[1:])}` (only `bash <script>.sh`): add one to {__file__}"]
@@ -408,6 +422,8 @@ def check_command(command: DocCommand) -> list[str]:
         return _check_accelerate(tokens, command.comment_flags)
     if word == "bash":
         return _check_bash(tokens)
+    if word == "torchrun":
+        return _check_torchrun(tokens, command.comment_flags)
     if word == "hf":
         return _check_hf(tokens)
     if word == "huggingface-cli":
@@ -537,7 +553,7 @@ def test_extractor_finds_the_readme_commands():
     commands = extract_commands(REPO / "README.md")
     kinds = {(c.tokens[0], c.tokens[1]) for c in commands if len(c.tokens) > 1}
     assert ("bash", "run_scripts/main_job.sh") in kinds and ("bash", "run_scripts/run_tests.sh") in kinds
-    assert ("accelerate", "launch") in kinds
+    assert ("accelerate", "launch") in kinds and ("torchrun", "--nnodes") in kinds  # README "Multi-node pre-training"
     assert ("python", "run_scripts/run_pretrain.py") in kinds and ("python", "run_scripts/run_audio_llm.py") in kinds
     assert ("python", "run_scripts/run_audio_classification.py") in kinds  # an inline span over two lines
     paper = [c for c in commands if "run_scripts/recipes/pretrain_paper.yaml" in c.tokens]
@@ -556,6 +572,10 @@ def test_flag_checker_catches_stale_flags():
     assert check_command(DocCommand("x", ["python", "run_scripts/run_pretrain.py", "--max_steps", "3"], True)) == []
     launcher = DocCommand("x", ["accelerate", "launch", "--num_gpus_typo", "2", "run_scripts/run_pretrain.py"], True)
     assert any("--num_gpus_typo" in p for p in check_command(launcher)), check_command(launcher)
+    torchrun = DocCommand("x", ["torchrun", "--nnodes", "2", "--node_rank_typo", "0", "run_scripts/run_pretrain.py",
+                                "--max_steps_typo", "3"], True)
+    assert {"--node_rank_typo", "--max_steps_typo"} <= {f for p in check_command(torchrun) for f in p.split()
+                                                         if f.startswith("--")}, check_command(torchrun)
     in_comment = DocCommand("x", ["python", "run_scripts/run_audio_llm.py"], True, comment_flags=["--stale_one"])
     assert any("--stale_one" in p for p in check_command(in_comment))
     assert "no handler" in check_command(DocCommand("x", ["wget", "http://x"], strict=True))[0]
