@@ -201,18 +201,25 @@ def attention_parity(model: torch.nn.Module, features: torch.Tensor, implementat
     was_training = model.training
     model.eval()
     outputs: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    failures: dict[str, str] = {}
     for precision in ("fp32", "bf16"):
         for impl in implementations:
             if impl == "flash_attention_2" and precision == "fp32":
                 continue  # flash attention has no fp32 kernel
-            set_attention(model, impl)
-            masks = torch.Generator(device=device).manual_seed(0)
-            with torch.no_grad(), _autocast(device, precision):
-                out = model(features, apply_masking=True, generator=masks, output_hidden_states=True)
+            try:
+                set_attention(model, impl)
+                masks = torch.Generator(device=device).manual_seed(0)
+                with torch.no_grad(), _autocast(device, precision):
+                    out = model(features, apply_masking=True, generator=masks, output_hidden_states=True)
+            except Exception as error:  # a broken back-end must not cost the rest of a GPU session; eager must work
+                if impl == "eager":
+                    raise
+                failures[f"{precision} {impl}"] = _error_text(error)
+                continue
             outputs[(precision, impl)] = (out.hidden_states[-1].float(), out.pooled_output.float(), out.loss.float())
             del out
     model.train(was_training)
-    report: dict[str, dict] = {}
+    report: dict[str, Any] = {"errors": failures} if failures else {}
 
     def compare(a, b) -> dict[str, float]:
         return {"encoder_max_abs": _max_abs(a[0], b[0]), "pooled_max_abs": _max_abs(a[1], b[1]),
@@ -302,7 +309,7 @@ def _versions() -> dict[str, str | None]:
     try:
         import flash_attn  # noqa: F401  (version only)
         flash = getattr(flash_attn, "__version__", "installed")
-    except ImportError:
+    except (ImportError, OSError, RuntimeError):  # absent, or built against another torch / CUDA
         flash = None
     return {"torch": torch.__version__, "cuda": torch.version.cuda, "transformers": transformers.__version__,
             "flash_attn": flash, "python": platform.python_version()}
@@ -339,12 +346,22 @@ def run_check(args: argparse.Namespace) -> dict:
     views_seconds = None
     if setup.views != "none":
         _progress(start, f"timing the {setup.views} views alone")
-        views_seconds = time_views(setup, source, repeats=3)
+        try:
+            views_seconds = time_views(setup, source, repeats=3)
+        except Exception as error:  # the step is still worth timing on precomputed features
+            setup.views_note = f"--views {setup.views} failed ({_error_text(error)}): timed with --views none instead"
+            _progress(start, setup.views_note)
+            setup.views = "none"
+            source = make_view_source(setup, args.seed)
     peak, peak_label = (args.peak_tflops, "--peak_tflops") if args.peak_tflops else peak_bf16_tflops(device_name)
     variants: dict[str, dict] = {}
     for impl in implementations:
         _progress(start, f"timing {impl}: {args.warmup} warm-up + {args.steps} steps at batch {setup.batch_size}")
-        result = time_implementation(setup, optimizer, source, impl, args)
+        try:
+            result = time_implementation(setup, optimizer, source, impl, args)
+        except Exception as error:  # e.g. a flash_attn build that does not match this torch: report, go on
+            optimizer.zero_grad(set_to_none=True)
+            result = {"error": _error_text(error)}
         if "seconds_per_step" in result and peak:
             result["mfu"] = flops_per_clip * setup.batch_size / result["seconds_per_step"] / (peak * 1e12)
         variants[impl] = result
@@ -373,6 +390,10 @@ def run_check(args: argparse.Namespace) -> dict:
     }
     _progress(start, "done")
     return report
+
+
+def _error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
 
 
 def _summary(result: dict) -> str:
@@ -412,6 +433,9 @@ def format_table(report: dict) -> str:
         for name, row in _parity_rows(report["parity"]):
             lines.append(f"{name:<36}{row['encoder_max_abs']:>10.2e}{row['pooled_max_abs']:>10.2e}"
                          f"{row['loss_abs']:>10.2e}")
+        lines += [f"{name}: failed: {text}" for name, text in report["parity"].get("errors", {}).items()]
+    if report["views_note"]:
+        lines.append(f"note: {report['views_note']}")
     return "\n".join(lines)
 
 
@@ -446,6 +470,9 @@ def format_markdown(report: dict, command: str) -> str:
         lines += ["", "| parity (max abs difference) | encoder output | pooled | loss |", "|---|---|---|---|"]
         lines += [f"| {name} | {row['encoder_max_abs']:.1e} | {row['pooled_max_abs']:.1e} | {row['loss_abs']:.1e} |"
                   for name, row in _parity_rows(report["parity"])]
+        lines += [f"| {name} | failed: {text} | | |" for name, text in report["parity"].get("errors", {}).items()]
+    if report["views_note"]:
+        lines += ["", f"Note: {report['views_note']}."]
     return "\n".join(lines) + "\n"
 
 
