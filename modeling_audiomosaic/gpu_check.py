@@ -417,7 +417,7 @@ def format_table(report: dict) -> str:
     """The human-readable table of a report."""
     lines = [f"AudioMosaic pre-training step on {report['device']}: {report['model']}, tokens per view "
              f"{report['tokens_per_view']}, batch {report['batch_size']}, {report['precision']}, views "
-             f"{report['views']}, {report['gflop_per_clip']:.1f} GFLOP per clip, peak "
+             f"{report['views']}, {report['gflop_per_clip']:.4g} GFLOP per clip, peak "
              f"{_fmt(report['peak_tflops'], '.0f')} TFLOP/s ({report['peak_tflops_source'] or 'unknown card'})",
              f"{'attention':<20}{'clips/s':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}"]
     for impl, result in report["variants"].items():
@@ -454,7 +454,7 @@ def format_markdown(report: dict, command: str) -> str:
     lines = [f"#### GPU check: {report['device']} ({date})", "",
              f"`{command}` ({versions}). {report['model']}, two masked views ({tokens} tokens), "
              f"{report['precision']} autocast, AdamW, batch {report['batch_size']}, views {report['views']}, "
-             f"{report['warmup']} warm-up + {report['steps']} timed steps; {report['gflop_per_clip']:.1f} GFLOP per "
+             f"{report['warmup']} warm-up + {report['steps']} timed steps; {report['gflop_per_clip']:.4g} GFLOP per "
              f"clip (forward + backward, counted); MFU against {_fmt(report['peak_tflops'], '.0f')} TFLOP/s "
              "dense bf16.",
              "", "| attention | clips/s | ms/step | peak memory (GiB) | MFU |", "|---|---|---|---|---|"]
@@ -493,7 +493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mask_grid", choices=("true", "original"), default="true",
                         help="masking grid: the paper's (201 + 257 tokens) or the released code's (193 + 305)")
     parser.add_argument("--peak_tflops", type=float, default=None,
-                        help="the card's dense bf16 peak in TFLOP/s (default: from the table by device name)")
+                        help="the card's dense bf16 peak in TFLOP/s (default: from the table by device name); MFU "
+                             "is always against this bf16 peak, also with --precision fp32")
     parser.add_argument("--parity_batch", type=int, default=8, help="clips of the parity check and FLOP count")
     parser.add_argument("--skip_parity", action="store_true", help="skip the eager/SDPA/flash parity check")
     parser.add_argument("--markdown", nargs="?", const="-", default=None, metavar="PATH",
