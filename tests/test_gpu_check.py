@@ -108,3 +108,25 @@ def test_peak_table_matches_specific_names_first():
     assert gpu_check.peak_bf16_tflops("NVIDIA L40S")[0] == 362.0 and gpu_check.peak_bf16_tflops("NVIDIA L4")[0] == 121
     assert gpu_check.peak_bf16_tflops("NVIDIA A100-SXM4-80GB")[0] == 312.0
     assert gpu_check.peak_bf16_tflops("Tesla T4") == (None, None)
+
+
+def test_step_flops_count_forward_and_backward():
+    """The MFU numerator: FlopCounterMode sees the forward and the backward (3x the forward's matmuls; the patch
+    embedding has no input gradient, so 2x): blocks 6·params·tokens, attention 12·N²·D per block and view, at the
+    paper's 1024x128 grid (201 + 257 tokens). For ViT-B the count is 246 GFLOP per clip (issue 17: ≈ 236 for the
+    blocks' 6·N·T alone)."""
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining
+
+    width, layers = 64, 2
+    config = AudioMosaicConfig(hidden_size=width, num_hidden_layers=layers, num_attention_heads=4,
+                               intermediate_size=4 * width, drop_path_rate=0.0, projection_hidden_size=16,
+                               projection_dim=8, mask_grid="true")
+    model = AudioMosaicForPreTraining(config).train()
+    flops, tokens = gpu_check.count_step_flops(model, torch.randn(2, 2, 1024, 128), "fp32")  # BatchNorm: 2 clips
+    flops /= 2
+    assert tokens == (201, 257)
+    blocks = 6 * (12 * width**2) * layers * sum(tokens)
+    attention = 12 * width * layers * sum(n * n for n in tokens)
+    patch_embedding = 2 * 2 * (2 * 512 * 256 * width)  # two views, forward + weight gradient
+    assert flops == pytest.approx(blocks + attention + patch_embedding, rel=0.02)
+    assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind
