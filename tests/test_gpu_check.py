@@ -79,26 +79,13 @@ def test_cpu_smoke_precomputed_views_mfu_and_requested_implementations(capsys):
         assert variant["mfu"] == pytest.approx(expected)
 
 
-def test_device_views_use_the_generator_device_path():
-    """`--views device` calls `sample_view_parameters(lengths, generator)` then `views_from_parameters(waveforms,
-    lengths, params)` with the waveforms on the device; without that API it falls back to `none`, saying why."""
-    calls = []
-
-    class DeviceViews:
-        num_views, max_length, num_samples = 2, 64, 10480
-
-        def sample_view_parameters(self, lengths, generator):
-            calls.append(("sample", lengths.tolist(), isinstance(generator, torch.Generator)))
-            return {"shift": torch.zeros(len(lengths), 2)}
-
-        def views_from_parameters(self, waveforms, lengths, params):
-            calls.append(("views", tuple(waveforms.shape), waveforms.device.type, set(params)))
-            return torch.zeros(waveforms.shape[0], 2, 64, 32, device=waveforms.device)
-
-    setup = gpu_check.CheckSetup(device=torch.device("cpu"), model=torch.nn.Linear(1, 1), generator=DeviceViews(),
-                                 batch_size=3, clip_samples=10480, model_label="stub", views="device")
-    assert gpu_check.make_view_source(setup, seed=0)(0).shape == (3, 2, 64, 32)
-    assert calls == [("sample", [10480] * 3, True), ("views", (3, 10480), "cpu", {"shift"})]
+def test_cpu_smoke_device_views_run_the_generator_device_path(capsys):
+    """`--views device` (the default) times the step with `ContrastiveViewGenerator`'s device path: parameters drawn
+    on the CPU, views computed where the model is."""
+    assert gpu_check.main(["--cpu_smoke", "--attention", "sdpa", "--skip_parity"]) == 0
+    report = _json_line(capsys.readouterr().out)
+    assert report["views"] == report["views_requested"] == "device" and report["views_note"] is None
+    assert report["views_seconds_per_batch"] > 0 and report["variants"]["sdpa"]["clips_per_second"] > 0
     assert not gpu_check.has_device_views(object())
 
 
