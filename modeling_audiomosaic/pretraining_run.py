@@ -290,11 +290,15 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
     )
     checkpoint = training_args.resume_from_checkpoint
     if checkpoint == "last":  # resume from the newest complete checkpoint-* folder of output_dir
-        checkpoint = last_complete_checkpoint(training_args.output_dir, training_args.world_size)
+        checkpoint = last_complete_checkpoint(
+            training_args.output_dir, training_args.world_size, streaming=data_args.streaming
+        )
         if checkpoint is None:
             raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint in {training_args.output_dir}")
         logger.info("resuming from %s", checkpoint)
-    elif checkpoint is not None and (problems := checkpoint_problems(checkpoint, training_args.world_size)):
+    elif checkpoint is not None and (
+        problems := checkpoint_problems(checkpoint, training_args.world_size, streaming=data_args.streaming)
+    ):
         raise ValueError(f"--resume_from_checkpoint {checkpoint} is incomplete: {'; '.join(problems)}")
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
