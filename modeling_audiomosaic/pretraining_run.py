@@ -285,7 +285,8 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         args=training_args,
         train_dataset=train_dataset,
         data_collator=collator,
-        # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
+        # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`;
+        # streams: `StreamPositionCallback`, which also saves each rank's position in its stream)
         callbacks=[time_budget] if time_budget else None,
     )
     checkpoint = training_args.resume_from_checkpoint

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -145,13 +146,13 @@ def _launch(args, out, record_dir, log_path, timeout=400):
            "--main_process_port", str(_free_port()), str(RECORDER), *args, "--output_dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo", "RECORD_BATCHES_DIR": str(record_dir)}
     with open(log_path, "w") as log:  # a file, not a pipe: a hung worker must not block the test on its pipe
+        # its own session, so that a hung run is ended as one process group (the launcher and both workers)
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            subprocess.run(["pkill", "-9", "-f", str(out)], check=False)  # the workers name this test's folder
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode == 0, log_path.read_text()[-5000:]
     return json.loads((out / "pretrain_summary.json").read_text())
