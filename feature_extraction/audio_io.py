@@ -5,6 +5,14 @@ loaded with CPU torch builds). Files and encoded bytes are read with soundfile (
 libsndfile), already decoded arrays go through the feature extractor's dtype rules, channels are averaged and the
 result is resampled with the project's one resampler.
 
+Encoded FLAC, MP3 and WAV *bytes* (parquet / WebDataset shards, streamed datasets) are decoded with `miniaudio`
+(dr_flac / dr_mp3 / dr_wav) when it is installed (the optional ``[audio]`` extra): single thread, 10 s clips,
+3.5x faster for FLAC, 1.7x for MP3 and 16x for WAV than soundfile reading from memory, with the same samples (FLAC,
+WAV: identical; MP3: same length and alignment; dr_mp3's output is rounded to 16 bits, within 5e-5 of libsndfile's
+mpg123, far below the codec's own error; measured with ``audioset_shards.time_decoders``, see [`BYTES_DECODER`]).
+Anything it cannot read, and any clip that reaches full scale (dr_mp3 clips the overs mpg123 keeps), goes to
+soundfile, so bad items are classified and loud clips decoded exactly as before.
+
 The resampler ([`resample_audio`]) and the "any audio -> float32 mono" conversion ([`to_float32_mono`]) are defined in
 `feature_extraction_audiomosaic.py`, which must stay self-contained (it is copied next to saved models as remote
 code); this module re-exports them so that every path of the project uses the same two functions.
@@ -35,6 +43,65 @@ CROP_MODES: tuple[str, ...] = ("random", "start", "center")
 
 WINDOW_MARGIN = 64
 """Extra source samples read around a crop window so that resampling sees real neighbours at the window edges."""
+
+DECODER_ENV = "AUDIOMOSAIC_AUDIO_DECODER"
+"""Environment variable choosing the decoder of encoded bytes: ``auto`` (default: miniaudio if installed) or
+``soundfile`` (always soundfile)."""
+
+
+def _load_miniaudio():
+    if os.environ.get(DECODER_ENV, "auto").strip().lower() == "soundfile":
+        return None
+    try:
+        import miniaudio
+    except ImportError:
+        return None
+    return miniaudio
+
+
+_MINIAUDIO = _load_miniaudio()
+BYTES_DECODER = "miniaudio" if _MINIAUDIO is not None else "soundfile"
+"""The decoder of FLAC / MP3 / WAV bytes in this process (chosen at import, see [`DECODER_ENV`])."""
+
+
+_FULL_SCALE = 1.0 - 1.0 / 32768  # the largest 16-bit sample, as float
+
+
+def _looks_like_mp3(data: bytes) -> bool:
+    """An ID3v2 tag or an MPEG audio layer III frame header at the start (sync 11 bits, layer bits ``01``)."""
+    if data[:3] == b"ID3":
+        return True
+    return len(data) > 3 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0 and (data[1] >> 1) & 0x3 == 1
+
+
+def _fast_read_bytes(data: bytes) -> tuple[np.ndarray, int] | None:
+    """FLAC / MP3 / WAV bytes through miniaudio's own readers: ``(samples, channels)`` float32 and the rate, or
+    ``None`` (not installed, another format, or anything it cannot read: soundfile then decides)."""
+    if _MINIAUDIO is None:
+        return None
+    if data[:4] == b"fLaC":
+        reader = _MINIAUDIO.flac_read_f32
+    elif data[:4] == b"RIFF" and data[8:12] == b"WAVE" and data[12:16] == b"fmt " and len(data) > 36 and (
+        int.from_bytes(data[34:36], "little") in (16, 24, 32)  # dr_wav scales 8-bit and companded samples otherwise
+    ):
+        reader = _MINIAUDIO.wav_read_f32
+    elif _looks_like_mp3(data):
+        reader = _MINIAUDIO.mp3_read_f32
+    else:
+        return None
+    try:
+        decoded = reader(data)
+    except Exception:  # miniaudio.DecodeError and friends: soundfile reads it or reports why not
+        return None
+    channels, rate = int(decoded.nchannels), int(decoded.sample_rate)
+    if decoded.num_frames <= 0 or channels <= 0 or rate <= 0:
+        return None
+    samples = np.frombuffer(decoded.samples, dtype=np.float32)  # a writable view of miniaudio's array('f')
+    if samples.size and float(np.max(np.abs(samples))) >= _FULL_SCALE:
+        # dr_mp3 (through miniaudio) clips to [-1, 1] where mpg123 keeps the overs of loud MP3s; dr_wav's float
+        # WAVs alike: a clip that reaches full scale is decoded by soundfile instead (about 0.1 ms to check)
+        return None
+    return samples.reshape(-1, channels), rate
 
 
 def _open_remote(path: str) -> bytes:
@@ -83,8 +150,9 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
 
     ``source`` may be a path (str / PathLike; remote URLs are opened with datasets' ``xopen``), encoded bytes,
     a ``{"bytes": ..., "path": ...}`` dict (bytes preferred), a ``{"array": ..., "sampling_rate": ...}`` dict or an
-    ``(array, sampling_rate)`` tuple. Files and bytes are read with soundfile (all their channels); decoded arrays are
-    mixed to mono by [`to_float32_mono`] and returned as one channel.
+    ``(array, sampling_rate)`` tuple. Files and bytes are read with soundfile (all their channels; FLAC / MP3 / WAV
+    bytes with miniaudio when installed, see the module docstring); decoded arrays are mixed to mono by
+    [`to_float32_mono`] and returned as one channel.
 
     Raises:
         AudioDecodeError: with reason ``missing_audio``, ``missing_file``, ``empty``, ``bad_dtype`` or
@@ -112,6 +180,9 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
         data = bytes(source)
         if len(data) == 0:
             raise AudioDecodeError("empty", "zero-byte audio")
+        fast = _fast_read_bytes(data)
+        if fast is not None:
+            return fast
         return _sf_read(io.BytesIO(data), "<bytes>")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -244,7 +315,9 @@ def read_crop_window(
 
 
 __all__ = [
+    "BYTES_DECODER",
     "CROP_MODES",
+    "DECODER_ENV",
     "MIN_NUM_SAMPLES",
     "TARGET_SAMPLING_RATE",
     "WINDOW_MARGIN",
