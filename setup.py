@@ -23,6 +23,8 @@ extras = {
     "bench": ["onnxruntime>=1.18", "onnx>=1.15", "matplotlib>=3.8"],
     "onnx": ["onnx>=1.15", "onnxscript>=0.5", "onnxruntime>=1.18"],
     "eval": ["evaluate>=0.4,<0.5", "scikit-learn>=1.3"],
+    # optional faster decoder of FLAC and PCM WAV bytes (feature_extraction/audio_io.py; soundfile is the fallback)
+    "audio": ["miniaudio>=1.59"],
 }
 extras["all"] = sorted({req for reqs in extras.values() for req in reqs})
 

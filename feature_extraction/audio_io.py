@@ -5,6 +5,14 @@ loaded with CPU torch builds). Files and encoded bytes are read with soundfile (
 libsndfile), already decoded arrays go through the feature extractor's dtype rules, channels are averaged and the
 result is resampled with the project's one resampler.
 
+Encoded FLAC and PCM WAV *bytes* (parquet / WebDataset shards, streamed datasets) are decoded with `miniaudio`
+(dr_flac / dr_wav) when it is installed (the optional ``[audio]`` extra): one thread, 10 s clips at 32-48 kHz,
+3.4 ms instead of 5.7 ms per FLAC clip and 0.2 ms instead of 1.3 ms per WAV clip, with identical samples (measured
+with ``audioset_shards.time_decoders``; see [`BYTES_DECODER`]). MP3 stays with soundfile: libsndfile's mpg123 is as
+fast as dr_mp3 on these clips (7.5 vs 7.8 ms per 10 s clip) and exact, where dr_mp3's float output is rounded to 16
+bits and clipped to [-1, 1]; PyAV (FFmpeg) is slower for every format. Anything miniaudio cannot read goes to
+soundfile, so bad items are classified exactly as before.
+
 The resampler ([`resample_audio`]) and the "any audio -> float32 mono" conversion ([`to_float32_mono`]) are defined in
 `feature_extraction_audiomosaic.py`, which must stay self-contained (it is copied next to saved models as remote
 code); this module re-exports them so that every path of the project uses the same two functions.
@@ -35,6 +43,54 @@ CROP_MODES: tuple[str, ...] = ("random", "start", "center")
 
 WINDOW_MARGIN = 64
 """Extra source samples read around a crop window so that resampling sees real neighbours at the window edges."""
+
+DECODER_ENV = "AUDIOMOSAIC_AUDIO_DECODER"
+"""Environment variable choosing the decoder of encoded bytes: ``auto`` (default: miniaudio if installed) or
+``soundfile`` (always soundfile)."""
+
+
+def _load_miniaudio():
+    if os.environ.get(DECODER_ENV, "auto").strip().lower() == "soundfile":
+        return None
+    try:
+        import miniaudio
+    except ImportError:
+        return None
+    return miniaudio
+
+
+_MINIAUDIO = _load_miniaudio()
+BYTES_DECODER = "miniaudio" if _MINIAUDIO is not None else "soundfile"
+"""The decoder of FLAC and PCM WAV bytes in this process (chosen at import, see [`DECODER_ENV`]); MP3 and other
+formats always go to soundfile."""
+
+
+def _fast_read_bytes(data: bytes) -> tuple[np.ndarray, int] | None:
+    """FLAC and 16/24/32-bit PCM WAV bytes through miniaudio's own readers: ``(samples, channels)`` float32 and the
+    rate, or ``None`` (not installed, another format or WAV encoding, or anything it cannot read: soundfile then
+    decides). dr_wav scales 8-bit and companded WAVs and clamps float WAVs differently from libsndfile, so those go to
+    soundfile."""
+    if _MINIAUDIO is None:
+        return None
+    if data[:4] == b"fLaC":
+        reader = _MINIAUDIO.flac_read_f32
+    elif (
+        data[:4] == b"RIFF" and data[8:12] == b"WAVE" and data[12:16] == b"fmt " and len(data) > 36
+        and int.from_bytes(data[20:22], "little") == 1  # WAVE_FORMAT_PCM
+        and int.from_bytes(data[34:36], "little") in (16, 24, 32)
+    ):
+        reader = _MINIAUDIO.wav_read_f32
+    else:
+        return None
+    try:
+        decoded = reader(data)
+    except Exception:  # miniaudio.DecodeError and friends: soundfile reads it or reports why not
+        return None
+    channels, rate = int(decoded.nchannels), int(decoded.sample_rate)
+    if decoded.num_frames <= 0 or channels <= 0 or rate <= 0:
+        return None
+    samples = np.frombuffer(decoded.samples, dtype=np.float32)  # a writable view of miniaudio's array('f')
+    return samples.reshape(-1, channels), rate
 
 
 def _open_remote(path: str) -> bytes:
@@ -96,8 +152,9 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
 
     ``source`` may be a path (str / PathLike; remote URLs are opened with datasets' ``xopen``), encoded bytes,
     a ``{"bytes": ..., "path": ...}`` dict (bytes preferred), a ``{"array": ..., "sampling_rate": ...}`` dict or an
-    ``(array, sampling_rate)`` tuple. Files and bytes are read with soundfile (all their channels); decoded arrays are
-    mixed to mono by [`to_float32_mono`] and returned as one channel.
+    ``(array, sampling_rate)`` tuple. Files and bytes are read with soundfile (all their channels; FLAC and PCM WAV
+    bytes with miniaudio when installed, see the module docstring); decoded arrays are mixed to mono by
+    [`to_float32_mono`] and returned as one channel.
 
     Raises:
         AudioDecodeError: with reason ``missing_audio``, ``missing_file``, ``empty``, ``bad_dtype`` or
@@ -125,6 +182,9 @@ def read_audio(source: Any) -> tuple[np.ndarray, int]:
         data = bytes(source)
         if len(data) == 0:
             raise AudioDecodeError("empty", "zero-byte audio")
+        fast = _fast_read_bytes(data)
+        if fast is not None:
+            return fast
         return _sf_read(io.BytesIO(data), "<bytes>")
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
@@ -257,7 +317,9 @@ def read_crop_window(
 
 
 __all__ = [
+    "BYTES_DECODER",
     "CROP_MODES",
+    "DECODER_ENV",
     "MIN_NUM_SAMPLES",
     "TARGET_SAMPLING_RATE",
     "WINDOW_MARGIN",

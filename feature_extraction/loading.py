@@ -203,6 +203,16 @@ def wrap_hf_dataset(
     return AudioDataset(ds, decoder, max_retries=max_retries, name=name)
 
 
+def _is_local_webdataset_folder(name: str, data_dir: str | None) -> bool:
+    """A local folder (``load_dataset("<dir>")``) whose data files are ``.tar`` shards and no parquet: `datasets`
+    then picks its ``webdataset`` builder, which needs [`webdataset_features`] as the ``"webdataset"`` name does."""
+    folder = os.path.join(name, data_dir) if data_dir else name
+    if not os.path.isdir(folder):
+        return False
+    suffixes = {os.path.splitext(f)[1].lower() for _, _, files in os.walk(folder) for f in files}
+    return ".tar" in suffixes and ".parquet" not in suffixes
+
+
 def _load_with_datasets(
     name: str,
     *,
@@ -219,7 +229,7 @@ def _load_with_datasets(
     """``datasets.load_dataset`` for Hub repos, local dataset folders and packaged builders alike."""
     datasets = require_datasets()
     kwargs = dict(load_kwargs or {})
-    if name == "webdataset" and "features" not in kwargs:
+    if "features" not in kwargs and (name == "webdataset" or _is_local_webdataset_folder(name, data_dir)):
         kwargs["features"] = webdataset_features()  # inference would pick Audio (torchcodec) or fail on mixed members
     for key, value in (
         ("data_files", data_files),

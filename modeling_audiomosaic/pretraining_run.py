@@ -313,7 +313,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         train_dataset=train_dataset,
         data_collator=collator,
         view_generator=view_generator,
-        # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`)
+        # the trainer itself tells the dataset and the collator the epoch (exact resumption: `DataEpochCallback`;
+        # streams: `StreamPositionCallback`, which also saves each rank's position in its stream)
         callbacks=([time_budget] if time_budget else []) + list(callbacks or []),
     )
     if rank > 0:
@@ -325,7 +326,7 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     # "last": the newest checkpoint-* of output_dir complete for every rank; a folder: checked on every rank (each
     # loads its own rng_state_<global rank>.pth), any problem stops every rank with one message
     checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
-                                           world_size, rank)
+                                           world_size, rank, streaming=data_args.streaming)
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)

