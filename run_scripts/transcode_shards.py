@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_files=args.data_files, split=args.split, source_type=args.source_type, audio_column=args.audio_column,
         label_column=_column(args.label_column), id_column=_column(args.id_column),
         webdataset_features=args.webdataset_source,
-        decode_options={"label_delimiter": _column(args.label_delimiter)},
+        decode_options={} if args.label_delimiter == "," else {"label_delimiter": _column(args.label_delimiter)},
     )
     summary = transcode_shards(source, args.out_dir, shard_size=args.shard_size, num_workers=args.num_workers,
                                prefix=args.prefix, progress_every=args.progress_every, overwrite=args.overwrite)
