@@ -23,7 +23,8 @@ What [`transcode_shards`] does:
 * resumable: a shard is written under ``.transcode/tmp/`` and renamed into place when complete, then its record
   (``.transcode/<name>.json``: source range, keys, skipped items) is written. A rerun keeps every complete shard
   (tar + record) and continues each source shard after its last complete one, so no clip is written twice;
-* ``transcode_summary.json``: clips, shards, skip counts per reason with the ids, changed keys, clipped clips.
+* ``transcode_summary.json``: clips, shards, skip counts per reason with the ids, keys that differ from their ids
+  (count, examples, every de-duplicated one), clipped samples per clip.
 
 The output folder loads as a local WebDataset folder (``load_audio_dataset(dataset_name=out_dir, streaming=True)``,
 ``run_pretrain.py --dataset_name <out_dir> --streaming true``): only its ``.tar`` files are data files, the hidden
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -315,23 +317,22 @@ def _worker(source: TranscodeSource, out: str, prefix: str, shard_size: int, wor
         _transcode_source_shard(shard, decoder, Path(out), prefix, source_shard, shard_size, on_item)
 
 
-def _dedupe_keys(out: Path, records: list[dict[str, Any]]) -> dict[str, str]:
-    """Make keys unique over the whole output: in shard order, a key met again becomes ``key_2``, ``key_3``, ...;
-    the affected shards are rewritten (tar, then record). Returns ``{new key: source id}``. Idempotent: a rerun after
-    an interruption recomputes the same renaming from the records and applies it by member position."""
+def _dedupe_keys(out: Path, records: list[dict[str, Any]]) -> None:
+    """Make keys unique over the whole output: in shard order, the tar-safe form of an id met again becomes
+    ``key_2``, ``key_3``, ...; the affected shards are rewritten (tar, then record). Idempotent: the keys are computed
+    from the records' source ids every time and applied by member position, so a rerun after an interruption between
+    the two writes finishes the job."""
     seen: set[str] = set()
-    renamed: dict[str, str] = {}
     for record in records:
         new_keys = []
-        for key, example_id in zip(record["keys"], record["ids"]):
+        for example_id in record["ids"]:
+            key = tar_safe_key(example_id)
             new, n = key, 1
             while new in seen:
                 n += 1
                 new = f"{key}_{n}"
             seen.add(new)
             new_keys.append(new)
-            if new != key:
-                renamed[new] = example_id
         if new_keys == record["keys"]:
             continue
         path = out / f"{record['name']}.tar"
@@ -343,7 +344,6 @@ def _dedupe_keys(out: Path, records: list[dict[str, Any]]) -> dict[str, str]:
         os.replace(tmp, path)
         record["keys"] = new_keys
         _write_json_atomic(out / STATE_DIR / f"{record['name']}.json", record)
-    return renamed
 
 
 def _check_config(out: Path, config: dict[str, Any], overwrite: bool) -> None:
@@ -420,8 +420,8 @@ def transcode_shards(
         _run_processes(source, out, prefix, shard_size, workers, progress_every, print_fn)
     records = sorted((json.loads(p.read_text()) for p in (out / STATE_DIR).glob(f"{prefix}-*.json")),
                      key=lambda r: r["name"])
-    renamed = _dedupe_keys(out, records)
-    summary = _summary(out, records, renamed, config, n_shards, workers, time.perf_counter() - start)
+    _dedupe_keys(out, records)
+    summary = _summary(out, records, config, n_shards, workers, time.perf_counter() - start)
     _write_json_atomic(out / SUMMARY_NAME, summary)
     print_fn(f"transcode: done, {summary['num_clips']} clips in {summary['num_shards']} shards, "
              f"{summary['num_skipped']} skipped {summary['skipped_by_reason']}; summary in {out / SUMMARY_NAME}")
@@ -453,7 +453,7 @@ def _run_processes(source: TranscodeSource, out: Path, prefix: str, shard_size: 
                            "kept: run the same command again to continue")
 
 
-def _summary(out: Path, records: list[dict[str, Any]], renamed: dict[str, str], config: dict[str, Any],
+def _summary(out: Path, records: list[dict[str, Any]], config: dict[str, Any],
              n_source_shards: int, workers: int, seconds: float) -> dict[str, Any]:
     by_reason: dict[str, int] = {}
     ids_by_reason: dict[str, list[str]] = {}
@@ -463,6 +463,7 @@ def _summary(out: Path, records: list[dict[str, Any]], renamed: dict[str, str], 
             by_reason[skip["reason"]] = by_reason.get(skip["reason"], 0) + 1
             ids_by_reason.setdefault(skip["reason"], []).append(skip["id"])
         clipped.update(record["clipped"])
+    pairs = [(key, i) for record in records for key, i in zip(record["keys"], record["ids"])]
     files = [f"{r['name']}.tar" for r in records if (out / f"{r['name']}.tar").is_file()]
     num_clips = sum(len(r["keys"]) for r in records)
     audio_seconds = sum(r["seconds"] for r in records)
@@ -478,7 +479,10 @@ def _summary(out: Path, records: list[dict[str, Any]], renamed: dict[str, str], 
         "source_shards": n_source_shards,
         "audio_hours": audio_seconds / 3600.0,
         "bytes": sum(os.path.getsize(out / f) for f in files),
-        "renamed_keys": renamed,
+        # the loader's id is the key: the source id unless it was not tar-safe (counted, a few examples) or repeated
+        "keys_not_ids": sum(key != i for key, i in pairs),
+        "key_examples": dict(itertools.islice(((key, i) for key, i in pairs if key != i), 5)),
+        "deduplicated_keys": {key: i for key, i in pairs if key != tar_safe_key(i)},
         "clipped_samples": clipped,
         "num_workers": workers,
         "last_run_seconds": seconds,

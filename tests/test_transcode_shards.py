@@ -116,7 +116,7 @@ def test_output_is_16k_pcm16_equal_to_decode_audio_with_ids_and_labels(source, t
             keys.append(key)
     assert worst <= STEP, worst
     assert keys == good  # every good clip once, in source order
-    assert summary["num_clips"] == len(good) and summary["renamed_keys"] == {}
+    assert summary["num_clips"] == len(good) and summary["keys_not_ids"] == 0 and summary["deduplicated_keys"] == {}
     # bad items: counted per reason, with their ids
     assert summary["num_skipped"] == NUM_BAD == sum(summary["skipped_by_reason"].values())
     assert sorted(i for ids in summary["skipped_ids"].values() for i in ids) == written["bad_ids"]["webdataset"]
@@ -145,6 +145,7 @@ def test_parquet_source_through_the_cli(source, parquet_out):
     src, written = source
     out, summary = parquet_out
     assert summary["num_skipped"] == NUM_BAD and summary["num_workers"] == 1
+    assert summary["keys_not_ids"] == summary["num_clips"] and summary["deduplicated_keys"] == {}
     good = [c for c in written["clips"] if not c["bad"]]
     audio = {}
     for tar_path in sorted(out.glob("*.tar")):
@@ -161,7 +162,7 @@ def test_parquet_source_through_the_cli(source, parquet_out):
         assert rate == 16000 and np.max(np.abs(pcm - decode_audio(encoded[clip["webdataset_id"]]))) <= STEP
 
 
-@pytest.mark.slow  # ~35 s on 2 busy cores: each spawned worker imports torch and the package
+@pytest.mark.slow  # 13-35 s on 2 busy cores: each spawned worker imports torch and the package
 def test_two_worker_processes_write_the_same_files(source, parquet_out, tmp_path):
     src, _ = source
     out, summary = parquet_out
@@ -237,11 +238,19 @@ def test_unsafe_and_repeated_ids_become_unique_tar_keys(tmp_path):
     ids = [e["id"] for e in examples]
     long_key = tar_safe_key("x" * 120)
     assert ids == ["clip_1", "clip_1_2", "ok-id", "clip_1_3", long_key] and len(long_key) <= 80
-    assert summary["renamed_keys"] == {"clip_1_2": "clip.1", "clip_1_3": "clip/1"}
+    assert summary["deduplicated_keys"] == {"clip_1_2": "clip.1", "clip_1_3": "clip/1"}
+    assert summary["keys_not_ids"] == 4 and summary["key_examples"]["clip_1"] == "clip/1"
     assert [e["labels"] for e in examples] == [[f"l{i}"] for i in range(5)]
     assert all(e["audio"].shape == (16000,) for e in examples)  # 8 kHz -> 16 kHz
     metas = [json.loads(data)["id"] for t in sorted(out.glob("*.tar")) for n, data in _members(t) if n.endswith("json")]
     assert metas == [r["id"] for r in rows]  # the json keeps the source ids
+    # interrupted after a renamed shard was written but before its record: a rerun completes the renaming, no change
+    before = _outputs(out)
+    renamed = next(p for p in (out / STATE_DIR).glob("train-*.json") if "clip_1_2" in p.read_text())
+    record = json.loads(renamed.read_text())
+    renamed.write_text(json.dumps({**record, "keys": [tar_safe_key(i) for i in record["ids"]]}))
+    again = transcode_shards(TranscodeSource(path=str(manifest)), out, shard_size=10, print_fn=_quiet)
+    assert _outputs(out) == before and again["deduplicated_keys"] == summary["deduplicated_keys"]
 
 
 def test_output_streams_into_pretraining(transcoded, tmp_path):
