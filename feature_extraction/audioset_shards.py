@@ -50,7 +50,11 @@ AUDIOSET_SAMPLING_RATES: tuple[int, ...] = (32000, 44100, 48000)
 """Sampling rates of the mirrors the shards imitate (a clip's rate is drawn from the ``sampling_rates`` given)."""
 
 CODECS: tuple[str, ...] = ("flac", "mp3")
-"""Encodings written (a clip's codec is drawn from the ``codecs`` given)."""
+"""Encodings of the mirrors, written by default (a clip's codec is drawn from the ``codecs`` given)."""
+
+WRITABLE_CODECS: tuple[str, ...] = (*CODECS, "wav")
+"""Every encoding ``codecs`` may name: the mirrors' ones and 16-bit PCM WAV (e.g. the output format of
+``transcode_shards.py``, for comparisons)."""
 
 SHARD_FORMATS: tuple[str, ...] = ("parquet", "webdataset")
 """Container formats: parquet with an ``audio`` struct column, WebDataset ``.tar``."""
@@ -198,7 +202,7 @@ def encode_clip(wave: np.ndarray, rate: int, codec: str) -> bytes:
     elif codec == "wav":
         sf.write(buffer, wave, rate, format="WAV", subtype="PCM_16")
     else:
-        raise ValueError(f"unknown codec {codec!r}; use one of {CODECS + ('wav',)}")
+        raise ValueError(f"unknown codec {codec!r}; use one of {WRITABLE_CODECS}")
     return buffer.getvalue()
 
 
@@ -285,7 +289,8 @@ def write_audioset_shards(
         source: ``None`` (synthetic sounds), a folder of audio files (e.g. an offline-corpus root), or a list of
             file paths / ``(array, sampling_rate)`` pairs; each clip mixes 2-5 sounds of it.
         formats: any of [`SHARD_FORMATS`].
-        codecs: any of [`CODECS`]; each clip's codec is drawn from them.
+        codecs: any of [`WRITABLE_CODECS`] (default: [`CODECS`], FLAC and MP3); each clip's codec is drawn from
+            them.
         sampling_rates: each clip's rate is drawn from them (default [`AUDIOSET_SAMPLING_RATES`]).
         seconds: clip length (AudioSet: 10 s).
         label_column: parquet column (and WebDataset json key) of the ontology-id lists (``None``: none).
@@ -304,7 +309,7 @@ def write_audioset_shards(
         "clips": [ClipRecord as dict], "bad_ids": {format: [ids]}, "seconds", "bytes": {format: total}}``.
     """
     formats, codecs = tuple(formats), tuple(codecs)
-    for name, values, allowed in (("formats", formats, SHARD_FORMATS), ("codecs", codecs, CODECS)):
+    for name, values, allowed in (("formats", formats, SHARD_FORMATS), ("codecs", codecs, WRITABLE_CODECS)):
         if not values or any(v not in allowed for v in values):
             raise ValueError(f"{name} must be a non-empty subset of {allowed}, got {values}")
     if not 1 <= num_shards <= num_clips:
@@ -415,7 +420,7 @@ def iter_shard_audio(shard_dir: str | os.PathLike, fmt: str = "webdataset") -> I
             with tarfile.open(path) as tar:
                 for member in tar.getmembers():
                     key, _, ext = member.name.partition(".")
-                    if ext in CODECS:
+                    if ext in WRITABLE_CODECS:
                         yield key, ext, tar.extractfile(member).read()
     elif fmt == "parquet":
         import pyarrow.parquet as pq
@@ -631,6 +636,7 @@ __all__ = [
     "CODECS",
     "DECODERS",
     "SHARD_FORMATS",
+    "WRITABLE_CODECS",
     "ClipRecord",
     "audioset_vocabulary",
     "available_decoders",

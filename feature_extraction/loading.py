@@ -213,6 +213,22 @@ def _is_local_webdataset_folder(name: str, data_dir: str | None) -> bool:
     return ".tar" in suffixes and ".parquet" not in suffixes
 
 
+def _local_webdataset_tars(folder: str) -> dict[str, list[str]] | None:
+    """The ``.tar`` files of a local WebDataset folder per split (as `datasets` resolves the folder's files into
+    splits) when the folder also holds other data files -- e.g. the ``transcode_summary.json`` of
+    ``transcode_shards.py`` or a ``shards.json`` -- which `datasets` would otherwise count when it picks the builder
+    (one ``.json`` beside one ``.tar`` selects its ``json`` builder) and hand to the ``webdataset`` builder as shards.
+    ``None`` when every data file is a ``.tar`` (the folder is then loaded as before)."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    files = DataFilesDict.from_patterns(get_data_patterns(folder), base_path=folder)
+    if all(str(f).lower().endswith(".tar") for split_files in files.values() for f in split_files):
+        return None
+    tars = {split: [str(f) for f in split_files if str(f).lower().endswith(".tar")]
+            for split, split_files in files.items()}
+    return {split: split_files for split, split_files in tars.items() if split_files} or None
+
+
 def _load_with_datasets(
     name: str,
     *,
@@ -229,8 +245,13 @@ def _load_with_datasets(
     """``datasets.load_dataset`` for Hub repos, local dataset folders and packaged builders alike."""
     datasets = require_datasets()
     kwargs = dict(load_kwargs or {})
-    if "features" not in kwargs and (name == "webdataset" or _is_local_webdataset_folder(name, data_dir)):
+    local_wds = _is_local_webdataset_folder(name, data_dir)
+    if "features" not in kwargs and (name == "webdataset" or local_wds):
         kwargs["features"] = webdataset_features()  # inference would pick Audio (torchcodec) or fail on mixed members
+    if local_wds and data_files is None:
+        tars = _local_webdataset_tars(os.path.join(name, data_dir) if data_dir else name)
+        if tars is not None:  # other files beside the shards: read the shards only, with the webdataset builder
+            name, data_files, data_dir = "webdataset", tars, None
     for key, value in (
         ("data_files", data_files),
         ("data_dir", data_dir),

@@ -23,6 +23,7 @@ from modeling_audiomosaic.feature_extraction.audioset_shards import (
     AUDIOSET_SAMPLING_RATES,
     CODECS,
     SHARD_FORMATS,
+    WRITABLE_CODECS,
     decoder_benchmark_items,
     format_decoder_table,
     time_decoders,
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
                     help="'corpus' (the offline corpus, built on demand), 'synthetic', or a folder of audio files")
     ap.add_argument("--corpus_size", default="tiny", help="offline corpus size for --source corpus")
     ap.add_argument("--formats", default=",".join(SHARD_FORMATS), help=f"comma list of {SHARD_FORMATS}")
-    ap.add_argument("--codecs", default=",".join(CODECS), help=f"comma list of {CODECS}")
+    ap.add_argument("--codecs", default=",".join(CODECS),
+                    help=f"comma list of {WRITABLE_CODECS} (default: the mirrors' {CODECS})")
     ap.add_argument("--sampling_rates", default=",".join(map(str, AUDIOSET_SAMPLING_RATES)),
                     help="comma list of rates; each clip draws one (a mix by default)")
     ap.add_argument("--seconds", type=float, default=10.0)
