@@ -20,6 +20,7 @@ import transformers
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from .configuration_audiomosaic import AudioMosaicConfig
+from .cpu_bf16 import warn_if_cpu_bf16_is_emulated
 from .feature_extraction import AudioMosaicFeatureExtractor
 from .feature_extraction.augmentation import ContrastiveViewGenerator
 from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
@@ -279,6 +280,7 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         label_vocabulary=vocabulary,
         teacher_feature_extractor=teacher_extractor,
     )
+    warn_if_cpu_bf16_is_emulated(training_args.bf16, training_args.device)  # bf16 on CPU: see cpu_bf16.py
     time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
     trainer = AudioMosaicPretrainingTrainer(
         model=model,
