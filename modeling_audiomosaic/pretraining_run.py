@@ -20,7 +20,7 @@ import transformers
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from .configuration_audiomosaic import AudioMosaicConfig
-from .cpu_bf16 import warn_if_cpu_bf16_is_emulated
+from .cpu_bf16 import check_cpu_bf16
 from .feature_extraction import AudioMosaicFeatureExtractor
 from .feature_extraction.augmentation import ContrastiveViewGenerator
 from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
@@ -248,6 +248,7 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
             raise ValueError("--streaming needs --max_steps (an iterable dataset has no length)")
         training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
     set_seed(training_args.seed)
+    check_cpu_bf16(training_args.bf16, training_args.device)  # bf16 on CPU: see cpu_bf16.py
 
     if model_args.supervised_weight > 0 and not data_args.label_column:
         raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")
@@ -280,7 +281,6 @@ def run_pretraining(argv: list[str] | None = None) -> dict:
         label_vocabulary=vocabulary,
         teacher_feature_extractor=teacher_extractor,
     )
-    warn_if_cpu_bf16_is_emulated(training_args.bf16, training_args.device)  # bf16 on CPU: see cpu_bf16.py
     time_budget = TimeBudgetCallback(data_args.max_train_minutes * 60.0) if data_args.max_train_minutes else None
     trainer = AudioMosaicPretrainingTrainer(
         model=model,

@@ -14,7 +14,7 @@ import torch
 from safetensors import safe_open
 
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining, nt_xent_loss
-from modeling_audiomosaic.cpu_bf16 import cpu_bf16_support, warn_if_cpu_bf16_is_emulated
+from modeling_audiomosaic.cpu_bf16 import ALLOW_ENV, check_cpu_bf16, cpu_bf16_support
 from modeling_audiomosaic.modeling_pretraining import BatchNorm1dNoBias
 from modeling_audiomosaic.objective_contrastive import _nt_xent_fp32
 
@@ -93,19 +93,36 @@ def test_a_model_cast_to_bf16_still_projects_in_its_own_dtype():
     assert out.z.dtype == torch.bfloat16 and torch.isfinite(out.loss)
 
 
-def test_the_emulated_bf16_warning(caplog):
-    emulated = {"avx512_bf16": False, "amx_bf16": False, "native": False, "capability": "AVX2"}
-    native = {"avx512_bf16": True, "amx_bf16": True, "native": True, "capability": "AVX512"}
+def test_bf16_on_a_cpu_without_native_bf16_is_refused_or_warned(caplog, monkeypatch):
+    avx2 = {"avx512_bf16": False, "amx_bf16": False, "native": False, "avx512": False, "capability": "AVX2"}
+    avx512 = {**avx2, "avx512": True, "capability": "AVX512"}
+    native = {**avx512, "avx512_bf16": True, "native": True}
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    with pytest.raises(ValueError, match="--bf16 false") as error:
+        check_cpu_bf16(True, "cpu", avx2)
+    assert "AVX2" in str(error.value) and ALLOW_ENV in str(error.value)
     with caplog.at_level(logging.WARNING, logger="modeling_audiomosaic.cpu_bf16"):
-        message = warn_if_cpu_bf16_is_emulated(True, "cpu", emulated)
-    assert message and "AVX2" in message and "--bf16 false" in message and "SLOWER" in message
-    assert message in caplog.text
-    assert warn_if_cpu_bf16_is_emulated(True, "cpu", native) is None
-    assert warn_if_cpu_bf16_is_emulated(False, "cpu", emulated) is None
-    assert warn_if_cpu_bf16_is_emulated(True, torch.device("cuda", 0), emulated) is None
+        message = check_cpu_bf16(True, "cpu", avx512)  # oneDNN's converting path: a warning
+        assert message and "no speed-up" in message and message in caplog.text
+        monkeypatch.setenv(ALLOW_ENV, "1")
+        assert "reference kernel" in check_cpu_bf16(True, "cpu", avx2)
+    assert check_cpu_bf16(True, "cpu", native) is None
+    assert check_cpu_bf16(False, "cpu", avx2) is None
+    assert check_cpu_bf16(True, torch.device("cuda", 0), avx2) is None
     support = cpu_bf16_support()
-    assert set(support) == {"avx512_bf16", "amx_bf16", "native", "capability"}
+    assert set(support) == {"avx512_bf16", "amx_bf16", "native", "avx512", "capability"}
     assert support["native"] == (support["avx512_bf16"] or support["amx_bf16"])
+
+
+def test_run_pretrain_refuses_bf16_on_an_avx2_cpu(tmp_path, monkeypatch):
+    if cpu_bf16_support()["avx512"]:
+        pytest.skip("this CPU has AVX-512: bf16 is not refused")
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    with pytest.raises(ValueError, match="--bf16 false"):
+        run_pretrain.main(["--config", str(recipe), "--train_path", str(tmp_path), "--output_dir", str(tmp_path / "o"),
+                           "--bf16", "true"])
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +136,10 @@ def audio_dir(tmp_path_factory):
     return folder
 
 
-def test_run_pretrain_bf16_on_cpu_trains_in_bf16_with_fp32_weights_close_to_fp32(audio_dir, tmp_path, caplog):
+def test_run_pretrain_bf16_on_cpu_trains_in_bf16_with_fp32_weights_close_to_fp32(audio_dir, tmp_path, caplog,
+                                                                                monkeypatch):
     """`run_pretrain.py --bf16 true --use_cpu true`: Trainer -> accelerate -> `torch.autocast("cpu", bf16)`."""
+    monkeypatch.setenv(ALLOW_ENV, "1")  # runs on CPUs that only emulate bf16 too (tiny model: seconds)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(RECIPE)
     dtypes: dict[str, set] = {"linear_out": set(), "linear_weight": set(), "projector_out": set()}
@@ -161,4 +180,48 @@ def test_run_pretrain_bf16_on_cpu_trains_in_bf16_with_fp32_weights_close_to_fp32
     assert abs(bf16[0] - fp32[0]) < 0.005 * fp32[0], runs
     assert (np.abs(bf16 - fp32) < 0.03 * fp32).all(), runs
     if not cpu_bf16_support()["native"]:
-        assert "emulated" in caplog.text
+        assert "without native bf16 arithmetic" in caplog.text
+
+
+def _history(losses):
+    return [{"step": i + 1, "loss": float(v)} for i, v in enumerate(losses)] + [{"step": len(losses), "train_loss": 0}]
+
+
+def test_compare_precisions_tells_seed_noise_from_a_precision_gap():
+    from modeling_audiomosaic.precision_study import compare_precisions, smooth
+
+    assert np.allclose(smooth(np.array([1.0, 2.0, 3.0, 4.0]), 3), [1.5, 2.0, 3.0, 3.5])
+    rng = np.random.default_rng(0)
+    steps = np.arange(200)
+    base = 5.0 * np.exp(-steps / 80) + 1.0
+    seed0, seed1 = base + 0.3 * rng.standard_normal(200), base + 0.1 + 0.3 * rng.standard_normal(200)
+    runs = {"fp32-seed0": _history(seed0), "fp32-seed1": _history(seed1)}
+    close = compare_precisions({**runs, "bf16-seed0": _history(seed0 + 0.01 * rng.standard_normal(200))})
+    assert close["within_seed_noise"] and close["ratio"] < 0.2
+    assert 0.08 < close["seed_noise"]["mean_abs"] < 0.2 and close["precision_gaps"]["0"]["steps"] == 200
+    off = compare_precisions({**runs, "bf16-seed0": _history(seed0 + 0.3)})  # a systematic 0.3 gap
+    assert not off["within_seed_noise"] and off["ratio"] > 1.5
+    with pytest.raises(ValueError, match="two seeds"):
+        compare_precisions({"fp32-seed0": runs["fp32-seed0"], "bf16-seed0": runs["fp32-seed0"]})
+    with pytest.raises(ValueError, match="run names"):
+        compare_precisions({**runs, "fp16-seed0": runs["fp32-seed0"]})
+
+
+def test_bf16_study_script_runs_compares_and_plots(audio_dir, tmp_path, monkeypatch):
+    import run_bf16_study
+
+    monkeypatch.setenv(ALLOW_ENV, "1")
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "study"
+    argv = ["--train_path", str(audio_dir), "--recipe", str(recipe), "--steps", "3", "--smooth", "2",
+            "--output_dir", str(out), "--runs", "fp32:0", "fp32:1", "bf16:0"]
+    result = run_bf16_study.main(argv)
+    assert set(result["final_loss"]) == {"fp32-seed0", "fp32-seed1", "bf16-seed0"}
+    assert result["precision_gaps"]["0"]["steps"] == 3 and (out / "bf16_vs_fp32_loss.png").stat().st_size > 10_000
+    assert json.loads((out / "bf16_study.json").read_text())["within_seed_noise"] == result["within_seed_noise"]
+    assert json.loads((out / "bf16-seed0" / "pretrain_summary.json").read_text())["global_step"] == 3
+    mtime = (out / "fp32-seed0" / "pretrain_summary.json").stat().st_mtime
+    assert run_bf16_study.main(argv)["ratio"] == result["ratio"]  # finished runs are reused, not re-trained
+    assert (out / "fp32-seed0" / "pretrain_summary.json").stat().st_mtime == mtime
