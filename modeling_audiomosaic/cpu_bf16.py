@@ -13,7 +13,7 @@ How fast that is depends on the CPU (docs/RESULTS.md, "bf16 pre-training on CPU"
 * **AVX-512 without bf16 instructions**: oneDNN converts to fp32 around its kernels; expect no gain (not measured
   here). A warning is logged.
 * **No AVX-512 (AVX2 only)**: torch has no oneDNN bf16 path, and the bf16 matmuls of autocast (the backward's above
-  all) fall back to a reference kernel: a pre-training step ran 10-30x slower than fp32 on this project's AVX2 VM. Such
+  all) fall back to a reference kernel: a pre-training step ran 9-15x slower than fp32 on this project's AVX2 VM. Such
   a run is refused with an error naming the fix (``--bf16 false``), unless ``AUDIOMOSAIC_ALLOW_EMULATED_BF16=1`` is
   set (to check bf16 numerics on such a machine; the tests do).
 """
@@ -70,7 +70,7 @@ SLOW_MESSAGE = (
     "CPUs with AMX or AVX512-BF16 and on GPUs."
 )
 NO_AVX512 = (
-    "Without AVX-512, torch runs autocast's bf16 matmuls in a reference kernel: a pre-training step took 10-30x the "
+    "Without AVX-512, torch runs autocast's bf16 matmuls in a reference kernel: a pre-training step took 9-15x the "
     "fp32 time on such a CPU (docs/RESULTS.md, \"bf16 pre-training on CPU\"). Set AUDIOMOSAIC_ALLOW_EMULATED_BF16=1 "
     "to run it anyway (e.g. to check bf16 numerics)."
 )

@@ -194,7 +194,7 @@ def _demo_pretraining_config(args):
 def bench_pretrain_step_bf16(args) -> dict:
     """bf16 autocast vs fp32 pre-training step on this CPU: ViT-B/16 1024x128 (batch `--batch_size`) and the demo
     model (its recipe's batch). At least 10 repeats, except on a CPU without AVX-512, where bf16 runs in torch's
-    reference GEMM (10-30x slower than fp32, `modeling_audiomosaic.cpu_bf16`): one call per variant after a warm-up,
+    reference GEMM (9-15x slower than fp32, `modeling_audiomosaic.cpu_bf16`): one call per variant after a warm-up,
     not 20 minutes of them. `--quick`: ViT-tiny with 2 blocks and the demo model at batch 4, `--repeats` as given."""
     from modeling_audiomosaic import AudioMosaicConfig
     from modeling_audiomosaic.cpu_bf16 import cpu_bf16_support
