@@ -245,6 +245,18 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             return self.learnable_temperature()
         return torch.tensor(self.config.temperature)
 
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The contrastive projector on `fc_norm`-ed pooled features, always in fp32 (autocast off).
+
+        Under bf16 autocast the projector's Linear layers would run in bf16 and its BatchNorms would normalise bf16
+        activations (batch statistics of 8-bit-mantissa values, the last BN's output feeding NT-Xent directly). The
+        head is ~1 MFLOP per view against ~236 GFLOP per clip for two masked ViT-B views, forward + backward
+        (../shared/reference/scale_notes.md), so fp32 costs nothing measurable. Without autocast this is exactly
+        `self.projector(pooled)`; a model cast to bf16 as a whole (`model.to(torch.bfloat16)`) stays in bf16.
+        """
+        with torch.autocast(device_type=pooled.device.type, enabled=False):
+            return self.projector(pooled.to(self.projector[0].weight.dtype))
+
     # ------------------------------------------------------------------ masking
     def _split_views(self, input_values: torch.Tensor) -> list[torch.Tensor]:
         num_views = self.config.pretraining_num_views
@@ -388,7 +400,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             kept_ids.append(ids)
             masks.append(mask)
             if self.projector is not None:
-                zs.append(self.projector(normed))
+                zs.append(self.project(normed))
             if self.decoder is not None:
                 decoded = self.decoder(out.last_hidden_state, ids, num_patches, full_token_mask)
                 view_mask = mask if mask is not None else torch.zeros(

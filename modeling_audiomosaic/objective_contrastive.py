@@ -10,6 +10,11 @@ For view embeddings ``z0, z1`` (B, d) on rank ``r`` of ``W`` processes, L2-norma
 Each anchor has one positive and 2m - 2 negatives. Gradients flow through the gathered negatives
 (``distributed.gather_with_grad``), so with DDP averaging the update equals the single-process update on the global
 batch.
+
+The loss is computed in fp32 even under bf16/fp16 autocast (``torch.autocast(..., enabled=False)``): autocast would run
+the ``z @ Zᵀ`` matmuls in bf16, whose 8-bit mantissa rounds a cosine near 1 by up to 2⁻⁹, i.e. ±0.02 on a logit
+after the division by τ = 0.1 -- the size of the gaps between a positive and the hardest negatives late in training.
+The matmuls are (2B × 2m × d), negligible next to the encoder (docs/RESULTS.md, "bf16 pre-training on CPU").
 """
 
 from __future__ import annotations
@@ -43,9 +48,17 @@ def nt_xent_loss(
     """
     if z0.shape != z1.shape or z0.ndim != 2:
         raise ValueError(f"z0 and z1 must both be (batch, dim); got {tuple(z0.shape)} and {tuple(z1.shape)}.")
+    with torch.autocast(device_type=z0.device.type, enabled=False):  # fp32 logits under autocast (docstring)
+        return _nt_xent_fp32(z0.float(), z1.float(), temperature, gather_distributed)
+
+
+def _nt_xent_fp32(
+    z0: torch.Tensor, z1: torch.Tensor, temperature: float | torch.Tensor, gather_distributed: bool
+) -> ContrastiveLossOutput:
+    """`nt_xent_loss` on fp32 inputs, outside autocast."""
     batch = z0.shape[0]
-    z0 = F.normalize(z0.float(), dim=-1)
-    z1 = F.normalize(z1.float(), dim=-1)
+    z0 = F.normalize(z0, dim=-1)
+    z1 = F.normalize(z1, dim=-1)
     if gather_distributed:
         all0, all1 = gather_with_grad(z0), gather_with_grad(z1)
         offset = rank() * batch

@@ -153,3 +153,43 @@ def plot_embedding_map(embeddings: np.ndarray, labels: list[str], path: Path, ti
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
+
+
+def plot_loss_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, window: int,
+                     reference: str | None = None, title: str = "pre-training loss") -> Figure:
+    """Smoothed loss curves (left) and, with `reference`, every curve's smoothed difference to it (right).
+
+    `curves[name] = (steps, losses)`; smoothing is `precision_study.smooth` (centred moving average of `window`
+    steps); the raw losses are drawn faintly behind. Used by run_scripts/run_bf16_study.py."""
+    from .precision_study import smooth
+
+    panels = 2 if reference is not None else 1
+    fig, axes = new_figure((5.2 * panels, 3.6), 1, panels)
+    axes = np.atleast_1d(axes)
+    colors = dict(zip(curves, distinct_colors(len(curves))))
+    for name, (steps, losses) in curves.items():
+        style = "--" if name.startswith("bf16") else "-"
+        axes[0].plot(steps, losses, color=colors[name], lw=0.5, alpha=0.25)
+        axes[0].plot(steps, smooth(losses, window), style, color=colors[name], lw=1.4, label=name)
+    axes[0].set_xlabel("optimizer step")
+    axes[0].set_ylabel(f"loss ({window}-step moving average)")
+    axes[0].set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    if reference is not None:
+        ref_steps, ref_losses = curves[reference]
+        ref = dict(zip(ref_steps.tolist(), smooth(ref_losses, window)))
+        for name, (steps, losses) in curves.items():
+            if name == reference:
+                continue
+            keep = [i for i, s in enumerate(steps.tolist()) if s in ref]
+            diff = smooth(losses, window)[keep] - np.array([ref[s] for s in steps[keep].tolist()])
+            style = "--" if name.startswith("bf16") else "-"
+            axes[1].plot(steps[keep], diff, style, color=colors[name], lw=1.4, label=f"{name} − {reference}")
+        axes[1].axhline(0.0, color="grey", lw=0.8)
+        axes[1].set_xlabel("optimizer step")
+        axes[1].set_ylabel("difference of the smoothed losses")
+        axes[1].set_title(f"difference to {reference}", fontsize=10)
+        axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return fig

@@ -20,6 +20,7 @@ import transformers
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from .configuration_audiomosaic import AudioMosaicConfig
+from .cpu_bf16 import check_cpu_bf16
 from .feature_extraction import AudioMosaicFeatureExtractor
 from .feature_extraction.augmentation import ContrastiveViewGenerator
 from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
@@ -262,6 +263,7 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     # multi-node: who writes the checkpoint where (a shared --output_dir, or one per node); see multinode.py
     check_output_dir_sharing(training_args.output_dir, rank, training_args.local_process_index, world_size,
                              training_args.save_on_each_node)
+    check_cpu_bf16(training_args.bf16, training_args.device)  # bf16 on CPU: see cpu_bf16.py
 
     if model_args.supervised_weight > 0 and not data_args.label_column:
         raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")

@@ -15,6 +15,11 @@ Benchmarks:
   throughput, <= 0.55x memory. Memory = bytes of the activations autograd saves for the backward pass (the part of
   peak training memory that masking changes and that grows with the batch; weights, gradients and optimizer state
   are equal in both variants), counted exactly with `torch.autograd.graph.saved_tensors_hooks`, parameters excluded.
+* ``pretrain_step_bf16``: the same pre-training step (masked views) under ``torch.autocast("cpu", torch.bfloat16)``
+  -- what `run_pretrain.py --bf16 true --use_cpu true` runs -- vs fp32, for ViT-B/16 and for the demo model
+  (`recipes/pretrain_cpu_demo.yaml`'s encoder at its batch of 128). Target: >= 1.8x for ViT-B on a CPU with AMX or
+  AVX512-BF16 (the report says whether this CPU has them); at least 10 repeats (1 where bf16 falls back to torch's
+  reference GEMM, see the function).
 * ``features_vs_ast``: `AudioMosaicFeatureExtractor` vs transformers' `ASTFeatureExtractor` on 32 x 10 s clips
   (target >= 10x).
 * ``encoder_vs_timm``: our encoder vs timm's `VisionTransformer` of the same configuration, fp32 and bf16 (>= 0.95x).
@@ -87,6 +92,81 @@ def bench_pretrain_step(args) -> dict:
         repeats=args.repeats,
     )
     return results
+
+
+def _autocast_step_times(config, batch: int, repeats: int, burst: int = 2) -> dict:
+    """Interleaved fastest times of one pre-training step (forward + backward, masked views) in fp32 and under bf16
+    CPU autocast (as accelerate wraps the forward for ``mixed_precision="bf16"``; the backward runs outside it), on
+    the same weights and inputs; plus both losses."""
+    from modeling_audiomosaic import AudioMosaicForPreTraining
+
+    torch.manual_seed(0)
+    model = AudioMosaicForPreTraining(config).train()
+    x = torch.randn(batch, config.pretraining_num_views, config.max_length, config.num_mel_bins)
+
+    losses = {}
+
+    def step(precision: str) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = model(x, generator=torch.Generator().manual_seed(0))
+        out.loss.backward()
+        model.zero_grad(set_to_none=True)
+        losses[precision] = round(out.loss.item(), 5)  # same weights and masks every call (no optimizer step)
+
+    fns = {"fp32": lambda: step("fp32"), "bf16": lambda: step("bf16")}
+    best = fastest(interleaved(fns, repeats=repeats, burst=burst))
+    return {"ratio": best["fp32"] / best["bf16"], "seconds_per_step": {k: round(v, 4) for k, v in best.items()},
+            "clips_per_second": {k: round(batch / v, 2) for k, v in best.items()}, "loss": losses}
+
+
+def _demo_pretraining_config(args):
+    """The demo's pre-training config (`recipes/pretrain_cpu_demo.yaml`, parsed as run_pretrain.py does) and batch."""
+    import tempfile
+
+    from modeling_audiomosaic.pretraining_run import build_config, parse_args
+
+    recipe = Path(__file__).resolve().parent / "recipes" / "pretrain_cpu_demo.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        model_args, _, training_args = parse_args(["--config", str(recipe), "--output_dir", tmp, "--report_to", "none"])
+    batch = training_args.per_device_train_batch_size if not args.quick else 4
+    return build_config(model_args), batch
+
+
+def bench_pretrain_step_bf16(args) -> dict:
+    """bf16 autocast vs fp32 pre-training step on this CPU: ViT-B/16 1024x128 (batch `--batch_size`) and the demo
+    model (its recipe's batch). At least 10 repeats, except on a CPU without AVX-512, where bf16 runs in torch's
+    reference GEMM (9-15x slower than fp32, `modeling_audiomosaic.cpu_bf16`): one call per variant after a warm-up,
+    not 20 minutes of them. `--quick`: ViT-tiny with 2 blocks and the demo model at batch 4, `--repeats` as given."""
+    from modeling_audiomosaic import AudioMosaicConfig
+    from modeling_audiomosaic.cpu_bf16 import cpu_bf16_support
+
+    support = cpu_bf16_support()
+    slow = not support["native"] and not support["avx512"]
+    repeats, burst = (args.repeats, 2) if args.quick else ((1, 1) if slow else (max(args.repeats, 10), 2))
+    size = "tiny" if args.quick else "base"
+    overrides = {"num_hidden_layers": 2} if args.quick else {}
+    vit_config = AudioMosaicConfig.from_preset("audioset", size, drop_path_rate=0.0, masking_mode="tf", **overrides)
+    demo_config, demo_batch = _demo_pretraining_config(args)
+    vit = _autocast_step_times(vit_config, args.batch_size, repeats, burst)
+    demo = _autocast_step_times(demo_config, demo_batch, repeats, burst)
+    return {
+        "name": "pretrain_step_bf16",
+        "ratio": round(vit["ratio"], 3),
+        "target": ">= 1.8x fp32 step time for ViT-B (bf16 autocast, CPU with AMX / AVX512-BF16)",
+        "passed": bool(vit["ratio"] >= 1.8),
+        "demo_ratio": round(demo["ratio"], 3),
+        "vit": {k: v for k, v in vit.items() if k != "ratio"},
+        "demo": {k: v for k, v in demo.items() if k != "ratio"},
+        "cpu_bf16_support": support,
+        "note": None if support["native"] else "this CPU has no AVX512-BF16 / AMX-BF16: bf16 is emulated"
+        + (" by torch's reference GEMM (no AVX-512): timed once per variant after a warm-up" if slow else ""),
+        "encoder": f"ViT-{size}/16{' (2 blocks)' if args.quick else ''} 1024x128, batch {args.batch_size}, two "
+        "masked views (tf), forward+backward; demo: "
+        f"{demo_config.num_hidden_layers} blocks x {demo_config.hidden_size}, {demo_config.max_length}x"
+        f"{demo_config.num_mel_bins}, batch {demo_batch}",
+        "repeats": repeats,
+        "burst": burst,
+    }
 
 
 def bench_features_vs_ast(args) -> dict:
@@ -411,6 +491,7 @@ def bench_length_scaling(args) -> dict:
 
 BENCHMARKS = {
     "pretrain_step": bench_pretrain_step,
+    "pretrain_step_bf16": bench_pretrain_step_bf16,
     "features_vs_ast": bench_features_vs_ast,
     "encoder_vs_timm": bench_encoder_vs_timm,
     "encoder_vs_ast": bench_encoder_vs_ast,

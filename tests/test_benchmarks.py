@@ -59,3 +59,18 @@ def test_encoder_vs_ast_reports_the_per_block_breakdown():
         assert part["ratio"] == pytest.approx(part["ast"] / part["ours"], rel=0.02)
     # a block is its attention + MLP (+ two LayerNorms and residual adds)
     assert per_block["block"]["ours"] > max(per_block["attention"]["ours"], per_block["mlp"]["ours"])
+
+
+def test_pretrain_step_bf16_benchmark_reports_the_vit_and_demo_ratios():
+    result = run_benchmarks.main(["--only", "pretrain_step_bf16", "--repeats", "1", "--quick", "--json"])[0]
+    assert result["name"] == "pretrain_step_bf16" and result["repeats"] == 1
+    # same weights and masks: bf16 autocast only rounds (tests/test_bf16_cpu.py). At batch 2 the projector's
+    # BatchNorm maps each feature of the 2 clips to ±1, so rounding that swaps which clip is larger flips a
+    # coordinate (measured 3.4 % on the ViT); at batch 4, 0.06 %.
+    for part, ratio, tolerance in (("vit", result["ratio"], 0.05), ("demo", result["demo_ratio"], 0.01)):
+        seconds = result[part]["seconds_per_step"]
+        assert set(seconds) == {"fp32", "bf16"} and ratio == pytest.approx(seconds["fp32"] / seconds["bf16"], rel=0.01)
+        loss = result[part]["loss"]
+        assert loss["bf16"] == pytest.approx(loss["fp32"], rel=tolerance)
+    assert set(result["cpu_bf16_support"]) == {"avx512_bf16", "amx_bf16", "native", "avx512", "capability"}
+    assert "batch 4" in result["encoder"]  # --quick: the demo model at batch 4 (its recipe: 128)
