@@ -1,6 +1,6 @@
 """AudioSet-shaped shards for streaming tests and data-path benchmarks, and a timer for audio decoders.
 
-The public AudioSet mirrors on the Hub (``../shared/reference/scale_notes.md``, "AudioSet on the Hub") come as
+The public AudioSet mirrors on the Hub (their dataset cards and file listings) come as
 
 * parquet shards with an ``audio`` struct ``{"bytes", "path"}`` (declared as ``datasets.Audio`` in the schema's
   ``huggingface`` metadata), a ``video_id`` string and label lists (ontology ids and/or display names; the column

@@ -250,8 +250,8 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
 
         Under bf16 autocast the projector's Linear layers would run in bf16 and its BatchNorms would normalise bf16
         activations (batch statistics of 8-bit-mantissa values, the last BN's output feeding NT-Xent directly). The
-        head is ~1 MFLOP per view against ~236 GFLOP per clip for two masked ViT-B views, forward + backward
-        (../shared/reference/scale_notes.md), so fp32 costs nothing measurable. Without autocast this is exactly
+        head is ~1 MFLOP per view against ~246 GFLOP per clip for two masked ViT-B views, forward + backward (counted
+        by run_scripts/gpu_check.py), so fp32 costs nothing measurable. Without autocast this is exactly
         `self.projector(pooled)`; a model cast to bf16 as a whole (`model.to(torch.bfloat16)`) stays in bf16.
         """
         with torch.autocast(device_type=pooled.device.type, enabled=False):

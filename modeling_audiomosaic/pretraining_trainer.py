@@ -37,6 +37,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 from transformers import Trainer, TrainerCallback
+from transformers import __version__ as transformers_version
 from transformers.utils import logging
 
 from .distributed import gather_objects
@@ -187,6 +188,12 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._finite_in_window = 0  # finite training losses since the last optimizer step (this rank)
         self._stream_position = None
         if is_streaming_dataset(self.train_dataset):
+            if not hasattr(Trainer, "_init_training_state"):  # the hook `_init_training_state` below overrides
+                raise RuntimeError(
+                    "exact resumption of streaming runs overrides transformers.Trainer._init_training_state, which "
+                    f"this transformers version ({transformers_version}) does not have; install transformers>=5.23,<6 "
+                    "(the versions this package supports)."
+                )
             self._stream_position = StreamPositionCallback(self)
             self.add_callback(self._stream_position)
         else:
