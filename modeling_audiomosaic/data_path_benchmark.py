@@ -1,9 +1,11 @@
 """The ``data_path`` benchmark: host CPU cost per pre-training clip with views on the host vs views on the device.
 
 What a data worker does per clip, on ONE thread, for 10 s clips shaped like the public AudioSet mirrors (FLAC and MP3
-at 32 / 44.1 / 48 kHz, WAV at 16 kHz; encoded with soundfile, as `write_audioset_shards` writes them):
+at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_audioset_shards`: `make_clip`,
+`encode_clip`):
 
-* **decode**: `decode_audio` (soundfile; mono; resampled to 16 kHz with the project's one resampler);
+* **decode**: `decode_audio` (miniaudio for FLAC / WAV bytes, soundfile for MP3; mono; resampled to 16 kHz with the
+  project's one resampler);
 * **collate, host views**: `PretrainingViewsCollator` (random crop, roll + gain, the augmentation chain, Kaldi fbank
   and normalisation of two views) -- today's path;
 * **collate, device views**: `PretrainingViewsCollator(views_on_device=True)` (crop, the views' random parameters,
@@ -15,13 +17,13 @@ Reported: milliseconds per clip for each stage and format, and "host cores neede
 on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
 included, for shards at the model's 16 kHz as 16-bit WAV (target <= 0.2), and ``mirror_formats_ratio`` the same for
 the mirrors' 32-48 kHz FLAC and MP3 (mean). Once the views leave the host, decoding (and resampling) is what the
-workers spend their time on: 5-12 ms per 10 s clip for 32-48 kHz FLAC/MP3 on this machine's cores, against 2.3 ms for
-16 kHz FLAC and 0.15 ms for 16 kHz WAV. For 400 epochs, transcoding the shards once to 16 kHz pays for itself.
+workers spend their time on: 4-8 ms per 10 s clip for 32-48 kHz FLAC/MP3 on this machine's cores, against 1.6 ms for
+16 kHz FLAC and 0.13 ms for 16 kHz WAV (docs/RESULTS.md). For 400 epochs, transcoding the shards once to 16 kHz
+(`run_scripts/transcode_shards.py`) pays for itself.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -29,49 +31,32 @@ import torch
 
 from .benchmark_timing import fastest, interleaved
 
-#: (container, sampling rate) of the benchmarked encodings: the AudioSet mirrors' formats, plus 16 kHz WAV (no
+#: (codec, sampling rate) of the benchmarked encodings: the AudioSet mirrors' formats, plus 16 kHz WAV (no
 #: decoding or resampling cost: the views alone).
 FORMATS: tuple[tuple[str, int], ...] = (
-    ("FLAC", 32000), ("FLAC", 44100), ("FLAC", 48000), ("MP3", 32000), ("MP3", 44100), ("MP3", 48000),
-    ("FLAC", 16000), ("WAV", 16000),
+    ("flac", 32000), ("flac", 44100), ("flac", 48000), ("mp3", 32000), ("mp3", 44100), ("mp3", 48000),
+    ("flac", 16000), ("wav", 16000),
 )
 #: The recommended training shards: transcoded once to the model's 16 kHz as 16-bit WAV, so that the workers neither
 #: resample nor decode (the headline ratio). 16 kHz FLAC (half the disk, a real decoder) is reported next to it.
 RECOMMENDED = "wav_16k"
 
 
-def synthetic_clip(rng: np.random.Generator, sampling_rate: int, seconds: float = 10.0) -> np.ndarray:
-    """A 10 s clip with the spectral spread of real audio (tones, a chirp and noise), float32 in [-1, 1]."""
-    t = np.arange(int(sampling_rate * seconds)) / sampling_rate
-    wave = sum(0.1 * np.sin(2 * np.pi * f * t + rng.uniform(0, 6.3)) for f in rng.uniform(80, 6000, size=4))
-    wave = wave + 0.05 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.03 * rng.standard_normal(t.shape[0])
-    return wave.astype(np.float32)
-
-
-def encode_clip(wave: np.ndarray, sampling_rate: int, container: str) -> bytes:
-    """The clip as a FLAC (16-bit), MP3 or WAV (16-bit) file in memory (soundfile / libsndfile)."""
-    buffer = io.BytesIO()
-    subtype = {"FLAC": "PCM_16", "WAV": "PCM_16", "MP3": "MPEG_LAYER_III"}[container]
-    import soundfile as sf  # noqa: PLC0415
-
-    sf.write(buffer, wave, sampling_rate, format=container, subtype=subtype)
-    return buffer.getvalue()
-
-
 def bench_data_path(args: Any) -> dict:
     """See the module docstring. `args`: ``quick`` (fewer clips), ``repeats``."""
     from .feature_extraction import AudioMosaicFeatureExtractor, ContrastiveViewGenerator  # noqa: PLC0415
     from .feature_extraction.audio_io import decode_audio  # noqa: PLC0415
+    from .feature_extraction.audioset_shards import encode_clip, make_clip  # noqa: PLC0415
     from .feature_extraction.collators import PretrainingViewsCollator  # noqa: PLC0415
 
     batch = 4 if getattr(args, "quick", False) else 16
     repeats = max(1, int(getattr(args, "repeats", 3)))
     rng = np.random.default_rng(0)
     encoded = {
-        f"{container.lower()}_{rate // 1000 if rate % 1000 == 0 else rate / 1000:g}k": [
-            encode_clip(synthetic_clip(rng, rate), rate, container) for _ in range(batch)
+        f"{codec}_{rate // 1000 if rate % 1000 == 0 else rate / 1000:g}k": [
+            encode_clip(make_clip(None, rng, rate), rate, codec) for _ in range(batch)
         ]
-        for container, rate in FORMATS
+        for codec, rate in FORMATS
     }
     fe = AudioMosaicFeatureExtractor.from_preset("audioset")
     views = ContrastiveViewGenerator(fe, augmentation="original")
