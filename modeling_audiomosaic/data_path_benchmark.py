@@ -17,8 +17,8 @@ Reported: milliseconds per clip for each stage and format, and "host cores neede
 on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
 included, for shards at the model's 16 kHz as 16-bit WAV (target <= 0.2), and ``mirror_formats_ratio`` the same for
 the mirrors' 32-48 kHz FLAC and MP3 (mean). Once the views leave the host, decoding (and resampling) is what the
-workers spend their time on: 4-8 ms per 10 s clip for 32-48 kHz FLAC/MP3 on this machine's cores, against 1.6 ms for
-16 kHz FLAC and 0.13 ms for 16 kHz WAV (docs/RESULTS.md). For 400 epochs, transcoding the shards once to 16 kHz
+workers spend their time on: 3.5-9.4 ms per 10 s clip for 32-48 kHz FLAC/MP3 on this machine's cores, against 1.3 ms
+for 16 kHz FLAC and 0.12 ms for 16 kHz WAV (docs/RESULTS.md). For 400 epochs, transcoding the shards once to 16 kHz
 (`run_scripts/transcode_shards.py`) pays for itself.
 """
 
