@@ -167,9 +167,12 @@ def test_two_nodes_match_one_process_write_one_checkpoint_and_resume_on_one_node
     for name in final:
         torch.testing.assert_close(final_resumed[name], final[name], rtol=0, atol=1e-6)
     # the RNG streams went on per global rank: rank r's state at step 4 is the 2-node run's rank r state
+    # (weights-only unpickling, with the numpy types an RNG state holds allowed explicitly)
+    numpy_types = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype("uint32"))]
     for rank, node_dir in ((0, node0), (1, node1)):
-        a = torch.load(node_dir / f"checkpoint-{STEPS}" / f"rng_state_{rank}.pth", weights_only=False)
-        b = torch.load(resumed_dir / f"checkpoint-{STEPS}" / f"rng_state_{rank}.pth", weights_only=False)
+        with torch.serialization.safe_globals(numpy_types):
+            a = torch.load(node_dir / f"checkpoint-{STEPS}" / f"rng_state_{rank}.pth", weights_only=True)
+            b = torch.load(resumed_dir / f"checkpoint-{STEPS}" / f"rng_state_{rank}.pth", weights_only=True)
         assert torch.equal(a["cpu"], b["cpu"]) and a["python"] == b["python"], rank
         assert all(np.array_equal(x, y) for x, y in zip(a["numpy"], b["numpy"])), rank
 
