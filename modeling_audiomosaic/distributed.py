@@ -1,4 +1,5 @@
-"""Collectives used by the objectives: an all-gather that lets gradients flow back to every rank."""
+"""Collectives used by the objectives and the projector: an all-gather and a sum that let gradients flow back to every
+rank."""
 
 from __future__ import annotations
 
@@ -49,6 +50,29 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return tensor
     return _GatherWithGrad.apply(tensor)
+
+
+class _SumWithGrad(torch.autograd.Function):
+    """All-reduce (sum); the backward sums the incoming gradients over ranks, as every rank's loss reads the sum."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.detach().clone().contiguous()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def sum_with_grad(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over all ranks, differentiably (identity in a single process). A collective."""
+    if world_size() == 1:
+        return tensor
+    return _SumWithGrad.apply(tensor)
 
 
 def gather_no_grad(tensor: torch.Tensor) -> torch.Tensor:

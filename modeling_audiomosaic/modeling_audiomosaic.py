@@ -274,9 +274,17 @@ class AudioMosaicPatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(1, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size)
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        embeddings = self.projection(input_values)  # (B, D, T', F')
+    def forward(self, input_values: torch.Tensor, ids_keep: torch.LongTensor | None = None) -> torch.Tensor:
+        """`(B, 1, T, F)` spectrograms -> `(B, T' * F', D)` normalised patch tokens, or only the `(B, K)` tokens of
+        `ids_keep` (gathered right after the convolution; the LayerNorm is per token, so this equals gathering after
+        it). The projection and the norm run inside this module's own call: FSDP2 (accelerate carves
+        `get_input_embeddings()` into its own unit) gathers their weights in this module's pre-forward hook.
+        """
+        projection = self.projection
+        embeddings = projection(input_values.to(projection.weight.dtype))  # (B, D, T', F')
         embeddings = embeddings.flatten(2).transpose(1, 2)  # (B, T' * F', D), time-major
+        if ids_keep is not None:
+            embeddings = torch.gather(embeddings, 1, ids_keep.unsqueeze(-1).expand(-1, -1, embeddings.shape[-1]))
         return self.norm(embeddings)
 
 
@@ -338,21 +346,18 @@ class AudioMosaicEmbeddings(nn.Module):
         activations of dropped tokens.
         """
         input_values = self.check_input(input_values)
-        projection = self.patch_embeddings.projection
-        patches = projection(input_values.to(projection.weight.dtype)).flatten(2).transpose(1, 2)  # (B, L, D)
-        batch, num_patches, dim = patches.shape
+        batch, _, frames, bins = input_values.shape
+        num_patches = (frames // self.config.patch_size) * (bins // self.config.patch_size)
         positions = self.position_embeddings[:, 1 : num_patches + 1].expand(batch, -1, -1)
         if ids_keep is not None:
             if ids_keep.ndim != 2 or ids_keep.shape[0] != batch:
                 raise ValueError(f"ids_keep must have shape (batch={batch}, num_kept); got {tuple(ids_keep.shape)}.")
-            ids_keep = ids_keep.to(patches.device)
+            ids_keep = ids_keep.to(input_values.device)
             checkable = not torch.compiler.is_compiling()  # a data-dependent check would break the compiled graph
             if checkable and ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= num_patches):
                 raise ValueError(f"ids_keep must index the {num_patches} patch tokens of the input.")
-            index = ids_keep.unsqueeze(-1).expand(-1, -1, dim)
-            patches = torch.gather(patches, 1, index)
-            positions = torch.gather(positions, 1, index)
-        patches = self.patch_embeddings.norm(patches) + positions
+            positions = torch.gather(positions, 1, ids_keep.unsqueeze(-1).expand(-1, -1, positions.shape[-1]))
+        patches = self.patch_embeddings(input_values, ids_keep=ids_keep) + positions
         cls_tokens = (self.cls_token + self.position_embeddings[:, :1]).expand(batch, -1, -1)
         embeddings = torch.cat((cls_tokens, patches), dim=1)
         embeddings = self.dropout(embeddings)

@@ -25,6 +25,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput
 
 from .configuration_audiomosaic import AudioMosaicConfig
+from .distributed import sum_with_grad
+from .distributed import world_size as distributed_world_size
 from .masking import apply_masking, dispersion_weights, dwm_hint_ratio, get_masking_strategy, mask_from_ids_keep
 from .modeling_audiomosaic import AUTO_MAP, AudioMosaicModel, AudioMosaicPreTrainedModel, pool_tokens
 from .modeling_decoder import AudioMosaicDecoder
@@ -126,7 +128,91 @@ def stack_views(per_view: list[torch.Tensor], token_dims: tuple[int, ...]) -> to
     return torch.stack(padded)
 
 
-class BatchNorm1dNoBias(nn.BatchNorm1d):
+class ProjectorLinear(nn.Linear):
+    """`nn.Linear` that computes in its input's dtype, casting its weights on the fly (a no-op when they match).
+
+    Under FSDP2 mixed precision (`MixedPrecisionPolicy(param_dtype=bfloat16)`, accelerate's FSDP with
+    `mixed_precision: bf16`) the gathered weights are bf16 while the contrastive head computes in fp32
+    (`AudioMosaicForPreTraining.project`).
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.to(input.dtype)
+        return nn.functional.linear(input, self.weight.to(input.dtype), bias)
+
+
+class ProjectorBatchNorm1d(nn.BatchNorm1d):
+    """`nn.BatchNorm1d` of the contrastive projector: optionally synchronised over processes, and dtype-robust.
+
+    * ``synchronize = True`` (set by `AudioMosaicForPreTraining.synchronize_batchnorm`; run_pretrain.py does it for
+      multi-process training): in training mode the batch statistics are those of the global batch, all processes
+      together, as torch's `SyncBatchNorm` (the original's choice on GPUs), but on any backend (gloo on CPU too)
+      and under FSDP2. The sums are all-reduced differentiably, so each process's gradient includes the other
+      processes' losses through the shared statistics; the running statistics stay equal on every process.
+    * FSDP2 mixed precision casts parameters, not buffers: the gathered weight and bias are bf16 while the running
+      statistics stay fp32, which `F.batch_norm` refuses. The head computes in the running statistics' dtype
+      (`AudioMosaicForPreTraining.project`) and the affine parameters are cast to the input's dtype here.
+
+    Unsynchronised with matching dtypes (one process, eval mode) this is `nn.BatchNorm1d.forward` itself.
+    """
+
+    synchronize: bool = False
+
+    def _momentum_for_this_batch(self) -> float:
+        """`nn.BatchNorm1d`'s exponential-average factor; counts the batch as its forward does in training mode."""
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked)
+        return momentum
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        synchronized = self.synchronize and self.training and distributed_world_size() > 1
+        if not synchronized and (self.weight is None or self.weight.dtype == input.dtype):
+            return super().forward(input)
+        self._check_input_dim(input)
+        weight = None if self.weight is None else self.weight.to(input.dtype)
+        bias = None if self.bias is None else self.bias.to(input.dtype)
+        momentum = self._momentum_for_this_batch()
+        if synchronized:
+            return self._synchronized_forward(input, weight, bias, momentum)
+        batch_statistics = self.training or (self.running_mean is None and self.running_var is None)
+        keep_running = not self.training or self.track_running_stats
+        return nn.functional.batch_norm(
+            input,
+            self.running_mean if keep_running else None,
+            self.running_var if keep_running else None,
+            weight,
+            bias,
+            batch_statistics,
+            momentum,
+            self.eps,
+        )
+
+    def _synchronized_forward(self, input, weight, bias, momentum: float) -> torch.Tensor:
+        if input.ndim != 2:
+            raise ValueError(f"the projector's BatchNorm takes (batch, features) inputs; got {tuple(input.shape)}.")
+        count = torch.tensor([float(input.shape[0])], dtype=torch.float64, device=input.device)
+        torch.distributed.all_reduce(count)
+        total = int(count.item())
+        if total < 2:
+            raise ValueError("BatchNorm needs more than one value per channel over all processes (global batch 1).")
+        mean = sum_with_grad(input.sum(dim=0)) / total  # two passes: no E[x^2] - E[x]^2 cancellation
+        centered = input - mean
+        var = sum_with_grad((centered * centered).sum(dim=0)) / total  # biased, as batch_norm normalises with
+        out = centered * torch.rsqrt(var + self.eps)
+        if weight is not None:
+            out = out * weight + bias
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.running_mean.mul_(1 - momentum).add_(mean.detach().to(self.running_mean.dtype), alpha=momentum)
+                unbiased = var.detach() * (total / (total - 1))
+                self.running_var.mul_(1 - momentum).add_(unbiased.to(self.running_var.dtype), alpha=momentum)
+        return out
+
+
+class BatchNorm1dNoBias(ProjectorBatchNorm1d):
     """BatchNorm1d whose bias stays at 0 (kept in the state dict, never trained), as the original projector's last
     BN."""
 
@@ -138,16 +224,16 @@ class BatchNorm1dNoBias(nn.BatchNorm1d):
 def build_projector(config: AudioMosaicConfig) -> nn.Sequential:
     """SimCLR projector: Linear -> BN -> ReLU -> Linear -> BN(no bias); 768 -> 512 -> 128 for the base model.
 
-    The module indices (`projector.0/1/3/4`) match the original state-dict keys.
+    The module indices (`projector.0/1/3/4`) match the original state-dict keys. The layers compute in their input's
+    dtype (see `ProjectorLinear`, `ProjectorBatchNorm1d`).
     """
     return nn.Sequential(
-        nn.Linear(config.hidden_size, config.projection_hidden_size, bias=False),
-        nn.BatchNorm1d(config.projection_hidden_size),
+        ProjectorLinear(config.hidden_size, config.projection_hidden_size, bias=False),
+        ProjectorBatchNorm1d(config.projection_hidden_size),
         nn.ReLU(inplace=True),
-        nn.Linear(config.projection_hidden_size, config.projection_dim, bias=False),
+        ProjectorLinear(config.projection_hidden_size, config.projection_dim, bias=False),
         BatchNorm1dNoBias(config.projection_dim),
     )
-
 
 
 class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
@@ -245,6 +331,14 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             return self.learnable_temperature()
         return torch.tensor(self.config.temperature)
 
+    def synchronize_batchnorm(self, enabled: bool = True) -> None:
+        """Make the projector's BatchNorms use the statistics of the global batch (all processes) in training mode,
+        as `SyncBatchNorm` does, on any backend and under FSDP2 (see `ProjectorBatchNorm1d`). A no-op in a single
+        process; not saved with the model."""
+        for module in self.modules():
+            if isinstance(module, ProjectorBatchNorm1d):
+                module.synchronize = enabled
+
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         """The contrastive projector on `fc_norm`-ed pooled features, always in fp32 (autocast off).
 
@@ -253,9 +347,13 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         head is ~1 MFLOP per view against ~246 GFLOP per clip for two masked ViT-B views, forward + backward (counted
         by run_scripts/gpu_check.py), so fp32 costs nothing measurable. Without autocast this is exactly
         `self.projector(pooled)`; a model cast to bf16 as a whole (`model.to(torch.bfloat16)`) stays in bf16.
+
+        The head computes in the dtype of its BatchNorms' running statistics: fp32, unless the whole model was cast.
+        Under FSDP2 mixed precision the gathered weights are bf16 while buffers stay fp32; the projector's layers
+        cast their weights to the input's dtype, so the head still runs in fp32 there (on bf16-rounded weights).
         """
         with torch.autocast(device_type=pooled.device.type, enabled=False):
-            return self.projector(pooled.to(self.projector[0].weight.dtype))
+            return self.projector(pooled.to(self.projector[1].running_mean.dtype))
 
     # ------------------------------------------------------------------ masking
     def _split_views(self, input_values: torch.Tensor) -> list[torch.Tensor]:
@@ -483,6 +581,8 @@ __all__ = [
     "AudioMosaicForPreTraining",
     "AudioMosaicForPreTrainingOutput",
     "BatchNorm1dNoBias",
+    "ProjectorBatchNorm1d",
+    "ProjectorLinear",
     "build_projector",
     "stack_views",
 ]

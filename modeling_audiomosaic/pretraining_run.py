@@ -71,7 +71,10 @@ class ModelArguments:
     checkpointing_fraction: float = field(
         default=0.0, metadata={"help": "activation-checkpoint the first fraction of blocks (recipe: 0.7); 0 = off"}
     )
-    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm in the projector under multi-GPU"})
+    sync_batchnorm: bool = field(
+        default=True,
+        metadata={"help": "projector BatchNorms: statistics of the global batch in multi-process runs (SyncBatchNorm)"},
+    )
 
 
 @dataclass
@@ -280,13 +283,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
     config = build_config(model_args, teacher, vocabulary)
     model = build_model(model_args, config, teacher)
-    if (
-        model_args.sync_batchnorm
-        and torch.cuda.is_available()
-        and training_args.world_size > 1
-        and not training_args.use_cpu
-    ):
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # projector BNs (CUDA only in torch)
+    if model_args.sync_batchnorm and training_args.world_size > 1:
+        model.synchronize_batchnorm(True)  # projector BNs over the global batch, any backend (gloo too) and FSDP2
     feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)
     view_generator = ContrastiveViewGenerator(
         feature_extractor, augmentation=data_args.augmentation, num_views=config.pretraining_num_views,

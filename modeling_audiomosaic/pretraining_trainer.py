@@ -30,6 +30,7 @@ import math
 import os
 import zipfile
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,11 @@ def checkpoint_problems(
 
     A run killed while saving (kill -9, pre-emption, OOM) leaves a folder that `get_last_checkpoint` would still pick.
     Checked: `trainer_state.json` parses (rank 0 writes it after the weights), the weights' safetensors headers parse
-    (or an FSDP sharded-state folder exists), every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is
-    an intact zip archive (CRCs), and the RNG states of ranks `0..world_size-1` are all there (`world_size` of the
+    (or FSDP's own model state is there), the optimizer state is there (`optimizer.pt`; under FSDP accelerate's
+    `optimizer.bin` or sharded `optimizer_0/`), every sharded-state folder (`torch.distributed.checkpoint`,
+    `pytorch_model_fsdp_0/`, `optimizer_0/`) has its `.metadata` (written last, once every rank's shard is
+    complete), every torch file (`optimizer.pt`, `scheduler.pt`, `rng_state*.pth`) is an intact zip archive (CRCs),
+    and the RNG states of ranks `0..world_size-1` are all there (`world_size` of the
     resuming run; without it, that the ranks present are contiguous from 0). ``streaming``: the checkpoint must
     also hold the stream position of every rank (`stream_position.StreamPositionCallback`; with ``rank``, of that
     rank).
@@ -119,7 +123,8 @@ def checkpoint_problems(
     except (OSError, ValueError) as err:
         problems.append(f"trainer_state.json unreadable ({type(err).__name__})")
     weights = sorted(folder.glob("*.safetensors"))
-    if not weights and not any(folder.glob("pytorch_model_fsdp_*")):
+    fsdp_model = sorted(folder.glob("pytorch_model_fsdp*"))  # FSDP: `_0/` folder (sharded) or `.bin` (full state)
+    if not weights and not fsdp_model:
         problems.append("no safetensors weights")
     for path in weights:
         try:
@@ -127,9 +132,14 @@ def checkpoint_problems(
                 handle.keys()
         except Exception as err:  # truncated header / file
             problems.append(f"{path.name} unreadable ({type(err).__name__})")
-    for name in ("optimizer.pt", "scheduler.pt"):
-        if not (folder / name).exists():
-            problems.append(f"{name} missing")
+    fsdp_optimizer = [p for p in folder.glob("optimizer_*") if p.is_dir()] + sorted(folder.glob("optimizer.bin"))
+    if not (folder / "optimizer.pt").exists() and not fsdp_optimizer:
+        problems.append("optimizer.pt missing")
+    if not (folder / "scheduler.pt").exists():
+        problems.append("scheduler.pt missing")
+    for shards in sorted(p for p in fsdp_model + fsdp_optimizer if p.is_dir()):
+        if not (shards / ".metadata").is_file():
+            problems.append(f"{shards.name}/.metadata missing (sharded state not completely written)")
     rng = sorted(folder.glob("rng_state*.pth"))
     if rank is not None:
         own = "rng_state.pth" if not world_size or world_size <= 1 else f"rng_state_{rank}.pth"
@@ -169,6 +179,27 @@ def last_complete_checkpoint(
     return None
 
 
+@contextmanager
+def _plain_model_class(model: nn.Module):
+    """Inside, an FSDP2-sharded model has its own class again (FSDP2's `fully_shard` swaps in a subclass
+    `FSDP<Name>` defined in torch); nothing changes for other models. Only for saving, which reads the class (its
+    module names the remote-code files and the `auto_map` entry), not the sharded parameters."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch without FSDP2
+        yield
+        return
+    swapped = type(model)
+    if not isinstance(model, FSDPModule):
+        yield
+        return
+    model.__class__ = next(base for base in swapped.__bases__ if not issubclass(base, FSDPModule))
+    try:
+        yield
+    finally:
+        model.__class__ = swapped
+
+
 class AudioMosaicPretrainingTrainer(Trainer):
     """Trainer for `AudioMosaicForPreTraining`; see the module docstring."""
 
@@ -186,6 +217,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self.skipped_item_events: Counter[str] = Counter()  # bad item id -> times skipped, this process
         self.optimizer_steps_skipped = 0
         self._finite_in_window = 0  # finite training losses since the last optimizer step (this rank)
+        self._batches_in_window = 0  # training batches since the last optimizer step (this rank)
         self._stream_position = None
         if is_streaming_dataset(self.train_dataset):
             if not hasattr(Trainer, "_init_training_state"):  # the hook `_init_training_state` below overrides
@@ -218,6 +250,25 @@ class AudioMosaicPretrainingTrainer(Trainer):
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)
 
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Trainer's save; under FSDP, always a loadable model with the right remote code.
+
+        transformers' own FSDP save falls short twice: with ``fsdp_state_dict_type: SHARDED_STATE_DICT`` (the
+        multi-node FSDP config) it writes nothing (checkpoints get only the per-rank shards `pytorch_model_fsdp_0/`,
+        enough to resume; the final `--output_dir` no weights and no config), and under FSDP2 it saves through the
+        class FSDP2 swapped in (`FSDPAudioMosaicForPreTraining`, defined in torch), so the remote-code files and the
+        `auto_map` name torch's FSDP modules instead of `modeling_audiomosaic.py`. Here every rank joins the gather of
+        the full state dict (a collective; it lands on rank 0's CPU) and the main process saves it through the
+        model's own class: `model.safetensors`, `config.json` and the code files, in every checkpoint and at the end,
+        as in DDP runs.
+        """
+        if not self.is_fsdp_enabled:
+            super().save_model(output_dir, _internal_call=_internal_call)
+            return
+        state_dict = self.accelerator.get_state_dict(self.model)
+        with _plain_model_class(self.model):
+            self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+
     def create_optimizer(self, *args, **kwargs):
         optimizer = super().create_optimizer(*args, **kwargs)
         if not getattr(optimizer, "_audiomosaic_guarded", False):
@@ -226,11 +277,20 @@ class AudioMosaicPretrainingTrainer(Trainer):
         return optimizer
 
     def _guarded_step(self, step):
-        """Wraps `optimizer.step`: no step when no rank saw a finite loss since the previous one."""
+        """Wraps `optimizer.step`: no step when no rank saw a finite loss since the previous one.
+
+        A call with no training batch since the previous step is not a training step and passes through untouched:
+        loading an FSDP2 checkpoint's optimizer state first materialises the state with a step at learning rate 0
+        (torch's `_init_optim_state`, on every rank alike); skipping it would leave the state empty, so the sharded
+        state would not load and the resumed run would restart Adam's moments.
+        """
 
         def guarded(*args, **kwargs):
+            if self._batches_in_window == 0:
+                return step(*args, **kwargs)
             finite = self._finite_in_window
             self._finite_in_window = 0
+            self._batches_in_window = 0
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 device = next(self.model.parameters()).device
                 count = torch.tensor([finite], device=device, dtype=torch.int64)
@@ -258,6 +318,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         loss = outputs.loss
         if model.training:
             self._record_metrics(outputs)
+            self._batches_in_window += 1
             if torch.isfinite(loss.detach()).all():
                 self._finite_in_window += 1
             else:

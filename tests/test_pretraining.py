@@ -313,17 +313,15 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.dist
-def test_two_process_gather_equals_single_process(tmp_path):
-    from dist_scripts import gather_ntxent  # tests/ is on the path of pytest's rootdir-relative test modules
-
+def _two_process_step(tmp_path, *mode):
+    """Run dist_scripts/gather_ntxent.py on 2 processes; returns what its rank 0 saved."""
     out_file = tmp_path / "dist.pt"
     script = str(Path(__file__).parent / "dist_scripts" / "gather_ntxent.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     proc = None
     for attempt in range(2):  # a second attempt (new port) only if the first one timed out
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(_free_port()), script, str(out_file)]
+               "--master_port", str(_free_port()), script, str(out_file), *mode]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -335,13 +333,17 @@ def test_two_process_gather_equals_single_process(tmp_path):
             subprocess.run(["pkill", "-9", "-f", str(out_file)], check=False)
             stdout, stderr = proc.communicate()
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
-    dist_result = torch.load(out_file, weights_only=True)
+    return torch.load(out_file, weights_only=True)
 
-    model = gather_ntxent.build()
+
+def _assert_same_step(dist_result, model):
+    from dist_scripts import gather_ntxent
+
     x, ids = gather_ntxent.global_batch()
     out = model(x, ids_keep=ids)
     out.loss.backward()
     assert abs(dist_result["loss"].item() - out.loss.item()) < 1e-5
+    checked = 0
     for name, p in model.named_parameters():
         if p.grad is None:
             continue
@@ -349,6 +351,37 @@ def test_two_process_gather_equals_single_process(tmp_path):
         # LayerNorm-ed, which divides by its tiny spread), so float32 rounding alone is ~1e-3 in absolute terms
         diff = (dist_result["grads"][name] - p.grad).abs().max().item()
         assert diff <= 1e-5 * max(1.0, p.grad.abs().max().item()), (name, diff)
+        checked += 1
+    assert checked > 0
+    return out
+
+
+@pytest.mark.dist
+def test_two_process_gather_equals_single_process(tmp_path):
+    from dist_scripts import gather_ntxent  # tests/ is on the path of pytest's rootdir-relative test modules
+
+    _assert_same_step(_two_process_step(tmp_path), gather_ntxent.build())
+
+
+@pytest.mark.dist
+def test_two_process_synchronized_batchnorm_equals_single_process(tmp_path):
+    """Projector BatchNorms in training mode, synchronised (`synchronize_batchnorm`, gloo): loss and gradients of the
+    2-process step equal one process's on the global batch, and both ranks end with the single process's running
+    statistics. Without synchronisation each rank normalises with its own half's statistics: other gradients."""
+    from dist_scripts import gather_ntxent
+
+    result = _two_process_step(tmp_path, "sync_bn")
+    model = gather_ntxent.build(sync_bn=True)  # one process: synchronisation is a no-op
+    _assert_same_step(result, model)
+    single = torch.cat([b.flatten().float() for _, b in model.projector.named_buffers()])
+    # the check can fail: a rank's own half alone gives other running statistics
+    half = gather_ntxent.build(sync_bn=True)
+    x, ids = gather_ntxent.global_batch()
+    half(x[:4], ids_keep=[i[:4] for i in ids])
+    own = torch.cat([b.flatten().float() for _, b in half.projector.named_buffers()])
+    assert (own - single).abs().max() > 1e-3
+    for rank_buffers in result["projector_buffers"]:
+        torch.testing.assert_close(rank_buffers, single, rtol=0, atol=1e-6)
 
 
 def test_encoder_and_classifier_load_from_a_pretraining_folder_quietly(tmp_path):

@@ -1,0 +1,241 @@
+"""FSDP pre-training with the shipped accelerate config (run_scripts/accelerate/fsdp.yaml: FSDP2, every
+`AudioMosaicLayer` sharded, SHARDED_STATE_DICT checkpoints), on 2 CPU processes over gloo.
+
+accelerate routes FSDP to accelerators only; tests/dist_scripts/fsdp_probe.py puts the plugin back on CPU processes
+so that a GPU FSDP run's code path runs here (see its docstring). Checked: 2-process FSDP training equals 2-process
+DDP training step for step (fp32), the output folder and every checkpoint hold a loadable model with the package's
+own remote code (transformers writes none with sharded state dicts, and names torch's FSDP modules under FSDP2), the
+sharded checkpoint is seen as complete and resumes exactly (the projector's synchronised BatchNorms keep their running
+statistics equal on every rank, so the one copy a sharded checkpoint stores is every rank's), and bf16 mixed precision
+(FSDP2 casts parameters, not buffers) trains. Plus the projector layers that make the bf16 head work, on one
+process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+from test_run_pretrain import TINY_RECIPE, _clip, _free_port, _losses
+
+from modeling_audiomosaic.modeling_pretraining import ProjectorBatchNorm1d, ProjectorLinear
+from modeling_audiomosaic.pretraining_trainer import checkpoint_problems
+
+REPO = Path(__file__).resolve().parents[1]
+PROBE = REPO / "tests" / "dist_scripts" / "fsdp_probe.py"
+FSDP_CONFIG = REPO / "run_scripts" / "accelerate" / "fsdp.yaml"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+STEPS = 4  # 24 clips / (2 ranks x 4): 3 steps per epoch, so step 4 is in epoch 1
+
+
+def _launch(kind, args, log_path, env=ENV, mixed_precision="no"):
+    """Start `accelerate launch` of the probe: ``kind`` "fsdp" (the shipped fsdp.yaml) or "ddp"."""
+    strategy = ["--config_file", str(FSDP_CONFIG)] if kind == "fsdp" else ["--multi_gpu"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *strategy, "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", mixed_precision, "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+           str(PROBE), *args]
+    log = open(log_path, "w")  # a file, not a pipe: a hung worker must not block the test on its pipe
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    return proc, log, log_path
+
+
+def _finish(runs, timeout=400):
+    """Wait for every (proc, log, log_path); on a timeout kill each launch's process group; assert success."""
+    try:
+        for proc, _, _ in runs:
+            proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for proc, _, _ in runs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    for proc, log, path in runs:
+        log.close()
+        assert proc.returncode == 0, Path(path).read_text()[-5000:]
+
+
+def _summary(folder):
+    return json.loads((Path(folder) / "pretrain_summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """FSDP and DDP runs of the same 4 steps (side by side), then the FSDP run resumed from its checkpoint-2."""
+    root = tmp_path_factory.mktemp("fsdp")
+    audio = root / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(24):
+        sf.write(audio / f"clip{i:02d}.wav", _clip(rng, 1.0), 16000)
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    common = ["--config", str(recipe), "--train_path", str(audio), "--max_steps", str(STEPS), "--save_steps", "2",
+              "--drop_path_rate", "0.0"]
+    _finish([_launch("fsdp", common + ["--output_dir", str(root / "fsdp")], root / "fsdp.log"),
+             _launch("ddp", common + ["--output_dir", str(root / "ddp")], root / "ddp.log")])
+    shutil.copytree(root / "fsdp" / "checkpoint-2", root / "resumed" / "checkpoint-2")
+    _finish([_launch("fsdp", common + ["--output_dir", str(root / "resumed"), "--resume_from_checkpoint", "last"],
+                     root / "resumed.log")])
+    return {"root": root, "common": common}
+
+
+@pytest.mark.dist
+def test_fsdp_trains_as_ddp_and_resumes_exactly(runs):
+    root = runs["root"]
+    fsdp, ddp = _losses(_summary(root / "fsdp")["log_history"]), _losses(_summary(root / "ddp")["log_history"])
+    assert sorted(fsdp) == list(range(1, STEPS + 1))
+    for step in fsdp:  # sharded parameters, the same arithmetic: measured equal to the last bit
+        assert abs(fsdp[step] - ddp[step]) <= 1e-6, (step, fsdp[step], ddp[step])
+    final = load_file(root / "fsdp" / "model.safetensors")
+    reference = load_file(root / "ddp" / "model.safetensors")
+    assert final.keys() == reference.keys()
+    for name in final:
+        torch.testing.assert_close(final[name], reference[name], rtol=0, atol=1e-6)
+
+    # the resumed run loaded the sharded model and optimizer state (Adam's moments: step 4 depends on them) and
+    # continued with the batches of the uninterrupted run, across the epoch boundary after step 3
+    resumed = _summary(root / "resumed")
+    assert resumed["global_step"] == STEPS
+    again = _losses(resumed["log_history"])
+    assert sorted(again) == list(range(1, STEPS + 1))  # steps 1-2 from the checkpoint's trainer state
+    for step in range(3, STEPS + 1):
+        assert abs(again[step] - fsdp[step]) <= 1e-6, (step, again[step], fsdp[step])
+    resumed_final = load_file(root / "resumed" / "model.safetensors")
+    for name in final:
+        torch.testing.assert_close(resumed_final[name], final[name], rtol=0, atol=1e-6)
+    log = (root / "resumed.log").read_text()
+    assert "Loading Optimizer from" in log and "optimizer step" not in log  # no step skipped while loading
+
+
+@pytest.mark.dist
+def test_fsdp_saves_a_loadable_model_with_its_own_code(runs):
+    from transformers import AutoModel, AutoModelForPreTraining
+
+    out = runs["root"] / "fsdp"
+    for folder in (out, out / "checkpoint-2", out / f"checkpoint-{STEPS}"):
+        names = set(os.listdir(folder))
+        assert {"model.safetensors", "config.json", "modeling_audiomosaic.py", "modeling_pretraining.py"} <= names
+        assert not [n for n in names if n.startswith("_fsdp")], sorted(names)  # torch's FSDP2 files, not ours
+        auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+        assert auto_map["AutoModelForPreTraining"] == "modeling_pretraining.AudioMosaicForPreTraining", auto_map
+    checkpoint = out / "checkpoint-2"
+    assert {"pytorch_model_fsdp_0", "optimizer_0"} <= set(os.listdir(checkpoint))  # the shards, for resuming
+    assert not (checkpoint / "optimizer.pt").exists()
+
+    weights = load_file(out / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+    model = AutoModelForPreTraining.from_pretrained(out)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
+    encoder = AutoModel.from_pretrained(out)
+    assert torch.equal(encoder.embeddings.patch_embeddings.projection.weight,
+                       weights["audiomosaic.embeddings.patch_embeddings.projection.weight"])
+
+    # a sharded checkpoint is complete without optimizer.pt; a shard folder without its .metadata is not
+    assert checkpoint_problems(checkpoint, world_size=2) == []
+    broken = runs["root"] / "broken" / "checkpoint-2"
+    shutil.copytree(checkpoint, broken)
+    (broken / "optimizer_0" / ".metadata").unlink()
+    assert checkpoint_problems(broken, world_size=2) == [
+        "optimizer_0/.metadata missing (sharded state not completely written)"
+    ]
+    shutil.rmtree(broken / "optimizer_0")
+    assert checkpoint_problems(broken, world_size=2) == ["optimizer.pt missing"]
+
+
+@pytest.mark.dist
+def test_fsdp_bf16_mixed_precision_trains(runs):
+    """fsdp.yaml's own precision (bf16): FSDP2 gathers bf16 parameters while BatchNorm buffers stay fp32. The first
+    step's loss (same weights, views and masks) stays within bf16 rounding of fp32's; the saved weights are the fp32
+    master copy. On a CPU without native bf16 this runs on torch's emulated bf16 kernels (slow, tiny model)."""
+    root = runs["root"]
+    env = {**ENV, "AUDIOMOSAIC_ALLOW_EMULATED_BF16": "1"}
+    args = runs["common"] + ["--max_steps", "2", "--output_dir", str(root / "bf16"), "--bf16", "true"]
+    _finish([_launch("fsdp", args, root / "bf16.log", env=env, mixed_precision="bf16")])
+    bf16 = _losses(_summary(root / "bf16")["log_history"])
+    fp32 = _losses(_summary(root / "fsdp")["log_history"])
+    assert sorted(bf16) == [1, 2]
+    assert abs(bf16[1] - fp32[1]) <= 2e-2 * abs(fp32[1]), (bf16[1], fp32[1])
+    assert bf16[1] != fp32[1]  # it did run in bf16
+    weights = load_file(root / "bf16" / "model.safetensors")
+    assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
+
+
+def test_projector_layers_compute_in_the_input_dtype():
+    """What FSDP2 mixed precision hands the projector: bf16 parameters, fp32 buffers, fp32 input."""
+    torch.manual_seed(0)
+    reference = torch.nn.BatchNorm1d(6)
+    layer = ProjectorBatchNorm1d(6)
+    weight, bias = torch.randn(6).bfloat16().float(), torch.randn(6).bfloat16().float()  # exact in bf16
+    with torch.no_grad():
+        for module in (reference, layer):
+            module.weight.copy_(weight)
+            module.bias.copy_(bias)
+    layer.weight.data = layer.weight.data.bfloat16()
+    layer.bias.data = layer.bias.data.bfloat16()
+    x = torch.randn(5, 6)
+    for momentum in (0.1, None):  # None: cumulative average over num_batches_tracked
+        reference.momentum = layer.momentum = momentum
+        for training in (True, False):
+            reference.train(training)
+            layer.train(training)
+            out, expected = layer(x), reference(x)
+            assert out.dtype == torch.float32
+            assert torch.equal(out, expected)
+            assert torch.equal(layer.running_mean, reference.running_mean)
+            assert torch.equal(layer.running_var, reference.running_var)
+            assert int(layer.num_batches_tracked) == int(reference.num_batches_tracked)
+    # matching dtypes: nn.BatchNorm1d itself; and a plain BatchNorm1d refuses the mixed case the subclass handles
+    same = ProjectorBatchNorm1d(6, momentum=None)
+    same.load_state_dict(reference.state_dict())
+    for training in (True, False):
+        same.train(training)
+        reference.train(training)
+        assert torch.equal(same(x), reference(x))
+    plain = torch.nn.BatchNorm1d(6)
+    plain.weight.data, plain.bias.data = layer.weight.data, layer.bias.data
+    with pytest.raises(RuntimeError):
+        plain(x)
+
+    linear = ProjectorLinear(6, 3, bias=True)
+    linear.weight.data = linear.weight.data.bfloat16()
+    linear.bias.data = linear.bias.data.bfloat16()
+    out = linear(x)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, x @ linear.weight.float().T + linear.bias.float(), rtol=0, atol=1e-6)
+
+
+def test_contrastive_head_runs_in_fp32_on_bf16_parameters():
+    """`project` with the projector's parameters in bf16 and its buffers in fp32 (FSDP2 mixed precision) returns fp32
+    and equals the fp32 head with the same (bf16-rounded) weights; a model cast to bf16 as a whole stays bf16."""
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining
+
+    config = AudioMosaicConfig(num_hidden_layers=1, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                               projection_hidden_size=16, projection_dim=8, max_length=32)
+    model = AudioMosaicForPreTraining(config).train()
+    with torch.no_grad():
+        for param in model.projector.parameters():
+            param.copy_(param.bfloat16().float())
+    pooled = torch.randn(6, 32)
+    state = {k: v.clone() for k, v in model.projector.state_dict().items()}
+    expected = model.project(pooled)
+    model.projector.load_state_dict(state)  # undo the running-statistics update
+    for param in model.projector.parameters():
+        param.data = param.data.bfloat16()
+    assert model.projector[1].running_mean.dtype == torch.float32
+    out = model.project(pooled)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-6)
+    whole = AudioMosaicForPreTraining(config).to(torch.bfloat16)
+    assert whole.project(pooled.bfloat16()).dtype == torch.bfloat16
