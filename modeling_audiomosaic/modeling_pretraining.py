@@ -190,6 +190,7 @@ class ProjectorBatchNorm1d(nn.BatchNorm1d):
             self.eps,
         )
 
+    @torch.compiler.disable  # collectives and a host read of the global count: eager (a tiny head, one graph break)
     def _synchronized_forward(self, input, weight, bias, momentum: float) -> torch.Tensor:
         if input.ndim != 2:
             raise ValueError(f"the projector's BatchNorm takes (batch, features) inputs; got {tuple(input.shape)}.")

@@ -116,7 +116,7 @@ def test_two_nodes_match_one_process_write_one_checkpoint_and_resume_on_one_node
     model = AudioMosaicForPreTraining(AudioMosaicConfig.from_pretrained(node0))
     model.load_state_dict(torch.load(probe / "initial.pt"))
     model.train()
-    model.projector.eval()  # as the probe did in the 2-node run (no SyncBatchNorm on CPU)
+    model.projector.eval()  # as the probe did in the 2-node run (running statistics)
 
     def one_process_grads(parts):
         model.zero_grad()

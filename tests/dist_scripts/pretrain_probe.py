@@ -2,9 +2,9 @@
 
 Run under ``accelerate launch`` (any number of nodes and processes) with run_pretrain.py's flags. The probe:
 
-* keeps the projector's BatchNorms in eval mode (running statistics, not batch statistics): on CPU there is no
-  SyncBatchNorm, so per-process batch statistics would differ from one process's statistics over the global batch
-  (the same choice as tests/dist_scripts/gather_ntxent.py). It is applied in every run of a comparison;
+* keeps the projector's BatchNorms in eval mode (running statistics, not batch statistics), so that the gradient
+  check isolates the data split, the all-gather and DDP's reduction across nodes (the synchronised batch statistics
+  have their own check: tests/dist_scripts/gather_ntxent.py ``sync_bn``). It is applied in every run of a comparison;
 * with ``AUDIOMOSAIC_PROBE_DIR`` set, dumps what one process needs to recompute the first optimizer step on the global
   batch: the initial weights (rank 0), each rank's first-step model inputs (views) and drawn masks (``ids_keep``) and
   loss, and each rank's gradients right before the first optimizer step (after DDP's all-reduce).
