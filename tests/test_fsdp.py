@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 import soundfile as sf
 import torch
 from safetensors.torch import load_file
+from test_multinode import _finish
 from test_run_pretrain import TINY_RECIPE, _clip, _free_port, _losses
 
 from modeling_audiomosaic.modeling_pretraining import ProjectorBatchNorm1d, ProjectorLinear
@@ -48,21 +48,6 @@ def _launch(kind, args, log_path, env=ENV, mixed_precision="no"):
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     return proc, log, log_path
-
-
-def _finish(runs, timeout=400):
-    """Wait for every (proc, log, log_path); on a timeout kill each launch's process group; assert success."""
-    try:
-        for proc, _, _ in runs:
-            proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        for proc, _, _ in runs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    for proc, log, path in runs:
-        log.close()
-        assert proc.returncode == 0, Path(path).read_text()[-5000:]
 
 
 def _summary(folder):
