@@ -144,16 +144,25 @@ def resolve_resume_checkpoint(
     return str(Path(output_dir) / f"checkpoint-{agreed}")
 
 
-def sharing_verdict(reports: list[tuple[int, int, bool]], save_on_each_node: bool) -> tuple[str, str | None]:
+def sharing_verdict(reports: list[tuple[int, int, bool]], save_on_each_node: bool,
+                    sharded_checkpoints: bool = False) -> tuple[str, str | None]:
     """Decide from ``(global rank, local rank, saw rank 0's file)`` per rank whether the output dir is shared.
 
     Returns ``(kind, message)``: ``kind`` is ``"single-node"`` (one local rank 0), ``"shared"`` or ``"per-node"``
     (some node did not see rank 0's file), and ``message`` is an error (``kind == "error"``: save_on_each_node with a
-    shared dir), a warning (per-node dirs without save_on_each_node) or ``None``."""
+    shared dir, or per-rank FSDP shards (``sharded_checkpoints``) on node-local dirs), a warning (per-node dirs
+    without save_on_each_node) or ``None``."""
     nodes = sum(1 for _, local, _ in reports if local == 0)
     if nodes <= 1:
         return "single-node", None
     blind = sorted(rank for rank, _, saw in reports if not saw)
+    if blind and sharded_checkpoints:
+        return "error", (
+            f"--output_dir is not shared by all nodes (ranks {blind} did not see a file global rank 0 wrote there), "
+            "but FSDP with fsdp_state_dict_type SHARDED_STATE_DICT writes one shard per rank into the checkpoint: no "
+            "node would hold a checkpoint it can resume from. Put --output_dir on a filesystem all nodes share, or "
+            "set fsdp_state_dict_type: FULL_STATE_DICT in the accelerate config."
+        )
     if not blind:
         if save_on_each_node:
             return "error", (
@@ -171,13 +180,26 @@ def sharing_verdict(reports: list[tuple[int, int, bool]], save_on_each_node: boo
     )
 
 
+def fsdp_sharded_checkpoints(training_args: Any = None) -> bool:
+    """Whether this run trains under FSDP with per-rank sharded checkpoints (accelerate's default state-dict type):
+    from `accelerate launch`'s environment (``ACCELERATE_USE_FSDP``, ``FSDP_STATE_DICT_TYPE``) or from
+    `TrainingArguments.fsdp` / ``fsdp_config``."""
+    config = dict(getattr(training_args, "fsdp_config", None) or {})
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" and not getattr(training_args, "fsdp", None):
+        return False
+    kind = (os.environ.get("FSDP_STATE_DICT_TYPE") or config.get("state_dict_type")
+            or config.get("fsdp_state_dict_type") or "SHARDED_STATE_DICT")
+    return "FULL_STATE_DICT" not in str(kind).upper()
+
+
 def check_output_dir_sharing(output_dir: str | os.PathLike, rank: int, local_rank: int, world_size: int,
-                             save_on_each_node: bool) -> str:
+                             save_on_each_node: bool, sharded_checkpoints: bool = False) -> str:
     """Find out whether ``output_dir`` is shared by the nodes of this run (a collective when ``world_size > 1``).
 
     Global rank 0 writes a marker file there; every rank looks for it; the verdicts are gathered and judged by
-    [`sharing_verdict`]: ``ValueError`` on every rank for save_on_each_node on a shared dir, a warning (from rank 0)
-    for node-local dirs without it. Returns the kind (``"single-process"`` without a process group)."""
+    [`sharing_verdict`]: ``ValueError`` on every rank for save_on_each_node on a shared dir and for FSDP's per-rank
+    shards (``sharded_checkpoints``) on node-local dirs, a warning (from rank 0) for node-local dirs without
+    save_on_each_node. Returns the kind (``"single-process"`` without a process group)."""
     if world_size <= 1:
         return "single-process"
     marker, error = None, None
@@ -195,7 +217,7 @@ def check_output_dir_sharing(output_dir: str | os.PathLike, rank: int, local_ran
     reports = [(r, local, seen) for r, (local, seen) in enumerate(gather_objects((local_rank, saw)))]
     if marker is not None:
         marker.unlink(missing_ok=True)
-    kind, message = sharing_verdict(reports, save_on_each_node)
+    kind, message = sharing_verdict(reports, save_on_each_node, sharded_checkpoints)
     if kind == "error":
         raise ValueError(message)
     if message and rank == 0:
@@ -238,6 +260,7 @@ def check_same_dataset(dataset: Any, world_size: int) -> None:
 __all__ = [
     "SHARED_CHECKPOINT_HINT",
     "check_output_dir_sharing",
+    "fsdp_sharded_checkpoints",
     "check_same_dataset",
     "dataset_fingerprint",
     "on_every_rank",

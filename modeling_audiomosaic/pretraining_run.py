@@ -27,7 +27,13 @@ from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCo
 from .feature_extraction.labels import build_label_vocabulary
 from .feature_extraction.loading import load_audio_dataset
 from .modeling_pretraining import AudioMosaicForPreTraining
-from .multinode import check_output_dir_sharing, check_same_dataset, on_every_rank, resolve_resume_checkpoint
+from .multinode import (
+    check_output_dir_sharing,
+    check_same_dataset,
+    fsdp_sharded_checkpoints,
+    on_every_rank,
+    resolve_resume_checkpoint,
+)
 from .pretraining_trainer import AudioMosaicPretrainingTrainer
 from .recipe_arguments import parse_with_recipe
 
@@ -265,7 +271,7 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     world_size, rank = training_args.world_size, training_args.process_index  # global rank, over all nodes
     # multi-node: who writes the checkpoint where (a shared --output_dir, or one per node); see multinode.py
     check_output_dir_sharing(training_args.output_dir, rank, training_args.local_process_index, world_size,
-                             training_args.save_on_each_node)
+                             training_args.save_on_each_node, fsdp_sharded_checkpoints(training_args))
     check_cpu_bf16(training_args.bf16, training_args.device)  # bf16 on CPU: see cpu_bf16.py
 
     if model_args.supervised_weight > 0 and not data_args.label_column:

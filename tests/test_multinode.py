@@ -189,6 +189,32 @@ def test_sharing_verdict():
     assert sharing_verdict(per_node, save_on_each_node=True) == ("per-node", None)
     one_node = [(0, 0, True), (1, 1, False)]
     assert sharing_verdict(one_node, save_on_each_node=True) == ("single-node", None)
+    # FSDP's per-rank shards: fine on a shared dir or one node, an error on node-local dirs (no node could resume)
+    assert sharing_verdict(shared, save_on_each_node=False, sharded_checkpoints=True) == ("shared", None)
+    assert sharing_verdict(one_node, save_on_each_node=False, sharded_checkpoints=True) == ("single-node", None)
+    for each_node in (False, True):
+        kind, message = sharing_verdict(per_node, save_on_each_node=each_node, sharded_checkpoints=True)
+        assert kind == "error" and "one shard per rank" in message and "FULL_STATE_DICT" in message
+
+
+def test_fsdp_sharded_checkpoints_reads_the_launch_environment(monkeypatch):
+    from types import SimpleNamespace
+
+    from modeling_audiomosaic.multinode import fsdp_sharded_checkpoints
+
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    monkeypatch.delenv("FSDP_STATE_DICT_TYPE", raising=False)
+    assert not fsdp_sharded_checkpoints(SimpleNamespace(fsdp=[], fsdp_config={}))  # DDP
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # accelerate launch --use_fsdp / an FSDP config file
+    assert fsdp_sharded_checkpoints(None)  # accelerate's default state-dict type is sharded
+    monkeypatch.setenv("FSDP_STATE_DICT_TYPE", "FULL_STATE_DICT")
+    assert not fsdp_sharded_checkpoints(None)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.delenv("FSDP_STATE_DICT_TYPE")
+    args = SimpleNamespace(fsdp=["full_shard"], fsdp_config={"state_dict_type": "SHARDED_STATE_DICT"})
+    assert fsdp_sharded_checkpoints(args)  # TrainingArguments --fsdp
+    args.fsdp_config = {"state_dict_type": "FULL_STATE_DICT"}
+    assert not fsdp_sharded_checkpoints(args)
 
 
 def test_dataset_fingerprint_follows_ids_and_order(audio_dir, tmp_path):
