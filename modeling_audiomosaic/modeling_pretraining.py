@@ -190,25 +190,26 @@ class ProjectorBatchNorm1d(nn.BatchNorm1d):
             self.eps,
         )
 
-    @torch.compiler.disable  # collectives and a host read of the global count: eager (a tiny head, one graph break)
+    @torch.compiler.disable  # collectives: eager under torch.compile (a tiny head, one graph break)
     def _synchronized_forward(self, input, weight, bias, momentum: float) -> torch.Tensor:
-        if input.ndim != 2:
-            raise ValueError(f"the projector's BatchNorm takes (batch, features) inputs; got {tuple(input.shape)}.")
-        count = torch.tensor([float(input.shape[0])], dtype=torch.float64, device=input.device)
+        if input.ndim != 2 or input.shape[0] == 0:
+            raise ValueError(
+                f"the projector's BatchNorm takes non-empty (batch, features) inputs; got {tuple(input.shape)}."
+            )
+        # the global count stays on the device (no host sync); every rank has >= 1 row, so it is >= 2
+        count = torch.full((1,), float(input.shape[0]), dtype=torch.float32, device=input.device)
         torch.distributed.all_reduce(count)
-        total = int(count.item())
-        if total < 2:
-            raise ValueError("BatchNorm needs more than one value per channel over all processes (global batch 1).")
-        mean = sum_with_grad(input.sum(dim=0)) / total  # two passes: no E[x^2] - E[x]^2 cancellation
+        count = count.to(input.dtype)
+        mean = sum_with_grad(input.sum(dim=0)) / count  # two passes: no E[x^2] - E[x]^2 cancellation
         centered = input - mean
-        var = sum_with_grad((centered * centered).sum(dim=0)) / total  # biased, as batch_norm normalises with
+        var = sum_with_grad((centered * centered).sum(dim=0)) / count  # biased, as batch_norm normalises with
         out = centered * torch.rsqrt(var + self.eps)
         if weight is not None:
             out = out * weight + bias
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 self.running_mean.mul_(1 - momentum).add_(mean.detach().to(self.running_mean.dtype), alpha=momentum)
-                unbiased = var.detach() * (total / (total - 1))
+                unbiased = var.detach() * count / (count - 1)
                 self.running_var.mul_(1 - momentum).add_(unbiased.to(self.running_var.dtype), alpha=momentum)
         return out
 
