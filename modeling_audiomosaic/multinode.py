@@ -181,14 +181,16 @@ def sharing_verdict(reports: list[tuple[int, int, bool]], save_on_each_node: boo
 
 
 def fsdp_sharded_checkpoints(training_args: Any = None) -> bool:
-    """Whether this run trains under FSDP with per-rank sharded checkpoints (accelerate's default state-dict type):
-    from `accelerate launch`'s environment (``ACCELERATE_USE_FSDP``, ``FSDP_STATE_DICT_TYPE``) or from
-    `TrainingArguments.fsdp` / ``fsdp_config``."""
-    config = dict(getattr(training_args, "fsdp_config", None) or {})
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true" and not getattr(training_args, "fsdp", None):
+    """Whether this run trains under FSDP with per-rank sharded checkpoints: from `accelerate launch`'s environment
+    (``ACCELERATE_USE_FSDP``, ``FSDP_STATE_DICT_TYPE``; accelerate's default is sharded) or from
+    `TrainingArguments.fsdp` / ``fsdp_config["state_dict_type"]`` (transformers' default is the full state dict)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        kind = os.environ.get("FSDP_STATE_DICT_TYPE") or "SHARDED_STATE_DICT"
+    elif getattr(training_args, "fsdp", None):
+        config = dict(getattr(training_args, "fsdp_config", None) or {})
+        kind = config.get("state_dict_type") or config.get("fsdp_state_dict_type") or "FULL_STATE_DICT"
+    else:
         return False
-    kind = (os.environ.get("FSDP_STATE_DICT_TYPE") or config.get("state_dict_type")
-            or config.get("fsdp_state_dict_type") or "SHARDED_STATE_DICT")
     return "FULL_STATE_DICT" not in str(kind).upper()
 
 

@@ -215,6 +215,8 @@ def test_fsdp_sharded_checkpoints_reads_the_launch_environment(monkeypatch):
     assert fsdp_sharded_checkpoints(args)  # TrainingArguments --fsdp
     args.fsdp_config = {"state_dict_type": "FULL_STATE_DICT"}
     assert not fsdp_sharded_checkpoints(args)
+    args.fsdp_config = {}
+    assert not fsdp_sharded_checkpoints(args)  # transformers' own default there is the full state dict
 
 
 def test_dataset_fingerprint_follows_ids_and_order(audio_dir, tmp_path):
