@@ -243,3 +243,40 @@ def test_fsdp_with_torch_compile_equals_eager(runs):
         assert abs(compiled[step] - eager[step]) <= 1e-4 * abs(eager[step]), (step, compiled[step], eager[step])
     weights = load_file(root / "compiled" / "model.safetensors")
     assert weights.keys() == load_file(root / "fsdp" / "model.safetensors").keys()  # no `_orig_mod.` prefixes
+
+
+@pytest.mark.slow
+@pytest.mark.dist
+def test_fsdp_on_two_nodes_trains_as_one_and_refuses_node_local_dirs(runs):
+    """run_scripts/accelerate/multi_node_fsdp.yaml on two loopback "nodes" of one process each: with a shared
+    --output_dir the losses and final weights equal the single-node FSDP run's; with one --output_dir per node every
+    rank stops at start with the message naming the fix (no node could resume from per-rank shards)."""
+    root, common = runs["root"], runs["common"]
+    config = REPO / "run_scripts" / "accelerate" / "multi_node_fsdp.yaml"
+
+    def two_nodes(output_dirs, name):
+        port, started = _free_port(), []
+        for node, output_dir in enumerate(output_dirs):
+            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
+                   "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(node),
+                   "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--mixed_precision", "no",
+                   str(PROBE), *common, "--output_dir", str(output_dir)]
+            log_path = root / f"{name}{node}.log"
+            log = open(log_path, "w")
+            started.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV,
+                                             stdin=subprocess.DEVNULL, start_new_session=True), log, log_path))
+        return started
+
+    _finish(two_nodes([root / "two_nodes"] * 2, "two_nodes"))
+    assert _losses(_summary(root / "two_nodes")["log_history"]) == _losses(_summary(root / "fsdp")["log_history"])
+    final = load_file(root / "two_nodes" / "model.safetensors")
+    reference = load_file(root / "fsdp" / "model.safetensors")
+    for name in reference:
+        torch.testing.assert_close(final[name], reference[name], rtol=0, atol=1e-6)
+
+    refused = two_nodes([root / "node_local0", root / "node_local1"], "node_local")
+    for proc, log, log_path in refused:
+        proc.wait(timeout=300)
+        log.close()
+        assert proc.returncode != 0
+        assert "FSDP with fsdp_state_dict_type SHARDED_STATE_DICT writes one shard per rank" in log_path.read_text()
