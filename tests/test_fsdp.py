@@ -38,12 +38,18 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
 STEPS = 4  # 24 clips / (2 ranks x 4): 3 steps per epoch, so step 4 is in epoch 1
 
 
-def _launch(kind, args, log_path, env=ENV, mixed_precision="no"):
-    """Start `accelerate launch` of the probe: ``kind`` "fsdp" (the shipped fsdp.yaml) or "ddp"."""
-    strategy = ["--config_file", str(FSDP_CONFIG)] if kind == "fsdp" else ["--multi_gpu"]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *strategy, "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", mixed_precision, "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           str(PROBE), *args]
+def _launch(kind, args, log_path, env=ENV, mixed_precision="no", node=None, port=None):
+    """Start `accelerate launch` of the probe with 2 processes in all: ``kind`` "fsdp" (the shipped fsdp.yaml), "ddp",
+    or "multi_node_fsdp" (multi_node_fsdp.yaml; one process on loopback node ``node`` of 2, rendezvous ``port``)."""
+    if kind == "multi_node_fsdp":
+        layout = ["--config_file", str(FSDP_CONFIG.with_name("multi_node_fsdp.yaml")), "--num_machines", "2",
+                  "--machine_rank", str(node), "--main_process_ip", "127.0.0.1"]
+    else:
+        layout = ["--config_file", str(FSDP_CONFIG)] if kind == "fsdp" else ["--multi_gpu"]
+        layout += ["--num_machines", "1"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *layout, "--num_processes", "2",
+           "--mixed_precision", mixed_precision, "--dynamo_backend", "no",
+           "--main_process_port", str(port or _free_port()), str(PROBE), *args]
     log = open(log_path, "w")  # a file, not a pipe: a hung worker must not block the test on its pipe
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
                             start_new_session=True)
@@ -252,20 +258,11 @@ def test_fsdp_on_two_nodes_trains_as_one_and_refuses_node_local_dirs(runs):
     --output_dir the losses and final weights equal the single-node FSDP run's; with one --output_dir per node every
     rank stops at start with the message naming the fix (no node could resume from per-rank shards)."""
     root, common = runs["root"], runs["common"]
-    config = REPO / "run_scripts" / "accelerate" / "multi_node_fsdp.yaml"
 
     def two_nodes(output_dirs, name):
-        port, started = _free_port(), []
-        for node, output_dir in enumerate(output_dirs):
-            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                   "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(node),
-                   "--main_process_ip", "127.0.0.1", "--main_process_port", str(port), "--mixed_precision", "no",
-                   str(PROBE), *common, "--output_dir", str(output_dir)]
-            log_path = root / f"{name}{node}.log"
-            log = open(log_path, "w")
-            started.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=ENV,
-                                             stdin=subprocess.DEVNULL, start_new_session=True), log, log_path))
-        return started
+        port = _free_port()
+        return [_launch("multi_node_fsdp", common + ["--output_dir", str(output_dir)], root / f"{name}{node}.log",
+                        node=node, port=port) for node, output_dir in enumerate(output_dirs)]
 
     _finish(two_nodes([root / "two_nodes"] * 2, "two_nodes"))
     assert _losses(_summary(root / "two_nodes")["log_history"]) == _losses(_summary(root / "fsdp")["log_history"])
