@@ -268,6 +268,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         state_dict = self.accelerator.get_state_dict(self.model)
         with _plain_model_class(self.model):
             self._save(output_dir if output_dir is not None else self.args.output_dir, state_dict=state_dict)
+        if self.args.push_to_hub and not _internal_call:  # as Trainer.save_model ends
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def create_optimizer(self, *args, **kwargs):
         optimizer = super().create_optimizer(*args, **kwargs)
