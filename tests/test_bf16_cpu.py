@@ -12,6 +12,7 @@ import run_pretrain
 import soundfile as sf
 import torch
 from safetensors import safe_open
+from test_run_pretrain import tiny_recipe
 
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining, nt_xent_loss
 from modeling_audiomosaic.cpu_bf16 import ALLOW_ENV, check_cpu_bf16, cpu_bf16_support
@@ -21,23 +22,7 @@ from modeling_audiomosaic.objective_contrastive import _nt_xent_fp32
 TINY = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64,
             projection_hidden_size=16, projection_dim=8, drop_path_rate=0.0)
 
-RECIPE = """
-input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
-  "projection_hidden_size": 16, "projection_dim": 8}'
-augmentation: light
-per_device_train_batch_size: 8
-learning_rate: 1.0e-3
-max_grad_norm: 0.0
-max_steps: 4
-use_cpu: true
-logging_steps: 1
-save_steps: 100
-report_to: none
-dataloader_num_workers: 0
-disable_tqdm: true
-seed: 0
-"""
+RECIPE = tiny_recipe(per_device_train_batch_size=8, max_steps=4, save_steps=100)
 
 
 def test_nt_xent_logits_stay_fp32_under_bf16_autocast():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from test_run_pretrain import TINY_OVERRIDES, tiny_recipe
 
 from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForAudioClassification, AudioMosaicForPreTraining
 from modeling_audiomosaic.modeling_audiomosaic import AudioMosaicModel
@@ -334,23 +335,11 @@ def test_every_objective_checkpoint_loads_into_classifier(kwargs, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- run_pretrain
-RECIPE = """
-input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
-  "projection_hidden_size": 16, "projection_dim": 8, "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1,
-  "decoder_num_attention_heads": 2, "decoder_intermediate_size": 32, "dwm_start_epoch": 1}'
-augmentation: light
-per_device_train_batch_size: 4
-learning_rate: 1.0e-3
-max_steps: 4
-use_cpu: true
-logging_steps: 1
-save_steps: 100
-report_to: none
-dataloader_num_workers: 0
-disable_tqdm: true
-seed: 0
-"""
+RECIPE = tiny_recipe(
+    config_overrides=TINY_OVERRIDES[:-1] + ', "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1, '
+    '"decoder_num_attention_heads": 2, "decoder_intermediate_size": 32, "dwm_start_epoch": 1}',
+    max_grad_norm=None, max_steps=4, save_steps=100,
+)
 
 
 @pytest.fixture(scope="module")

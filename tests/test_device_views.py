@@ -9,6 +9,7 @@ import run_pretrain
 import soundfile as sf
 import torch
 from scipy.signal import sosfilt
+from test_run_pretrain import tiny_recipe
 
 from modeling_audiomosaic.feature_extraction import (
     AudioMosaicFeatureExtractor,
@@ -193,21 +194,7 @@ def test_collator_device_batches_give_the_host_batches_views(fe):
 # 5. Training: the same losses as host views, and exact resume
 # ---------------------------------------------------------------------------------------------------------------------
 
-RECIPE = """
-input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
-  "projection_hidden_size": 16, "projection_dim": 8}'
-augmentation: original
-per_device_train_batch_size: 4
-learning_rate: 1.0e-3
-max_grad_norm: 0.0
-use_cpu: true
-logging_steps: 1
-report_to: none
-dataloader_num_workers: 0
-disable_tqdm: true
-seed: 0
-"""
+RECIPE = tiny_recipe(augmentation="original")
 
 
 def test_device_view_training_matches_host_views_and_resumes_exactly(tmp_path):

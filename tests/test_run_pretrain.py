@@ -18,23 +18,41 @@ from modeling_audiomosaic.pretraining_run import parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY_RECIPE = """
-input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
-  "projection_hidden_size": 16, "projection_dim": 8}'
-augmentation: light
-per_device_train_batch_size: 4
-learning_rate: 1.0e-3
-max_grad_norm: 0.0
-max_steps: 6
-use_cpu: true
-logging_steps: 1
-save_steps: 3
-report_to: none
-dataloader_num_workers: 0
-disable_tqdm: true
-seed: 0
-"""
+TINY_OVERRIDES = ('{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64, '
+                  '"projection_hidden_size": 16, "projection_dim": 8}')
+
+
+def tiny_recipe(**settings) -> str:
+    """A run_pretrain.py recipe (YAML) for a tiny model on CPU, with ``settings`` replacing or adding keys (a value
+    of None drops the key, so run_pretrain's default applies). Tests that train write one of these."""
+    recipe = {
+        "input_preset": "speechcommands",
+        "config_overrides": TINY_OVERRIDES,
+        "augmentation": "light",
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1.0e-3,
+        "max_grad_norm": 0.0,
+        "use_cpu": True,
+        "logging_steps": 1,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    recipe.update(settings)
+    lines = []
+    for key, value in recipe.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif key == "config_overrides":
+            value = "'" + value + "'"  # a JSON string in YAML
+        lines.append(f"{key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+TINY_RECIPE = tiny_recipe(max_steps=6, save_steps=3)
 
 
 def _clip(rng, seconds):

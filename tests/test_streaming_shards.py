@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_run_pretrain import tiny_recipe
 
 from modeling_audiomosaic.feature_extraction.audioset_shards import (
     BAD_KINDS,
@@ -31,21 +32,7 @@ from modeling_audiomosaic.feature_extraction.loading import load_audio_dataset
 REPO = Path(__file__).resolve().parents[1]
 RECORDER = Path(__file__).parent / "dist_scripts" / "record_stream_batches.py"
 
-TINY_RECIPE = """
-input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
-  "projection_hidden_size": 16, "projection_dim": 8}'
-augmentation: light
-per_device_train_batch_size: 4
-learning_rate: 1.0e-3
-max_grad_norm: 0.0
-use_cpu: true
-logging_steps: 1
-report_to: none
-dataloader_num_workers: 0
-disable_tqdm: true
-seed: 0
-"""
+TINY_RECIPE = tiny_recipe()
 
 # 4 shards x 5 items, the first item of each shard bad: 16 good clips, 8 per rank with 2 processes (2 batches of 4 per
 # epoch, none dropped), and every bad item is followed by a good one of its shard

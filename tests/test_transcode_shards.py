@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_run_pretrain import tiny_recipe
 
 from modeling_audiomosaic.feature_extraction import transcode_shards as transcode_module
 from modeling_audiomosaic.feature_extraction.audio_io import decode_audio
@@ -31,18 +32,7 @@ from modeling_audiomosaic.feature_extraction.transcode_shards import (
 NUM_CLIPS, NUM_SHARDS, NUM_BAD = 14, 3, 3
 STEP = 1.0 / 32768.0  # one 16-bit quantisation step
 
-TINY_RECIPE = """
-input_preset: speechcommands
-config_overrides: '{"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "intermediate_size": 64,
-  "projection_hidden_size": 16, "projection_dim": 8}'
-augmentation: light
-per_device_train_batch_size: 4
-use_cpu: true
-report_to: none
-dataloader_num_workers: 0
-disable_tqdm: true
-seed: 0
-"""
+TINY_RECIPE = tiny_recipe(learning_rate=None, max_grad_norm=None, logging_steps=None)
 
 
 def _quiet(_: str) -> None:
