@@ -207,6 +207,16 @@ class AudioMosaicPretrainingTrainer(Trainer):
 
     def __init__(self, *args, view_generator: Any = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if self.args.n_gpu > 1:  # set when one process sees several GPUs outside a distributed launch
+            gpus = self.args.n_gpu
+            raise ValueError(
+                f"this pre-training process sees {gpus} GPUs without a distributed launch, so transformers' Trainer "
+                "would wrap the model in torch.nn.DataParallel, which AudioMosaic pre-training does not support "
+                "(each replica's contrastive loss would see only its own slice of the batch as negatives, and the "
+                "replicas' outputs cannot be gathered). Start one process per GPU: `accelerate launch --multi_gpu "
+                f"--num_processes {gpus} run_scripts/run_pretrain.py ...` (or `torchrun --nproc_per_node {gpus}`), or "
+                "keep this process to one GPU with CUDA_VISIBLE_DEVICES=0."
+            )
         # computes the views of batches that carry waveforms (views on the device); default: the collator's
         self.view_generator = view_generator
         self._metric_sums: dict[str, float] = defaultdict(float)

@@ -445,3 +445,18 @@ def test_data_epoch_callback_uses_the_integer_part_of_the_epoch():
         callback.on_epoch_begin(None, SimpleNamespace(epoch=state_epoch), None)
         assert trainer.train_dataset.epoch == trainer.data_collator.epoch == expected
         assert trainer.train_dataset[0]["epoch"] == expected
+
+
+def test_one_process_with_several_gpus_is_refused_instead_of_data_parallel(tmp_path):
+    """`python run_pretrain.py` on a multi-GPU node: transformers sets `n_gpu` to the GPU count and would wrap the
+    model in `nn.DataParallel` (a crash on the pre-training outputs, and negatives from one replica's slice only)."""
+    from transformers import TrainingArguments
+
+    from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    model = AudioMosaicForPreTraining(tiny_pretrain_config())
+    AudioMosaicPretrainingTrainer(model=model, args=args, train_dataset=[])  # one device: fine
+    args._n_gpu = 4  # what TrainingArguments sets on a node with 4 visible GPUs and no distributed launch
+    with pytest.raises(ValueError, match=r"sees 4 GPUs.*DataParallel.*--num_processes 4.*CUDA_VISIBLE_DEVICES"):
+        AudioMosaicPretrainingTrainer(model=model, args=args, train_dataset=[])
