@@ -11,8 +11,9 @@ What it adds to `transformers.Trainer`:
   temperature, DWM hint ratio, kept tokens per view)
   averaged over the logging interval and logged next to the loss (TensorBoard via `report_to="tensorboard"`);
 * non-finite losses are skipped and counted in the logs (`nonfinite_losses_skipped`) instead of poisoning the run:
-  the bad batch contributes a zero gradient, and an optimizer step whose accumulation window held no finite loss on
-  any rank is not taken at all (so Adam's moments and the weights stay exactly as they were; every rank agrees);
+  a batch whose loss is non-finite on any rank is skipped on every rank (one collective decision, so the ranks'
+  backward collectives stay paired), its BatchNorm statistics are undone, and the optimizer step of its accumulation
+  window is not taken (`optimizer_steps_skipped`: Adam's moments and the weights stay exactly as they were);
 * bad audio items skipped by the data layer (reported through the batches as ``num_skipped`` / ``skipped_ids``, since
   decoding runs in DataLoader workers) are counted and logged, and [`~AudioMosaicPretrainingTrainer.data_summary`]
   totals them over all ranks: examples trained on, skip events, distinct bad items and their ids;
@@ -200,6 +201,13 @@ def _plain_model_class(model: nn.Module):
         model.__class__ = swapped
 
 
+def _running_statistics(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The running-statistics buffers of the model's BatchNorm layers (the projector's), updated by a training
+    forward: saved before each training batch so that a skipped one can be undone."""
+    return [buffer for module in model.modules() if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+            for buffer in (module.running_mean, module.running_var, module.num_batches_tracked) if buffer is not None]
+
+
 class AudioMosaicPretrainingTrainer(Trainer):
     """Trainer for `AudioMosaicForPreTraining`; see the module docstring."""
 
@@ -226,8 +234,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self.data_items_trained = 0  # examples in the training batches, this process
         self.skipped_item_events: Counter[str] = Counter()  # bad item id -> times skipped, this process
         self.optimizer_steps_skipped = 0
-        self._finite_in_window = 0  # finite training losses since the last optimizer step (this rank)
-        self._batches_in_window = 0  # training batches since the last optimizer step (this rank)
+        self._skipped_in_window = 0  # batches skipped (non-finite loss on some rank) since the last optimizer step
+        self._batches_in_window = 0  # training batches since the last optimizer step
         self._stream_position = None
         if is_streaming_dataset(self.train_dataset):
             if not hasattr(Trainer, "_init_training_state"):  # the hook `_init_training_state` below overrides
@@ -289,7 +297,10 @@ class AudioMosaicPretrainingTrainer(Trainer):
         return optimizer
 
     def _guarded_step(self, step):
-        """Wraps `optimizer.step`: no step when no rank saw a finite loss since the previous one.
+        """Wraps `optimizer.step`: no step when a batch since the previous one was skipped for a non-finite loss
+        (on any rank: the skip decision is collective, see `compute_loss`, so every rank takes or skips the step). Its
+        gradients are then not to be trusted (the skipped batch's backward may have left non-finite values in them);
+        Trainer zeroes them after the step.
 
         A call with no training batch since the previous step is not a training step and passes through untouched:
         loading an FSDP2 checkpoint's optimizer state first materialises the state with a step at learning rate 0
@@ -300,17 +311,13 @@ class AudioMosaicPretrainingTrainer(Trainer):
         def guarded(*args, **kwargs):
             if self._batches_in_window == 0:
                 return step(*args, **kwargs)
-            finite = self._finite_in_window
-            self._finite_in_window = 0
+            skipped = self._skipped_in_window
+            self._skipped_in_window = 0
             self._batches_in_window = 0
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                device = next(self.model.parameters()).device
-                count = torch.tensor([finite], device=device, dtype=torch.int64)
-                torch.distributed.all_reduce(count)  # one collective decision, or the replicas would diverge
-                finite = int(count.item())
-            if finite == 0:
+            if skipped:
                 self.optimizer_steps_skipped += 1
-                logger.warning(f"optimizer step {self.state.global_step + 1} skipped: no finite loss in its batches")
+                logger.warning(f"optimizer step {self.state.global_step + 1} skipped: {skipped} of its batches had a "
+                               "non-finite loss")
                 return None
             return step(*args, **kwargs)
 
@@ -326,22 +333,47 @@ class AudioMosaicPretrainingTrainer(Trainer):
             self.skipped_item_events.update(str(i) for i in skipped_ids)
             values = inputs.get("input_values")
             self.data_items_trained += int(values.shape[0]) if values is not None else 0
+        statistics = _running_statistics(model) if model.training else []
+        saved = [buffer.clone() for buffer in statistics]
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:
             self._record_metrics(outputs)
             self._batches_in_window += 1
-            if torch.isfinite(loss.detach()).all():
-                self._finite_in_window += 1
-            else:
+            finite_here = bool(torch.isfinite(loss.detach()).all())
+            if not self._finite_on_every_rank(finite_here, loss.device):
                 self.nonfinite_losses += 1
+                self._skipped_in_window += 1
+                why = (f"non-finite loss {loss.item()}" if not finite_here
+                       else "the loss was non-finite on another process")
                 logger.warning(
-                    f"non-finite loss {loss.item()} at step {self.state.global_step}: batch skipped "
+                    f"step {self.state.global_step + 1}: {why}: batch skipped on every process "
                     f"({self.nonfinite_losses} so far)"
                 )
-                # a zero loss connected to every trainable parameter: gradients are exactly 0 for this batch
-                loss = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
+                # the batch leaves no trace: BatchNorm statistics as before its forward (through `.data`: batch_norm
+                # saved the buffers for its backward, which in training mode does not read them)
+                for buffer, value in zip(statistics, saved):
+                    buffer.data.copy_(value)
+                # The backward still runs, through the real graph with a zero upstream gradient, so that every rank
+                # makes the same collectives (DDP's or FSDP's reductions, the all-gather's gradient, the synchronised
+                # BatchNorm); its gradients may be non-finite, and the optimizer step is skipped (`_guarded_step`).
+                loss = loss.nan_to_num(0.0, 0.0, 0.0) * 0.0
         return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _finite_on_every_rank(finite_here: bool, device: torch.device) -> bool:
+        """Whether every process's loss is finite (one small all-reduce in a multi-process run).
+
+        The skip of a non-finite batch must be one decision of all ranks: a backward holds collectives besides DDP's
+        (the contrastive all-gather's gradient, the synchronised projector BatchNorm) or FSDP's, and a rank that
+        skipped its batch alone would leave them out while the others made them (a collective mismatch: a crash on
+        gloo, a hang on NCCL).
+        """
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return finite_here
+        flag = torch.tensor([int(finite_here)], device=device, dtype=torch.int64)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item())
 
     def device_views(self, inputs: dict[str, Any]) -> torch.Tensor:
         """Views on the model's device from a batch of ``waveforms`` + ``view_parameters`` (pops them from `inputs`).

@@ -441,10 +441,11 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
 
     class Snapshots(TrainerCallback):
         def __init__(self):
-            self.params, self.skipped = [], []
+            self.params, self.buffers, self.skipped = [], [], []
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             self.params.append({n: p.detach().clone() for n, p in model.named_parameters()})
+            self.buffers.append({n: b.detach().clone() for n, b in model.named_buffers()})
             self.skipped.append(trainer.nonfinite_losses)
 
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=6, per_device_train_batch_size=2, learning_rate=1e-2,
@@ -459,6 +460,9 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
     assert bad >= 1
     for name, value in snapshots.params[bad].items():  # no update at all on that step ...
         assert torch.equal(value, snapshots.params[bad - 1][name]), name
+    for name, value in snapshots.buffers[bad].items():  # ... nor of the projector's BatchNorm statistics
+        assert torch.equal(value, snapshots.buffers[bad - 1][name]), name
+    assert any(not torch.equal(v, snapshots.buffers[bad][n]) for n, v in snapshots.buffers[bad + 1].items())
     moved = [not torch.equal(v, snapshots.params[bad][n]) for n, v in snapshots.params[bad + 1].items()]
     assert any(moved)  # ... but on the next one
     adam_steps = {int(s["step"]) for s in trainer.optimizer.state.values() if "step" in s}

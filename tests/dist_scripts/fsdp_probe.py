@@ -5,7 +5,8 @@ with DDP. This shim puts the plugin back as accelerate does on GPUs (`Accelerato
 the plugin's mixed-precision policy set from `--mixed_precision`), so that the code path of a GPU FSDP run (accelerate's
 `fsdp2_prepare_model`: `fully_shard` of every `AudioMosaicLayer`, of `get_input_embeddings()` and of the root;
 DTensor parameters; sharded `torch.distributed.checkpoint` saves and loads; the full-state gather for saving) runs
-over gloo on the CPU. Used by tests/test_fsdp.py; launch it like run_pretrain.py:
+over gloo on the CPU. ``AUDIOMOSAIC_PROBE_NONFINITE`` works as in pretrain_probe.py. Used by tests/test_fsdp.py and
+tests/test_nonfinite_distributed.py; launch it like run_pretrain.py:
 
     accelerate launch --config_file run_scripts/accelerate/fsdp.yaml --num_processes 2 --mixed_precision no \
         tests/dist_scripts/fsdp_probe.py --config ... --output_dir ...
@@ -18,6 +19,7 @@ import sys
 
 import accelerate.state as accelerate_state
 from accelerate.utils import DistributedType
+from pretrain_probe import probe_callbacks  # this folder: sys.path[0] of a script
 
 from modeling_audiomosaic.pretraining_run import run_pretraining
 
@@ -39,7 +41,7 @@ def _init_with_fsdp_on_cpu(self, *args, fsdp_plugin=None, **kwargs):
 accelerate_state.AcceleratorState.__init__ = _init_with_fsdp_on_cpu
 
 if __name__ == "__main__":
-    run_pretraining(sys.argv[1:])
+    run_pretraining(sys.argv[1:], callbacks=probe_callbacks())
     # as run_pretrain.py: leave without freeing the process group (see the end of `run_pretraining`)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -7,7 +7,9 @@ Run under ``accelerate launch`` (any number of nodes and processes) with run_pre
   have their own check: tests/dist_scripts/gather_ntxent.py ``sync_bn``). It is applied in every run of a comparison;
 * with ``AUDIOMOSAIC_PROBE_DIR`` set, dumps what one process needs to recompute the first optimizer step on the global
   batch: the initial weights (rank 0), each rank's first-step model inputs (views) and drawn masks (``ids_keep``) and
-  loss, and each rank's gradients right before the first optimizer step (after DDP's all-reduce).
+  loss, and each rank's gradients right before the first optimizer step (after DDP's all-reduce);
+* with ``AUDIOMOSAIC_PROBE_NONFINITE=<ranks>@<step>`` (e.g. ``1@2`` or ``0,1@2``), makes the training loss of those
+  global ranks non-finite at that optimizer step (1-based): `NonFiniteLoss`, also used by fsdp_probe.py.
 """
 
 from __future__ import annotations
@@ -60,8 +62,36 @@ class FirstStepProbe(TrainerCallback):
         torch.save(grads, self.dump_dir / f"grads_rank{args.process_index}.pt")
 
 
+class NonFiniteLoss(TrainerCallback):
+    """Makes the training loss non-finite on some ranks at one step (see the module docstring): the pre-training
+    objective stays finite, as when only one rank's extra objective (MAE, distillation) overflows."""
+
+    def __init__(self, spec: str | None) -> None:
+        ranks, _, step = (spec or "").partition("@")
+        self.ranks = {int(r) for r in ranks.split(",") if r}
+        self.step = int(step) if step else None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if self.step is None or args.process_index not in self.ranks:
+            return
+
+        def poison(module, inputs, output):
+            if module.training and state.global_step + 1 == self.step:
+                output.loss = output.loss + float("inf")
+            return output
+
+        model.register_forward_hook(poison)
+
+
+def probe_callbacks() -> list[TrainerCallback]:
+    """The callbacks the environment asks for (``AUDIOMOSAIC_PROBE_NONFINITE``)."""
+    spec = os.environ.get("AUDIOMOSAIC_PROBE_NONFINITE")
+    return [NonFiniteLoss(spec)] if spec else []
+
+
 if __name__ == "__main__":
-    run_pretraining(sys.argv[1:], callbacks=[FirstStepProbe(os.environ.get("AUDIOMOSAIC_PROBE_DIR"))])
+    run_pretraining(sys.argv[1:],
+                    callbacks=[FirstStepProbe(os.environ.get("AUDIOMOSAIC_PROBE_DIR")), *probe_callbacks()])
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # as run_pretrain.py: leave without freeing the process group (see the end of `run_pretraining`)
         sys.stdout.flush()
