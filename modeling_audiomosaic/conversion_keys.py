@@ -78,6 +78,14 @@ def map_original_key(key: str, base_prefix: str = "audiomosaic.") -> str | None:
     return None
 
 
+def native_tensor(native_key: str, value: torch.Tensor) -> torch.Tensor:
+    """An original tensor in the native module's shape: the original 0-dim ``logit_scale`` becomes the ``(1,)``
+    ``learnable_temperature.logit_scale`` (FSDP2 cannot shard a 0-dim parameter); everything else as it is."""
+    if native_key.endswith("learnable_temperature.logit_scale") and value.dim() == 0:
+        return value.reshape(1)
+    return value
+
+
 def convert_original_state_dict(
     state_dict: Mapping[str, torch.Tensor], base_prefix: str = "audiomosaic.", strict: bool = True
 ) -> dict[str, torch.Tensor]:
@@ -95,7 +103,7 @@ def convert_original_state_dict(
         if new_key is None:
             unknown.append(key)
         else:
-            converted[new_key] = value
+            converted[new_key] = native_tensor(new_key, value)
     if unknown and strict:
         raise KeyError(f"{len(unknown)} key(s) of the original checkpoint have no mapping: {sorted(unknown)}")
     return converted

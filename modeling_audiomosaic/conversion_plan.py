@@ -37,6 +37,7 @@ from .conversion_keys import (
     expected_original_keys,
     infer_original_class,
     map_original_key,
+    native_tensor,
     split_ltu_state_dict,
     strip_wrapper_prefixes,
 )
@@ -507,7 +508,7 @@ def plan_conversion(
         new_key = map_original_key(key, base_prefix)
         if new_key is None:  # pragma: no cover - the key-set check above rules this out
             raise KeyError(f"no mapping for {key!r}")
-        native_state[new_key] = value.contiguous()
+        native_state[new_key] = native_tensor(new_key, value).contiguous()
         mapping.append((key, new_key, tuple(value.shape)))
     _check_native_shapes(native_class, config_kwargs, native_state)
     preprocessing = _resolve_preprocessing(frames, num_mel_bins, audio_preprocessing, is_ltu, notes)

@@ -82,15 +82,20 @@ def _nt_xent_fp32(
 
 
 class LearnableTemperature(nn.Module):
-    """τ = 1 / exp(s), clamped to [min_tau, max_tau], with s initialised to log(1 / init_tau) (CLIP style)."""
+    """τ = 1 / exp(s), clamped to [min_tau, max_tau], with s initialised to log(1 / init_tau) (CLIP style).
+
+    ``logit_scale`` has shape ``(1,)``, not ``()``: FSDP2's `fully_shard` refuses 0-dim parameters (the original
+    checkpoints' 0-dim ``logit_scale`` is reshaped by the converter, `conversion_keys.native_tensor`). `forward`
+    returns a 0-dim τ.
+    """
 
     def __init__(self, init_tau: float = 0.07, min_tau: float = 0.01, max_tau: float = 1.0) -> None:
         super().__init__()
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_tau)))
+        self.logit_scale = nn.Parameter(torch.full((1,), math.log(1.0 / init_tau)))
         self.min_tau, self.max_tau = min_tau, max_tau
 
     def forward(self) -> torch.Tensor:
-        return (1.0 / self.logit_scale.exp()).clamp(self.min_tau, self.max_tau)
+        return (1.0 / self.logit_scale.exp()).clamp(self.min_tau, self.max_tau).reshape(())
 
 
 @torch.no_grad()

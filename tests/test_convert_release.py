@@ -533,6 +533,8 @@ def test_pretrain_extras_logit_scale_and_online_classifier():
     plan = plan_conversion(with_tau)
     assert plan.config_kwargs["learnable_temperature"] is True
     assert ("logit_scale", "learnable_temperature.logit_scale", ()) in plan.mapping
+    tau = plan.state_dict["learnable_temperature.logit_scale"]  # 0-dim there, (1,) here: FSDP2 shards no 0-dim
+    assert tau.shape == (1,) and tau.item() == pytest.approx(2.66)
     online = dict(state, **{"online_classifier.weight": torch.zeros(527, 768),
                             "online_classifier.bias": torch.zeros(527)})
     with pytest.raises(ValueError, match="online_classifier"):

@@ -164,6 +164,25 @@ def test_fsdp_bf16_mixed_precision_trains(runs):
     assert all(t.dtype == torch.float32 for t in weights.values() if t.is_floating_point())
 
 
+@pytest.mark.dist
+def test_fsdp_learns_the_temperature(runs):
+    """`--learnable_temperature true` under FSDP2: `fully_shard` refuses 0-dim parameters, so the learnable τ's
+    ``logit_scale`` has shape (1,). It is sharded, learned and saved like any other parameter, and the saved model
+    loads with its τ."""
+    from transformers import AutoModelForPreTraining
+
+    root = runs["root"]
+    args = runs["common"] + ["--max_steps", "2", "--output_dir", str(root / "tau"), "--learnable_temperature", "true"]
+    _finish([_launch("fsdp", args, root / "tau.log")])
+    assert sorted(_losses(_summary(root / "tau")["log_history"])) == [1, 2]
+    scale = load_file(root / "tau" / "model.safetensors")["learnable_temperature.logit_scale"]
+    assert scale.shape == (1,)
+    initial = torch.tensor([np.log(1 / 0.1)], dtype=torch.float32)  # the tiny recipe's temperature
+    assert not torch.allclose(scale, initial, rtol=0, atol=1e-7)  # learned
+    model = AutoModelForPreTraining.from_pretrained(root / "tau")
+    torch.testing.assert_close(model.learnable_temperature.logit_scale.detach(), scale)
+
+
 def test_projector_layers_compute_in_the_input_dtype():
     """What FSDP2 mixed precision hands the projector: bf16 parameters, fp32 buffers, fp32 input."""
     torch.manual_seed(0)

@@ -212,9 +212,10 @@ def test_pretraining_gradients_and_frozen_bn_bias():
 def test_learnable_temperature():
     model = AudioMosaicForPreTraining(tiny_pretrain_config(learnable_temperature=True, temperature=0.07)).train()
     out = model(torch.randn(4, 2, 64, 32), generator=_gen())
-    assert abs(out.temperature.item() - 0.07) < 1e-6
+    assert abs(out.temperature.item() - 0.07) < 1e-6 and out.temperature.shape == ()
     out.loss.backward()
     assert model.learnable_temperature.logit_scale.grad is not None
+    assert model.learnable_temperature.logit_scale.shape == (1,)  # FSDP2's fully_shard refuses 0-dim parameters
 
 
 def test_pretraining_checkpoint_loads_into_encoder_and_classifier(tmp_path):
