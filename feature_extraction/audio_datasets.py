@@ -307,4 +307,30 @@ def shard_for_rank(
     raise TypeError(f"cannot shard a {type(ds).__name__}; expected an Audio(Iterable)Dataset or a datasets dataset")
 
 
-__all__ = ["AudioDataset", "AudioIterableDataset", "get_rank_and_world_size", "require_datasets", "shard_for_rank"]
+def stream_sharding_problem(n_shards: int, world_size: int) -> str | None:
+    """What is wrong with streaming ``n_shards`` shards to ``world_size`` processes through accelerate
+    (``dispatch_batches=False``), or ``None``.
+
+    * ``n_shards < world_size``: accelerate cannot give each process whole shards and wraps the stream in
+      ``IterableDatasetShard``: **every process reads and decodes the whole stream** and keeps every
+      ``world_size``-th batch, i.e. ``world_size`` times the decoding of the clips it trains on.
+    * ``n_shards % world_size != 0``: processes get whole shards, but unequal numbers of them (their passes end at
+      different steps, so the data of a pass is not spread evenly).
+    """
+    if world_size <= 1 or n_shards <= 0:
+        return None
+    fix = (f"write the data as a multiple of {world_size} shards (run_scripts/transcode_shards.py --shard_size "
+           "sets the clips per shard) or stream with fewer processes")
+    if n_shards < world_size:
+        return (f"the stream has {n_shards} shard(s) for {world_size} processes: accelerate then has every process "
+                f"read and decode the whole stream and keep every {world_size}-th batch ({world_size}x the decoding "
+                f"of the clips trained on); {fix}")
+    if n_shards % world_size:
+        low, high = n_shards // world_size, n_shards // world_size + 1
+        return (f"the stream's {n_shards} shards do not split evenly over {world_size} processes ({low} or {high} "
+                f"each): the processes' passes over the data differ in length by up to 1/{high}; {fix}")
+    return None
+
+
+__all__ = ["AudioDataset", "AudioIterableDataset", "get_rank_and_world_size", "require_datasets", "shard_for_rank",
+           "stream_sharding_problem"]

@@ -22,6 +22,7 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 from .configuration_audiomosaic import AudioMosaicConfig
 from .cpu_bf16 import check_cpu_bf16
 from .feature_extraction import AudioMosaicFeatureExtractor
+from .feature_extraction.audio_datasets import stream_sharding_problem
 from .feature_extraction.augmentation import ContrastiveViewGenerator
 from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
 from .feature_extraction.labels import build_label_vocabulary
@@ -281,6 +282,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     train_dataset = on_every_rank(lambda: build_dataset(data_args, training_args), "loading the training data")
     if not data_args.streaming:
         check_same_dataset(train_dataset, world_size)  # every rank must split the same item list
+    elif rank == 0 and (problem := stream_sharding_problem(getattr(train_dataset, "n_shards", 0), world_size)):
+        logger.warning(problem)
     vocabulary = None
     if model_args.supervised_weight > 0:
         if data_args.streaming:

@@ -705,3 +705,34 @@ def test_skip_counter_pickle_merge_and_log(caplog):
     counter.merge(clone)
     assert counter.as_dict()["by_reason"] == {"empty": 4, "too_short": 1} and counter.num_ok == 2
     assert "skipped 5 of 7" in counter.summary()
+
+
+def test_stream_sharding_problem_matches_what_accelerate_does():
+    """Fewer shards than processes: accelerate wraps the stream in IterableDatasetShard and every process decodes the
+    whole stream (counted here on rank 0 of 2); whole shards per process otherwise. The warning says so."""
+    import datasets
+    import torch
+    from accelerate.data_loader import prepare_data_loader
+
+    from modeling_audiomosaic.feature_extraction.audio_datasets import stream_sharding_problem
+
+    read = []
+
+    def rows(shards):
+        for shard in shards:
+            for i in range(8):
+                read.append(1)
+                yield {"x": shard * 100 + i}
+
+    for n_shards, share_read in ((1, 1.0), (4, 0.5)):
+        read.clear()
+        stream = datasets.IterableDataset.from_generator(rows, gen_kwargs={"shards": list(range(n_shards))})
+        loader = prepare_data_loader(torch.utils.data.DataLoader(stream, batch_size=2, drop_last=True),
+                                     num_processes=2, process_index=0, put_on_device=False, dispatch_batches=False)
+        trained = sum(len(batch["x"]) for batch in loader)
+        assert trained == 4 * n_shards  # half of the clips either way ...
+        assert len(read) == share_read * 8 * n_shards  # ... but with one shard, decoded all of them
+    assert "every process read and decode the whole stream" in stream_sharding_problem(1, 2)
+    assert "8x the decoding" in stream_sharding_problem(7, 8)
+    assert stream_sharding_problem(4, 2) is None and stream_sharding_problem(1, 1) is None
+    assert "(2 or 3 each)" in stream_sharding_problem(10, 4)
