@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .distributed import gather_no_grad, gather_with_grad, rank
+from .distributed import gather_no_grad, gather_with_grad, rank, sum_with_grad
 
 
 @dataclass
@@ -101,16 +101,26 @@ class LearnableTemperature(nn.Module):
 @torch.no_grad()
 def alignment_uniformity(z0: torch.Tensor, z1: torch.Tensor, t: float = 2.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Wang & Isola's metrics on L2-normalised embeddings (lower is better for both):
-    alignment = E ||z0 - z1||², uniformity = log E exp(-t ||zi - zj||²) over distinct pairs of the gathered views."""
+    alignment = E ||z0 - z1||² (this process's clips), uniformity = log E exp(-t ||zi - zj||²) over the distinct
+    pairs of all processes' views.
+
+    Each process computes its own rows against all gathered rows (``(2B, N)``, with ``N`` the global number of view
+    rows) and the sums are all-reduced: every distinct pair counted twice, the same mean as over all ``N (N - 1) / 2``
+    pairs, without the ``(N, N)`` distance matrix (at 512 clips on each of 12 processes: 50 MB instead of ~1.2 GB of
+    temporaries on every GPU, every step). Squared distances of unit vectors as ``2 - 2 cos``.
+    """
     z0 = F.normalize(z0.float(), dim=-1)
     z1 = F.normalize(z1.float(), dim=-1)
     alignment = (z0 - z1).pow(2).sum(dim=1).mean()
-    z = gather_no_grad(torch.cat([z0, z1]))
-    if z.shape[0] < 2:
-        return alignment, torch.zeros((), device=z.device)
-    sq = torch.pdist(z).pow(2)
-    uniformity = sq.mul(-t).exp().mean().log()
-    return alignment, uniformity
+    local = torch.cat([z0, z1])
+    everything = gather_no_grad(local)
+    n = everything.shape[0]
+    if n < 2:
+        return alignment, torch.zeros((), device=local.device)
+    sq = (2.0 - 2.0 * local @ everything.T).clamp_min(0.0)
+    kernel = sq.mul(-t).exp().sum(dim=1, keepdim=True) - 1.0  # each row's own pair (distance 0) left out
+    total = sum_with_grad(kernel.sum().reshape(1))  # under no_grad: a plain all-reduce of one number
+    return alignment, (total[0] / (n * (n - 1))).log()
 
 
 @torch.no_grad()

@@ -209,6 +209,22 @@ def test_pretraining_gradients_and_frozen_bn_bias():
     assert not missing
 
 
+def test_uniformity_equals_the_pairwise_formula():
+    """Wang & Isola's uniformity (log mean exp(-2 d²) over the distinct pairs of all view rows), computed without the
+    (N, N) distance matrix, against torch.pdist in float64; alignment as the mean squared distance of the pairs."""
+    from modeling_audiomosaic.objective_contrastive import alignment_uniformity
+
+    g = torch.Generator().manual_seed(0)
+    for batch, dim in ((1, 8), (4, 8), (200, 16)):
+        z0 = torch.randn(batch, dim, generator=g)
+        z1 = z0 + 0.3 * torch.randn(batch, dim, generator=g)
+        alignment, uniformity = alignment_uniformity(z0, z1)
+        u0, u1 = torch.nn.functional.normalize(z0.double(), dim=-1), torch.nn.functional.normalize(z1.double(), dim=-1)
+        expected = torch.pdist(torch.cat([u0, u1])).pow(2).mul(-2).exp().mean().log()
+        assert abs(uniformity.item() - expected.item()) < 1e-6, (batch, uniformity, expected)
+        assert abs(alignment.item() - (u0 - u1).pow(2).sum(1).mean().item()) < 1e-6
+
+
 def test_learnable_temperature():
     model = AudioMosaicForPreTraining(tiny_pretrain_config(learnable_temperature=True, temperature=0.07)).train()
     out = model(torch.randn(4, 2, 64, 32), generator=_gen())
@@ -344,6 +360,8 @@ def _assert_same_step(dist_result, model):
     out = model(x, ids_keep=ids)
     out.loss.backward()
     assert abs(dist_result["loss"].item() - out.loss.item()) < 1e-5
+    # uniformity is over the pairs of both processes' views (each rank's rows x all rows, sums all-reduced)
+    assert abs(dist_result["uniformity"].item() - out.uniformity.item()) < 1e-5
     checked = 0
     for name, p in model.named_parameters():
         if p.grad is None:

@@ -54,7 +54,7 @@ def main(out_path, mode=""):
     if rank == 0:
         grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
         torch.save({"loss": torch.stack(losses).mean(), "grads": grads, "acc": out.accuracy,
-                    "projector_buffers": torch.stack(every_rank)}, out_path)
+                    "uniformity": out.uniformity, "projector_buffers": torch.stack(every_rank)}, out_path)
     dist.barrier()
     # Leave WITHOUT freeing the DDP reducer or destroying the process group. Destroying the group first makes the
     # reducer hold its last reference; freeing the reducer then runs ~ProcessGroupGloo, which joins gloo's worker
