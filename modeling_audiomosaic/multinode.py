@@ -259,9 +259,26 @@ def check_same_dataset(dataset: Any, world_size: int) -> None:
                          f"order: sync the data folder or put it on a shared filesystem): {details}")
 
 
+def check_same_stream(n_shards: int, world_size: int) -> None:
+    """Raise on every rank when the ranks' streams have different numbers of shards (a collective when
+    ``world_size > 1``).
+
+    accelerate splits the shard list each rank sees itself (whole shards per rank, or with fewer shards than processes
+    every ``world_size``-th batch of the whole stream), so ranks that list different shards (a data folder synced
+    differently on one node) would train on duplicated and missing clips, or split the stream in two ways."""
+    if world_size <= 1:
+        return
+    reports = gather_objects((socket.gethostname(), int(n_shards)))
+    if len({count for _, count in reports}) > 1:
+        details = "; ".join(f"{_where(r, h)}: {count} shards" for r, (h, count) in enumerate(reports))
+        raise ValueError("the ranks see different streams (every node must list the same shards: sync the data "
+                         f"folder or put it on a shared filesystem): {details}")
+
+
 __all__ = [
     "SHARED_CHECKPOINT_HINT",
     "check_output_dir_sharing",
+    "check_same_stream",
     "fsdp_sharded_checkpoints",
     "check_same_dataset",
     "dataset_fingerprint",

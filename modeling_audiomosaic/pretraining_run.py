@@ -31,11 +31,12 @@ from .modeling_pretraining import AudioMosaicForPreTraining
 from .multinode import (
     check_output_dir_sharing,
     check_same_dataset,
+    check_same_stream,
     fsdp_sharded_checkpoints,
     on_every_rank,
     resolve_resume_checkpoint,
 )
-from .pretraining_trainer import AudioMosaicPretrainingTrainer
+from .pretraining_trainer import AudioMosaicPretrainingTrainer, layout_change
 from .recipe_arguments import parse_with_recipe
 
 logger = logging.getLogger(__name__)
@@ -247,6 +248,33 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     return EpochTaggedDataset(dataset)
 
 
+def check_streaming_layout(training_args: TrainingArguments, world_size: int) -> None:
+    """Refuse what a multi-process stream cannot do: each rank's pass over its own shards ends at its own step (shards
+    differ in length, bad items are dropped), and Trainer ends an epoch on that rank alone. Then
+
+    * gradient accumulation would end the rank's last accumulation window early and reduce its gradients while the
+      other ranks are still accumulating (a collective mismatch: a crash or a hang);
+    * ``epoch`` logging or saving would log (a collective) or save (a collective under FSDP; a checkpoint without
+      the other ranks' files under DDP) on that rank alone.
+
+    Steps stay in lockstep otherwise (one batch per rank per step; a rank past its pass reads its next pass).
+    """
+    if world_size <= 1:
+        return
+    problems = []
+    if training_args.gradient_accumulation_steps > 1:
+        problems.append(f"--gradient_accumulation_steps {training_args.gradient_accumulation_steps} (use a larger "
+                        "--per_device_train_batch_size or more processes for the same global batch)")
+    for name in ("logging_strategy", "save_strategy"):
+        if str(getattr(getattr(training_args, name), "value", getattr(training_args, name))) == "epoch":
+            problems.append(f"--{name} epoch (use steps: --{name.split('_')[0]}_steps N)")
+    if problems:
+        raise ValueError(
+            f"streaming with {world_size} processes: each process's pass over its shards ends at its own step, so "
+            f"these would pair collectives of different processes or save one process's part: {'; '.join(problems)}."
+        )
+
+
 def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict:
     """Parse `argv` (a recipe via ``--config`` and flags, as run_scripts/run_pretrain.py's command line), pre-train
     with `AudioMosaicPretrainingTrainer`, save the model, its feature extractor and ``pretrain_summary.json`` to
@@ -270,6 +298,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
     set_seed(training_args.seed)
     world_size, rank = training_args.world_size, training_args.process_index  # global rank, over all nodes
+    if data_args.streaming:
+        check_streaming_layout(training_args, world_size)
     # multi-node: who writes the checkpoint where (a shared --output_dir, or one per node); see multinode.py
     check_output_dir_sharing(training_args.output_dir, rank, training_args.local_process_index, world_size,
                              training_args.save_on_each_node, fsdp_sharded_checkpoints(training_args))
@@ -277,21 +307,24 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
 
     if model_args.supervised_weight > 0 and not data_args.label_column:
         raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")
-    teacher, teacher_extractor = load_teacher(model_args)
-    # a path that exists on one node only must stop every rank, not leave the others waiting in a collective
+    # a path on one node only must stop every rank, not leave the others waiting in a collective (multinode.py)
+    teacher, teacher_extractor = on_every_rank(lambda: load_teacher(model_args), "loading the distillation teacher")
     train_dataset = on_every_rank(lambda: build_dataset(data_args, training_args), "loading the training data")
     if not data_args.streaming:
         check_same_dataset(train_dataset, world_size)  # every rank must split the same item list
-    elif rank == 0 and (problem := stream_sharding_problem(getattr(train_dataset, "n_shards", 0), world_size)):
-        logger.warning(problem)
+    else:
+        n_shards = int(getattr(train_dataset, "n_shards", 0))
+        check_same_stream(n_shards, world_size)  # every rank must split the same shard list
+        if rank == 0 and (problem := stream_sharding_problem(n_shards, world_size)):
+            logger.warning(problem)
     vocabulary = None
     if model_args.supervised_weight > 0:
         if data_args.streaming:
             raise ValueError("the supervised branch needs a label vocabulary: not available with --streaming yet")
         vocabulary = build_label_vocabulary(train_dataset.dataset, multi_label=model_args.supervised_loss == "bce")
         logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
-    config = build_config(model_args, teacher, vocabulary)
-    model = build_model(model_args, config, teacher)
+    config = on_every_rank(lambda: build_config(model_args, teacher, vocabulary), "building the model config")
+    model = on_every_rank(lambda: build_model(model_args, config, teacher), "building the model")
     if model_args.sync_batchnorm and training_args.world_size > 1:
         model.synchronize_batchnorm(True)  # projector BNs over the global batch, any backend (gloo too) and FSDP2
     feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)
@@ -338,6 +371,14 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
                                            world_size, rank, streaming=data_args.streaming)
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
+        change = layout_change(checkpoint, world_size)  # a stream refuses this (resolve_resume_checkpoint)
+        if change and rank == 0:
+            logger.warning(
+                "%s was %s: the global batch changes, and Trainer skips the steps already trained in the current "
+                "epoch by the new layout's batches, so that epoch's data is not the uninterrupted run's (some clips "
+                "twice or not at all). Resume with the same number of processes for an exact continuation.",
+                checkpoint, change,
+            )
     result = trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(training_args.output_dir)
     # counted from the batches (decoding runs in DataLoader workers, whose own counters the main process never sees),

@@ -90,6 +90,34 @@ class DataEpochCallback(TrainerCallback):
                 target.set_epoch(epoch)
 
 
+LAYOUT_FILE = "process_layout.json"
+
+
+class ProcessLayoutCallback(TrainerCallback):
+    """Global rank 0 writes the run's process layout into every checkpoint (`LAYOUT_FILE`: processes, batch per
+    process, accumulation steps), so that a resume with another number of processes is told (`layout_change`)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        layout = {"world_size": int(args.world_size), "per_device_train_batch_size": args.per_device_train_batch_size,
+                  "gradient_accumulation_steps": args.gradient_accumulation_steps}
+        (folder / LAYOUT_FILE).write_text(json.dumps(layout))
+
+
+def layout_change(folder: str | os.PathLike, world_size: int) -> str | None:
+    """``"written by a run of N processes, resumed with M"`` when the checkpoint's `LAYOUT_FILE` names another
+    number of processes than ``world_size``; ``None`` when it is the same or unknown (older checkpoints, or a node
+    that does not see global rank 0's files)."""
+    path = Path(folder) / LAYOUT_FILE
+    if not path.is_file():
+        return None
+    saved = int(json.loads(path.read_text())["world_size"])
+    return None if saved == world_size else f"written by a run of {saved} processes, resumed with {world_size}"
+
+
 def decay_parameter_names(model: nn.Module) -> list[str]:
     """Names of the parameters that get weight decay: all but those the model lists in `model.no_weight_decay()`."""
     excluded = no_weight_decay_parameters(model)
@@ -163,6 +191,10 @@ def checkpoint_problems(
             problems.append(f"{path.name} unreadable ({type(err).__name__})")
     if streaming:
         problems += stream_position_problems(folder, world_size, rank)
+        change = layout_change(folder, world_size or 1)
+        if change:  # the positions are those of the old split of the shards between the processes
+            problems.append(f"{change}: a stream resumes only with the same number of processes (each process's "
+                            "position is in its own share of the shards)")
     return problems
 
 
@@ -227,8 +259,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
             )
         # computes the views of batches that carry waveforms (views on the device); default: the collator's
         self.view_generator = view_generator
-        self._metric_sums: dict[str, float] = defaultdict(float)
-        self._metric_count = 0
+        self._metric_sums: dict[str, float] = defaultdict(float)  # finite values since the last log, this process
+        self._metric_counts: Counter[str] = Counter()  # how many of them, per metric
         self.nonfinite_losses = 0
         self.data_items_skipped = 0  # skip events (a bad item met in two epochs counts twice), this process
         self.data_items_trained = 0  # examples in the training batches, this process
@@ -248,10 +280,33 @@ class AudioMosaicPretrainingTrainer(Trainer):
             self.add_callback(self._stream_position)
         else:
             self.add_callback(DataEpochCallback(self))
+        self.add_callback(ProcessLayoutCallback())
         if hasattr(self.model, "set_masking_epoch"):
             self.add_callback(MaskingCurriculumCallback())
         specs = self.model.config.view_masking_specs() if hasattr(self.model.config, "view_masking_specs") else []
         self._log_hint_ratio = any(name == "dwm" for name, _ in specs)  # fixed by the config: decide once
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        """Trainer's training DataLoader; for a stream (an iterable dataset) with ``dataloader_drop_last``, one that
+        drops each pass's last partial batch, as the map-style path does.
+
+        transformers passes ``drop_last`` to map-style datasets only, so each rank's pass over its shards would end with
+        a partial batch of its own size: the contrastive loss's all-gathers need the same batch size on every rank
+        (a crash on gloo, a hang or wrong negatives on NCCL). accelerate keeps the loader's ``drop_last`` when it
+        shards the stream.
+        """
+        dataset = self.train_dataset
+        if not isinstance(dataset, torch.utils.data.IterableDataset) or not self.args.dataloader_drop_last:
+            return super().get_train_dataloader()
+        args = self.args
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator, drop_last=True,
+            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
+            multiprocessing_context=args.dataloader_multiprocessing_context,
+            prefetch_factor=args.dataloader_prefetch_factor, in_order=args.dataloader_in_order,
+        )
+        return self.accelerator.prepare(loader)
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
                              trial):
@@ -400,13 +455,15 @@ class AudioMosaicPretrainingTrainer(Trainer):
                 value = float(value)
                 if math.isfinite(value):
                     self._metric_sums[name] += value
+                    self._metric_counts[name] += 1
         if self._log_hint_ratio:
             self._metric_sums["dwm_hint_ratio"] += float(self.model.masking_hint_ratio)
+            self._metric_counts["dwm_hint_ratio"] += 1
         kept = getattr(outputs, "num_kept_tokens", None)
         if kept:
             for view, count in enumerate(kept):
                 self._metric_sums[f"kept_tokens_view{view}"] += float(count)
-        self._metric_count += 1
+                self._metric_counts[f"kept_tokens_view{view}"] += 1
 
     def data_summary(self, max_ids: int = 20) -> dict:
         """Data accounting of the batches trained on by this `train()` call, totalled over all ranks (a collective:
@@ -444,14 +501,18 @@ class AudioMosaicPretrainingTrainer(Trainer):
         }
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._metric_count:
-            for name, total in self._metric_sums.items():
-                logs[name] = round(total / self._metric_count, 5)
+        """Adds the model's metrics to the training logs: means over the logging interval **and over all processes**,
+        like Trainer's ``loss`` (each process's metrics are of its own batches), and ``data_items_skipped`` summed over
+        the processes. Trainer calls this with ``loss`` on every rank at the same steps: the gather is a collective."""
+        if "loss" in logs:
+            per_rank = gather_objects((dict(self._metric_sums), dict(self._metric_counts), self.data_items_skipped))
+            for name in sorted({name for _, counts, _ in per_rank for name in counts}):
+                count = sum(counts.get(name, 0) for _, counts, _ in per_rank)  # a non-finite value is not counted
+                logs[name] = round(sum(sums.get(name, 0.0) for sums, _, _ in per_rank) / count, 5)
             self._metric_sums.clear()
-            self._metric_count = 0
-        if self.nonfinite_losses:
+            self._metric_counts.clear()
+            logs["data_items_skipped"] = sum(skipped for _, _, skipped in per_rank)  # undecodable / empty audio
+        if self.nonfinite_losses:  # the same on every rank (the skip decisions are collective)
             logs["nonfinite_losses_skipped"] = self.nonfinite_losses
             logs["optimizer_steps_skipped"] = self.optimizer_steps_skipped
-        if "loss" in logs:
-            logs["data_items_skipped"] = self.data_items_skipped  # undecodable/empty audio, this process
         super().log(logs, start_time)

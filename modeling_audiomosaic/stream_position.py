@@ -93,6 +93,17 @@ class StreamPositionCallback(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.batches += int(args.gradient_accumulation_steps)
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.batches == 0 and int(getattr(args, "world_size", 1)) > 1:
+            # Trainer stops a process whose pass gave no batch, alone: the others would wait for it in their next
+            # collective until the timeout (NCCL) or pair it with its final save's (gloo)
+            raise RuntimeError(
+                f"process {getattr(args, 'process_index', 0)}'s pass {self.epoch} over its shards gave no full batch "
+                f"of {args.per_device_train_batch_size} clips (its shards hold fewer good clips than "
+                "--per_device_train_batch_size), so it would stop training alone while the other processes wait for "
+                "it. Use fewer processes, a smaller --per_device_train_batch_size, or more clips per shard."
+            )
+
     def on_save(self, args, state, control, **kwargs):
         # every rank writes its own file, as Trainer does with rng_state_<rank>.pth (multi-node: each node's disk)
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -111,6 +111,19 @@ def test_fsdp_trains_as_ddp_and_resumes_exactly(runs):
 
 
 @pytest.mark.dist
+def test_logged_metrics_are_means_over_all_processes(runs):
+    """Trainer logs the loss averaged over the processes; the model's metrics are averaged the same way (each process
+    computes them on its own batches), so with the contrastive objective alone `contrastive_loss` is `loss` (up to
+    the logs' rounding), under DDP and FSDP. Rank 0's own value differs from the mean (the ranks' batches differ)."""
+    for kind in ("ddp", "fsdp"):
+        logged = [h for h in _summary(runs["root"] / kind)["log_history"] if "loss" in h]
+        assert len(logged) == STEPS
+        for h in logged:
+            assert abs(h["contrastive_loss"] - h["loss"]) <= 1e-4 * max(1.0, abs(h["loss"])), (kind, h)
+            assert h["data_items_skipped"] == 0 and 0 <= h["accuracy"] <= 1
+
+
+@pytest.mark.dist
 def test_fsdp_saves_a_loadable_model_with_its_own_code(runs):
     from transformers import AutoModel, AutoModelForPreTraining
 

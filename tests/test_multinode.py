@@ -177,6 +177,22 @@ def test_two_nodes_match_one_process_write_one_checkpoint_and_resume_on_one_node
         assert all(np.array_equal(x, y) for x, y in zip(a["numpy"], b["numpy"])), rank
 
 
+def test_streams_with_different_shard_lists_stop_every_rank(monkeypatch):
+    """Ranks listing different shards (a data folder synced differently on one node) would split the stream in
+    different ways: every rank gets one message naming the ranks, hosts and counts (the gather stubbed here; the
+    collective itself is exercised by test_collective_checks_stop_every_rank_with_one_message)."""
+    from modeling_audiomosaic import multinode
+
+    reports = [("node-a", 8), ("node-b", 6)]
+    monkeypatch.setattr(multinode, "gather_objects", lambda mine: reports)
+    expected = r"different streams.*rank 0 \(host node-a\): 8 shards; rank 1 \(host node-b\): 6 shards"
+    with pytest.raises(ValueError, match=expected):
+        multinode.check_same_stream(8, 2)
+    reports[1] = ("node-b", 8)
+    multinode.check_same_stream(8, 2)
+    multinode.check_same_stream(3, 1)  # one process: nothing to compare
+
+
 def test_sharing_verdict():
     two_nodes = [(0, 0), (1, 1), (2, 0), (3, 1)]  # (global rank, local rank): 2 nodes x 2 processes
     shared = [(r, local, True) for r, local in two_nodes]

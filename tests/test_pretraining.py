@@ -479,3 +479,87 @@ def test_one_process_with_several_gpus_is_refused_instead_of_data_parallel(tmp_p
     args._n_gpu = 4  # what TrainingArguments sets on a node with 4 visible GPUs and no distributed launch
     with pytest.raises(ValueError, match=r"sees 4 GPUs.*DataParallel.*--num_processes 4.*CUDA_VISIBLE_DEVICES"):
         AudioMosaicPretrainingTrainer(model=model, args=args, train_dataset=[])
+
+
+def test_a_stream_drops_its_last_partial_batch(tmp_path):
+    """transformers passes `drop_last` to map-style datasets only: a stream's pass would end with a partial batch, of
+    a different size on each rank (the contrastive all-gathers need equal batches). The trainer's loader drops it."""
+    import datasets
+    from transformers import TrainingArguments
+
+    from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
+
+    def rows():
+        yield from ({"x": i} for i in range(10))
+
+    stream = datasets.IterableDataset.from_generator(rows)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", per_device_train_batch_size=4,
+                             dataloader_drop_last=True, max_steps=5, remove_unused_columns=False)
+    trainer = AudioMosaicPretrainingTrainer(model=AudioMosaicForPreTraining(tiny_pretrain_config()), args=args,
+                                            train_dataset=stream,
+                                            data_collator=lambda items: {"x": torch.tensor([i["x"] for i in items])})
+    assert [len(batch["x"]) for batch in trainer.get_train_dataloader()] == [4, 4]
+    args.dataloader_drop_last = False
+    assert [len(batch["x"]) for batch in trainer.get_train_dataloader()] == [4, 4, 2]
+
+
+def test_multi_process_streaming_refuses_gradient_accumulation_and_epoch_strategies(tmp_path):
+    """Each rank's pass over its shards ends at its own step: accumulation windows and epoch-end logging/saving
+    would differ between ranks. Refused with the reason and the alternative; fine with one process or step-based."""
+    from transformers import TrainingArguments
+
+    from modeling_audiomosaic.pretraining_run import check_streaming_layout
+
+    def args(**kw):
+        return TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=10, **kw)
+
+    check_streaming_layout(args(gradient_accumulation_steps=4, save_strategy="epoch"), world_size=1)
+    check_streaming_layout(args(save_strategy="steps", save_steps=5, logging_steps=5), world_size=8)
+    with pytest.raises(ValueError, match=r"8 processes.*gradient_accumulation_steps 4 \(use a larger"):
+        check_streaming_layout(args(gradient_accumulation_steps=4), world_size=8)
+    with pytest.raises(ValueError, match=r"--logging_strategy epoch.*--save_strategy epoch \(use steps: --save_steps"):
+        check_streaming_layout(args(logging_strategy="epoch", save_strategy="epoch"), world_size=2)
+
+
+def test_a_process_whose_stream_pass_is_empty_stops_the_run_with_the_reason():
+    """Trainer ends a pass that gave no batch by stopping that process alone (the others would wait for it in a
+    collective): in a multi-process stream that is an error naming the process, the pass and the fix."""
+    from types import SimpleNamespace
+
+    from modeling_audiomosaic.stream_position import StreamPositionCallback
+
+    callback = StreamPositionCallback(SimpleNamespace(train_dataset=None, data_collator=None))
+    args = SimpleNamespace(world_size=2, process_index=1, per_device_train_batch_size=4, gradient_accumulation_steps=1)
+    state, control = SimpleNamespace(global_step=0), SimpleNamespace()
+    callback.on_train_begin(args, state, control)
+    callback.on_epoch_begin(args, state, control)
+    callback.on_step_end(args, state, control)
+    callback.on_epoch_end(args, state, control)  # a pass with a batch: fine
+    callback.on_epoch_begin(args, state, control)
+    with pytest.raises(RuntimeError, match=r"process 1's pass 1 .* no full batch of 4 clips.*fewer processes"):
+        callback.on_epoch_end(args, state, control)
+    callback.on_epoch_end(SimpleNamespace(**{**vars(args), "world_size": 1}), state, control)  # alone: Trainer stops
+
+
+def test_logged_metrics_average_their_finite_values(tmp_path):
+    """Each metric is the mean of its finite values over the logging interval (a non-finite one is left out of the
+    sum and of the count); the interval starts afresh after each log."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = AudioMosaicPretrainingTrainer(model=AudioMosaicForPreTraining(tiny_pretrain_config()), args=args,
+                                            train_dataset=[])
+    for accuracy, loss in ((0.5, 2.0), (float("nan"), 4.0), (0.25, float("inf"))):
+        trainer._record_metrics(SimpleNamespace(accuracy=torch.tensor(accuracy), contrastive_loss=torch.tensor(loss),
+                                                num_kept_tokens=(25, 33)))
+    trainer.log({"loss": 1.0})
+    logged = trainer.state.log_history[-1]
+    assert logged["accuracy"] == 0.375 and logged["contrastive_loss"] == 3.0 and logged["kept_tokens_view1"] == 33
+    assert logged["data_items_skipped"] == 0
+    trainer._record_metrics(SimpleNamespace(accuracy=torch.tensor(1.0)))
+    trainer.log({"loss": 1.0})
+    assert trainer.state.log_history[-1]["accuracy"] == 1.0 and "contrastive_loss" not in trainer.state.log_history[-1]

@@ -255,6 +255,14 @@ def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
     run_pretraining(common + ["--max_steps", "1", "--save_steps", "1"])
     checkpoint = tmp_path / "run" / "checkpoint-1"
     assert checkpoint_problems(checkpoint, 1, streaming=True) == []
+    layout = checkpoint / "process_layout.json"  # written by global rank 0 into every checkpoint
+    assert json.loads(layout.read_text())["world_size"] == 1
+    saved = layout.read_text()
+    layout.write_text(json.dumps({**json.loads(saved), "world_size": 4}))  # as if 4 processes had written it
+    assert checkpoint_problems(checkpoint, 1) == []  # map-style data resumes (run_pretraining warns)
+    assert any("written by a run of 4 processes, resumed with 1: a stream resumes only with the same number" in p
+               for p in checkpoint_problems(checkpoint, 1, streaming=True))
+    layout.write_text(saved)
     (checkpoint / "stream_position_0.json").unlink()
     assert checkpoint_problems(checkpoint, 1) == []  # a map-style run does not need it
     assert any("stream positions of ranks [0]" in p for p in checkpoint_problems(checkpoint, 1, streaming=True))
