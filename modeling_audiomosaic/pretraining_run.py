@@ -275,6 +275,18 @@ def check_streaming_layout(training_args: TrainingArguments, world_size: int) ->
         )
 
 
+def check_streaming_curriculum(config: AudioMosaicConfig) -> None:
+    """Refuse DWM's epoch curriculum on a stream: the hint ratio ``1 - (epoch / epochs) ** k`` needs the number of
+    epochs, and a stream has none (Trainer counts passes against ``sys.maxsize``), so the ratio would stay 1.0 (plain
+    random masking) for the whole run. A fixed ratio (``dwm_abs_hint_ratio``) works."""
+    if any(name == "dwm" for name, _ in config.view_masking_specs()) and config.dwm_abs_hint_ratio < 0:
+        raise ValueError(
+            "--masking_mode dwm with --streaming: DWM's hint curriculum runs over a known number of epochs and a "
+            "stream has none, so the hint ratio would stay 1.0 (random masking) all run. Fix the ratio with "
+            "--config_overrides '{\"dwm_abs_hint_ratio\": 0.5}' (any value in [0, 1]), or train on map-style data."
+        )
+
+
 def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict:
     """Parse `argv` (a recipe via ``--config`` and flags, as run_scripts/run_pretrain.py's command line), pre-train
     with `AudioMosaicPretrainingTrainer`, save the model, its feature extractor and ``pretrain_summary.json`` to
@@ -325,6 +337,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
     config = on_every_rank(lambda: build_config(model_args, teacher, vocabulary), "building the model config")
     model = on_every_rank(lambda: build_model(model_args, config, teacher), "building the model")
+    if data_args.streaming:
+        check_streaming_curriculum(config)
     if model_args.sync_batchnorm and training_args.world_size > 1:
         model.synchronize_batchnorm(True)  # projector BNs over the global batch, any backend (gloo too) and FSDP2
     feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)

@@ -563,3 +563,15 @@ def test_logged_metrics_average_their_finite_values(tmp_path):
     trainer._record_metrics(SimpleNamespace(accuracy=torch.tensor(1.0)))
     trainer.log({"loss": 1.0})
     assert trainer.state.log_history[-1]["accuracy"] == 1.0 and "contrastive_loss" not in trainer.state.log_history[-1]
+
+
+def test_dwm_curriculum_on_a_stream_is_refused_unless_the_ratio_is_fixed():
+    """DWM's hint ratio follows `epoch / epochs`; a stream has no epoch count (it would stay 1.0 all run)."""
+    from modeling_audiomosaic.masking import dwm_hint_ratio
+    from modeling_audiomosaic.pretraining_run import check_streaming_curriculum
+
+    assert dwm_hint_ratio(399, 2**63 - 1, start_epoch=50) == 1.0  # what a stream's epoch count would give
+    with pytest.raises(ValueError, match=r"dwm with --streaming.*dwm_abs_hint_ratio"):
+        check_streaming_curriculum(tiny_pretrain_config(masking_mode="dwm"))
+    check_streaming_curriculum(tiny_pretrain_config(masking_mode="dwm", dwm_abs_hint_ratio=0.5))
+    check_streaming_curriculum(tiny_pretrain_config())  # the default tf masks have no curriculum
