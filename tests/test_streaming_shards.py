@@ -215,6 +215,22 @@ def test_two_process_streaming_shards_skips_and_mid_epoch_resume(shards, recipe,
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) <= 1e-5
 
 
+@pytest.mark.dist
+def test_two_process_stream_with_uneven_shares_trains_full_batches(recipe, tmp_path):
+    """Uneven bad items: one rank's shards hold 7 good clips, the other's 9, so each pass ends with a partial batch (3
+    and 1 clips) that the all-gathers would pair with the other rank's batch of another size. Dropped: every trained
+    batch is full, one rank's passes are one batch long and the other's two, and the steps stay in lockstep."""
+    out = tmp_path / "uneven"
+    write_audioset_shards(out, 20, 4, seconds=1.0, bad_indices=(0, 5, 10, 11), seed=4, formats=["parquet"])
+    summary = _launch(["--config", str(recipe), "--dataset_name", str(out / "parquet"), "--streaming", "true",
+                       "--max_steps", "4", "--save_steps", "100"], tmp_path / "run", tmp_path / "rec",
+                      tmp_path / "run.log")
+    records = _records(tmp_path / "rec")
+    assert summary["global_step"] == 4 and all(len(rows) == 4 for rows in records.values())
+    assert all(len(r["ids"]) == 4 for rows in records.values() for r in rows)
+    assert sorted([r["epoch"] for r in rows] for rows in records.values()) == [[0, 0, 1, 1], [0, 1, 2, 3]]
+
+
 def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp_path, monkeypatch):
     """One process over the WebDataset shards (16 good clips: 4 batches per epoch): resuming mid-epoch 0 (step 2), at
     the end of it (step 4) and mid-epoch 1 (step 5) continues with the uninterrupted run's batches and losses."""
