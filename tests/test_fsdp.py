@@ -60,17 +60,24 @@ def _summary(folder):
     return json.loads((Path(folder) / "pretrain_summary.json").read_text())
 
 
+def tiny_run_inputs(root: Path, clips: int, seed: int) -> tuple[Path, Path]:
+    """``clips`` one-second WAV clips (``root/audio``) and the tiny recipe (``root/tiny.yaml``): the inputs of the
+    2-process runs here and in test_nonfinite_distributed.py."""
+    audio = root / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(clips):
+        sf.write(audio / f"clip{i:02d}.wav", _clip(rng, 1.0), 16000)
+    recipe = root / "tiny.yaml"
+    recipe.write_text(TINY_RECIPE)
+    return audio, recipe
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """FSDP and DDP runs of the same 4 steps (side by side), then the FSDP run resumed from its checkpoint-2."""
     root = tmp_path_factory.mktemp("fsdp")
-    audio = root / "audio"
-    audio.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(24):
-        sf.write(audio / f"clip{i:02d}.wav", _clip(rng, 1.0), 16000)
-    recipe = root / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE)
+    audio, recipe = tiny_run_inputs(root, 24, seed=3)
     # half of the blocks under activation checkpointing, as the paper recipe's 0.7: recomputed inside FSDP units
     common = ["--config", str(recipe), "--train_path", str(audio), "--max_steps", str(STEPS), "--save_steps", "2",
               "--drop_path_rate", "0.0", "--checkpointing_fraction", "0.5"]

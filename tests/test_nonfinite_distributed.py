@@ -14,12 +14,11 @@ import json
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from safetensors.torch import load_file
-from test_fsdp import ENV, _launch
+from test_fsdp import ENV, _launch, tiny_run_inputs
 from test_multinode import _finish
-from test_run_pretrain import TINY_RECIPE, _clip, _losses
+from test_run_pretrain import _losses
 
 STEPS = 3
 
@@ -27,13 +26,7 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def common(tmp_path_factory):
     root = tmp_path_factory.mktemp("nonfinite")
-    audio = root / "audio"
-    audio.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(16):
-        sf.write(audio / f"clip{i:02d}.wav", _clip(rng, 1.0), 16000)
-    recipe = root / "tiny.yaml"
-    recipe.write_text(TINY_RECIPE)
+    audio, recipe = tiny_run_inputs(root, 16, seed=5)
     return root, ["--config", str(recipe), "--train_path", str(audio), "--max_steps", str(STEPS), "--save_steps",
                   "100", "--drop_path_rate", "0.0"]
 
