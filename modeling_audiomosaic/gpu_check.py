@@ -313,48 +313,106 @@ def _versions() -> dict[str, str | None]:
             "flash_attn": flash, "python": platform.python_version()}
 
 
+def measure_matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 10) -> float:
+    """Dense bf16 matrix-product throughput of this device (TFLOP/s, ``size``³ products, after 3 warm-ups): what the
+    card reaches in practice, often below its specification's peak (MFU is reported against both)."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    begin = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - begin) / 1e12
+
+
 def run_check(args: argparse.Namespace) -> dict:
-    """The whole check; returns the JSON-able report."""
+    """The whole check; returns the JSON-able report.
+
+    A failing phase does not lose the others: each failure is recorded under ``errors`` (and a failure outside the
+    guarded phases stops the check with what was measured so far), so one short GPU session always yields a report.
+    """
     start = time.perf_counter()
     device = torch.device("cpu") if args.cpu_smoke else torch.device("cuda")
     device_name = "cpu (smoke)" if args.cpu_smoke else torch.cuda.get_device_name(device)
-    _progress(start, f"device {device_name}; building the model")
+    report: dict[str, Any] = {
+        "name": "gpu_check", "device": device_name, **_versions(), "model": None, "tokens_per_view": [],
+        "precision": args.precision, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+        "mask_grid": args.mask_grid, "checkpointed_blocks": None, "views": args.views, "views_requested": args.views,
+        "views_note": None, "views_seconds_per_batch": None, "gflop_per_clip": None, "peak_tflops": None,
+        "peak_tflops_source": None, "matmul_tflops": None, "variants": {}, "parity": None, "errors": {},
+    }
+    try:
+        _run_phases(args, device, report, start)
+    except Exception as error:  # keep what was measured: report it with the error
+        report["errors"]["check"] = _error_text(error)
+        _progress(start, f"stopped: {report['errors']['check']}")
+    report["wall_seconds"] = time.perf_counter() - start
+    _progress(start, "done")
+    return report
+
+
+def _run_phases(args: argparse.Namespace, device: torch.device, report: dict, start: float) -> None:
+    """`run_check`'s phases, filling ``report`` as they finish."""
+    _progress(start, f"device {report['device']}; building the model")
     setup = build_setup(args, device)
+    model = setup.model
+    layers = model.audiomosaic.layers
+    checkpointed = sum(bool(getattr(layer, "gradient_checkpointing", False)) for layer in layers)
+    report.update(model=setup.model_label, batch_size=setup.batch_size, views=setup.views,
+                  checkpointed_blocks=f"{checkpointed}/{len(layers)}")
     if setup.views_note:
         _progress(start, setup.views_note)
-    model = setup.model
     implementations, skipped = available_implementations(args.attention, device)
     mel = int(setup.generator.feature_extractor.num_mel_bins)
     probe = torch.randn(min(args.batch_size, args.parity_batch), 2, setup.generator.max_length, mel,
                         generator=torch.Generator().manual_seed(args.seed)).to(device)
 
     _progress(start, f"counting the step's FLOPs (batch {probe.shape[0]}, forward + backward)")
-    flops, tokens = count_step_flops(model, probe, args.precision)
-    flops_per_clip = flops / probe.shape[0]
-    _progress(start, f"{flops_per_clip / 1e9:.1f} GFLOP per clip; tokens per view {tokens}")
+    flops_per_clip = None
+    try:
+        flops, tokens = count_step_flops(model, probe, args.precision)
+        flops_per_clip = flops / probe.shape[0]
+        report.update(gflop_per_clip=flops_per_clip / 1e9, tokens_per_view=list(tokens))
+        _progress(start, f"{flops_per_clip / 1e9:.1f} GFLOP per clip; tokens per view {tokens}")
+    except Exception as error:  # no MFU then, but the timings are still worth having
+        report["errors"]["flop_count"] = _error_text(error)
+        _progress(start, f"FLOP count failed: {report['errors']['flop_count']}")
 
-    parity = None
     if not args.skip_parity:
         # eager is the reference, compared also when only other implementations are timed
         compared = ["eager"] + [impl for impl in implementations if impl != "eager"]
         _progress(start, f"parity of {', '.join(compared)} (batch {probe.shape[0]}, fp32 and bf16)")
-        parity = attention_parity(model, probe, compared)
+        try:
+            report["parity"] = attention_parity(model, probe, compared)
+        except Exception as error:
+            report["errors"]["parity"] = _error_text(error)
+            _progress(start, f"parity failed: {report['errors']['parity']}")
     del probe
 
+    if device.type == "cuda":
+        try:
+            report["matmul_tflops"] = measure_matmul_tflops(device)
+            _progress(start, f"bf16 matrix products: {report['matmul_tflops']:.0f} TFLOP/s")
+        except Exception as error:
+            report["errors"]["matmul"] = _error_text(error)
     source = make_view_source(setup, args.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=6e-4, weight_decay=0.05)  # the paper recipe's optimiser
-    views_seconds = None
     if setup.views != "none":
         _progress(start, f"timing the {setup.views} views alone")
         try:
-            views_seconds = time_views(setup, source, repeats=3)
+            report["views_seconds_per_batch"] = time_views(setup, source, repeats=3)
         except Exception as error:  # the step is still worth timing on precomputed features
             setup.views_note = f"--views {setup.views} failed ({_error_text(error)}): timed with --views none instead"
             _progress(start, setup.views_note)
             setup.views = "none"
             source = make_view_source(setup, args.seed)
-    peak, peak_label = (args.peak_tflops, "--peak_tflops") if args.peak_tflops else peak_bf16_tflops(device_name)
-    variants: dict[str, dict] = {}
+    report.update(views=setup.views, views_note=setup.views_note)
+    peak, peak_label = (args.peak_tflops, "--peak_tflops") if args.peak_tflops else peak_bf16_tflops(report["device"])
+    report.update(peak_tflops=peak, peak_tflops_source=peak_label)
+    variants = report["variants"]
     for impl in implementations:
         _progress(start, f"timing {impl}: {args.warmup} warm-up + {args.steps} steps at batch {setup.batch_size}")
         try:
@@ -362,34 +420,16 @@ def run_check(args: argparse.Namespace) -> dict:
         except Exception as error:  # e.g. a flash_attn build that does not match this torch: report, go on
             optimizer.zero_grad(set_to_none=True)
             result = {"error": _error_text(error)}
-        if "seconds_per_step" in result and peak:
-            result["mfu"] = flops_per_clip * setup.batch_size / result["seconds_per_step"] / (peak * 1e12)
+        if "seconds_per_step" in result and flops_per_clip:
+            achieved = flops_per_clip * setup.batch_size / result["seconds_per_step"] / 1e12  # TFLOP/s
+            result["tflops"] = achieved
+            if peak:
+                result["mfu"] = achieved / peak
+            if report["matmul_tflops"]:
+                result["mfu_of_matmul"] = achieved / report["matmul_tflops"]
         variants[impl] = result
         _progress(start, f"{impl}: {_summary(result)}")
     variants.update({impl: {"skipped": reason} for impl, reason in skipped.items()})
-    report = {
-        "name": "gpu_check",
-        "device": device_name,
-        **_versions(),
-        "model": setup.model_label,
-        "tokens_per_view": list(tokens),
-        "precision": args.precision,
-        "batch_size": setup.batch_size,
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "views": setup.views,
-        "views_requested": args.views,
-        "views_note": setup.views_note,
-        "views_seconds_per_batch": views_seconds,
-        "gflop_per_clip": flops_per_clip / 1e9,
-        "peak_tflops": peak,
-        "peak_tflops_source": peak_label,
-        "variants": variants,
-        "parity": parity,
-        "wall_seconds": time.perf_counter() - start,
-    }
-    _progress(start, "done")
-    return report
 
 
 def _error_text(error: BaseException) -> str:
@@ -417,8 +457,9 @@ def format_table(report: dict) -> str:
     """The human-readable table of a report."""
     lines = [f"AudioMosaic pre-training step on {report['device']}: {report['model']}, tokens per view "
              f"{report['tokens_per_view']}, batch {report['batch_size']}, {report['precision']}, views "
-             f"{report['views']}, {report['gflop_per_clip']:.4g} GFLOP per clip, peak "
-             f"{_fmt(report['peak_tflops'], '.0f')} TFLOP/s ({report['peak_tflops_source'] or 'unknown card'})",
+             f"{report['views']}, {_fmt(report['gflop_per_clip'], '.4g')} GFLOP per clip, peak "
+             f"{_fmt(report['peak_tflops'], '.0f')} TFLOP/s ({report['peak_tflops_source'] or 'unknown card'}), "
+             f"bf16 matrix products {_fmt(report['matmul_tflops'], '.0f')} TFLOP/s",
              f"{'attention':<20}{'clips/s':>10}{'ms/step':>10}{'peak GiB':>10}{'MFU':>8}"]
     for impl, result in report["variants"].items():
         if "clips_per_second" not in result:
@@ -436,6 +477,7 @@ def format_table(report: dict) -> str:
         lines += [f"{name}: failed: {text}" for name, text in report["parity"].get("errors", {}).items()]
     if report["views_note"]:
         lines.append(f"note: {report['views_note']}")
+    lines += [f"error ({phase}): {text}" for phase, text in report["errors"].items()]
     return "\n".join(lines)
 
 
@@ -454,16 +496,23 @@ def format_markdown(report: dict, command: str) -> str:
     lines = [f"#### GPU check: {report['device']} ({date})", "",
              f"`{command}` ({versions}). {report['model']}, two masked views ({tokens} tokens), "
              f"{report['precision']} autocast, AdamW, batch {report['batch_size']}, views {report['views']}, "
-             f"{report['warmup']} warm-up + {report['steps']} timed steps; {report['gflop_per_clip']:.4g} GFLOP per "
-             f"clip (forward + backward, counted); MFU against {_fmt(report['peak_tflops'], '.0f')} TFLOP/s "
-             "dense bf16.",
-             "", "| attention | clips/s | ms/step | peak memory (GiB) | MFU |", "|---|---|---|---|---|"]
+             f"{report['warmup']} warm-up + {report['steps']} timed steps; {_fmt(report['gflop_per_clip'], '.4g')} "
+             "GFLOP per clip (forward + backward, counted); MFU against the card's "
+             f"{_fmt(report['peak_tflops'], '.0f')} TFLOP/s dense bf16 peak, and against the "
+             f"{_fmt(report['matmul_tflops'], '.0f')} TFLOP/s its bf16 matrix products reached here. Settings: mask "
+             f"grid `{report['mask_grid']}`, activation checkpointing of {report['checkpointed_blocks'] or '-'} "
+             "blocks, eager PyTorch (no torch.compile)"
+             + ("; the views' random parameters are drawn on the host inside the timed step (data workers do it in "
+                "training)." if report["views"] == "device" else "."),
+             "", "| attention | clips/s | ms/step | peak memory (GiB) | MFU (spec) | MFU (matmul) |",
+             "|---|---|---|---|---|---|"]
     for impl, result in report["variants"].items():
         if "clips_per_second" not in result:
-            lines.append(f"| {impl} | {result.get('error') or 'skipped: ' + result['skipped']} | | | |")
+            lines.append(f"| {impl} | {result.get('error') or 'skipped: ' + result['skipped']} | | | | |")
             continue
         lines.append(f"| {impl} | {result['clips_per_second']:.0f} | {result['seconds_per_step'] * 1e3:.1f} | "
-                     f"{_fmt(result.get('peak_memory_gib'), '.1f')} | {_percent(result.get('mfu'))} |")
+                     f"{_fmt(result.get('peak_memory_gib'), '.1f')} | {_percent(result.get('mfu'))} | "
+                     f"{_percent(result.get('mfu_of_matmul'))} |")
     if report["views_seconds_per_batch"] is not None:
         lines += ["", f"Views alone ({report['views']}): {report['views_seconds_per_batch'] * 1e3:.1f} ms per batch."]
     if report["parity"]:
@@ -473,6 +522,7 @@ def format_markdown(report: dict, command: str) -> str:
         lines += [f"| {name} | failed: {text} | | |" for name, text in report["parity"].get("errors", {}).items()]
     if report["views_note"]:
         lines += ["", f"Note: {report['views_note']}."]
+    lines += [f"Error ({phase}): {text}" for phase, text in report["errors"].items()]
     return "\n".join(lines) + "\n"
 
 

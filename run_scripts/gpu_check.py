@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import sys
 
-from modeling_audiomosaic.gpu_check import main
+try:
+    from modeling_audiomosaic.gpu_check import main
+except ModuleNotFoundError as error:  # a fresh GPU node: the package (or one of its needs) is not in this interpreter
+    sys.exit(f"gpu_check: {sys.executable} cannot import {error.name!r} ({error}). Install the package with its "
+             "dependencies into this interpreter (`pip install -e .` in the checkout), or set PYTHON to the "
+             "interpreter that has it.")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,8 +6,10 @@
 #   bash run_scripts/gpu_check.sh --markdown docs/RESULTS.md  # also append a ready-to-paste block to that file
 #   bash run_scripts/gpu_check.sh --cpu_smoke               # the whole procedure on the CPU, tiny model (CI)
 # Output: a table, then one JSON line (the last line). Progress goes to stderr. Without a CUDA device (and without
-# --cpu_smoke) it prints "no CUDA device: ..." and exits 0. PYTHON picks the interpreter (default: python).
+# --cpu_smoke) it prints "no CUDA device: ..." and exits 0. PYTHON picks the interpreter (default: python, else
+# python3). A phase that fails (FLOP count, parity, one attention implementation) is reported and the rest goes on.
 # The code is modeling_audiomosaic/gpu_check.py (`--help` lists every flag), run through run_scripts/gpu_check.py
 # (a script path, not `python -m`, so that a checkout in the working directory cannot shadow the installed package).
 set -euo pipefail
-exec "${PYTHON:-python}" "$(dirname "${BASH_SOURCE[0]}")/gpu_check.py" "$@"
+PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
+exec "$PYTHON" "$(dirname "${BASH_SOURCE[0]}")/gpu_check.py" "$@"

@@ -89,6 +89,46 @@ def test_cpu_smoke_device_views_run_the_generator_device_path(capsys):
     assert not gpu_check.has_device_views(object())
 
 
+def test_a_failing_phase_keeps_the_rest_of_the_report(capsys, monkeypatch, tmp_path):
+    """One short GPU session must always yield a report: a failing FLOP count (no MFU then) or parity check is
+    recorded under `errors` while the timings go on; a failure outside the guarded phases keeps what was measured.
+    Both reach the table and the markdown block."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("planted failure")
+
+    monkeypatch.setattr(gpu_check, "count_step_flops", broken)
+    monkeypatch.setattr(gpu_check, "attention_parity", broken)
+    markdown = tmp_path / "block.md"
+    assert gpu_check.main(["--cpu_smoke", "--views", "none", "--attention", "sdpa", "--peak_tflops", "0.001",
+                           "--markdown", str(markdown)]) == 0
+    out = capsys.readouterr().out
+    report = _json_line(out)
+    assert report["errors"] == {"flop_count": "RuntimeError: planted failure",
+                                "parity": "RuntimeError: planted failure"}
+    sdpa = report["variants"]["sdpa"]
+    assert sdpa["clips_per_second"] > 0 and "mfu" not in sdpa and report["gflop_per_clip"] is None
+    assert "error (flop_count): RuntimeError: planted failure" in out
+    assert "Error (parity): RuntimeError: planted failure" in markdown.read_text()
+
+    monkeypatch.setattr(gpu_check, "make_view_source", broken)  # outside the guarded phases: the check stops there
+    assert gpu_check.main(["--cpu_smoke", "--views", "none", "--attention", "sdpa", "--skip_parity"]) == 0
+    report = _json_line(capsys.readouterr().out)
+    assert report["errors"]["check"] == "RuntimeError: planted failure" and report["variants"] == {}
+    assert report["model"].startswith("tiny test encoder") and report["checkpointed_blocks"] == "0/2"
+
+
+def test_an_interpreter_without_the_package_is_told_how_to_install_it(tmp_path):
+    """`python -S` has no site-packages: the package is not importable, as on a fresh GPU node."""
+    proc = subprocess.run([sys.executable, "-S", str(REPO / "run_scripts" / "gpu_check.py")], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "cannot import 'modeling_audiomosaic'" in proc.stderr and "pip install -e ." in proc.stderr
+
+
+def test_matmul_throughput_is_a_positive_rate():
+    assert gpu_check.measure_matmul_tflops(torch.device("cpu"), size=64, repeats=2) > 0
+
+
 def test_peak_table_matches_specific_names_first():
     assert gpu_check.peak_bf16_tflops("NVIDIA H100 80GB HBM3") == (989.0, "H100 SXM")
     assert gpu_check.peak_bf16_tflops("NVIDIA H100 PCIe") == (756.0, "H100 PCIe")
