@@ -420,6 +420,12 @@ def _run_phases(args: argparse.Namespace, device: torch.device, report: dict, st
         except Exception as error:  # e.g. a flash_attn build that does not match this torch: report, go on
             optimizer.zero_grad(set_to_none=True)
             result = {"error": _error_text(error)}
+            if isinstance(error, torch.cuda.OutOfMemoryError):
+                result["error"] = (f"out of memory at batch {setup.batch_size}: rerun with --batch_size "
+                                   f"{max(setup.batch_size // 2, 1)} ({result['error'][:200]})")
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
         if "seconds_per_step" in result and flops_per_clip:
             achieved = flops_per_clip * setup.batch_size / result["seconds_per_step"] / 1e12  # TFLOP/s
             result["tflops"] = achieved

@@ -125,6 +125,16 @@ def test_an_interpreter_without_the_package_is_told_how_to_install_it(tmp_path):
     assert "cannot import 'modeling_audiomosaic'" in proc.stderr and "pip install -e ." in proc.stderr
 
 
+def test_out_of_memory_names_the_batch_to_try(capsys, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(gpu_check, "time_implementation", out_of_memory)
+    assert gpu_check.main(["--cpu_smoke", "--views", "none", "--attention", "sdpa", "--skip_parity"]) == 0
+    error = _json_line(capsys.readouterr().out)["variants"]["sdpa"]["error"]
+    assert error.startswith("out of memory at batch 4: rerun with --batch_size 2 (OutOfMemoryError: CUDA out of")
+
+
 def test_matmul_throughput_is_a_positive_rate():
     assert gpu_check.measure_matmul_tflops(torch.device("cpu"), size=64, repeats=2) > 0
 
