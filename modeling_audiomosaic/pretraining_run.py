@@ -22,7 +22,6 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 from .configuration_audiomosaic import AudioMosaicConfig
 from .cpu_bf16 import check_cpu_bf16
 from .feature_extraction import AudioMosaicFeatureExtractor
-from .feature_extraction.audio_datasets import stream_sharding_problem
 from .feature_extraction.augmentation import ContrastiveViewGenerator
 from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
 from .feature_extraction.labels import build_label_vocabulary
@@ -248,45 +247,6 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     return EpochTaggedDataset(dataset)
 
 
-def check_streaming_layout(training_args: TrainingArguments, world_size: int) -> None:
-    """Refuse what a multi-process stream cannot do: each rank's pass over its own shards ends at its own step (shards
-    differ in length, bad items are dropped), and Trainer ends an epoch on that rank alone. Then
-
-    * gradient accumulation would end the rank's last accumulation window early and reduce its gradients while the
-      other ranks are still accumulating (a collective mismatch: a crash or a hang);
-    * ``epoch`` logging or saving would log (a collective) or save (a collective under FSDP; a checkpoint without
-      the other ranks' files under DDP) on that rank alone.
-
-    Steps stay in lockstep otherwise (one batch per rank per step; a rank past its pass reads its next pass).
-    """
-    if world_size <= 1:
-        return
-    problems = []
-    if training_args.gradient_accumulation_steps > 1:
-        problems.append(f"--gradient_accumulation_steps {training_args.gradient_accumulation_steps} (use a larger "
-                        "--per_device_train_batch_size or more processes for the same global batch)")
-    for name in ("logging_strategy", "save_strategy"):
-        if str(getattr(getattr(training_args, name), "value", getattr(training_args, name))) == "epoch":
-            problems.append(f"--{name} epoch (use steps: --{name.split('_')[0]}_steps N)")
-    if problems:
-        raise ValueError(
-            f"streaming with {world_size} processes: each process's pass over its shards ends at its own step, so "
-            f"these would pair collectives of different processes or save one process's part: {'; '.join(problems)}."
-        )
-
-
-def check_streaming_curriculum(config: AudioMosaicConfig) -> None:
-    """Refuse DWM's epoch curriculum on a stream: the hint ratio ``1 - (epoch / epochs) ** k`` needs the number of
-    epochs, and a stream has none (Trainer counts passes against ``sys.maxsize``), so the ratio would stay 1.0 (plain
-    random masking) for the whole run. A fixed ratio (``dwm_abs_hint_ratio``) works."""
-    if any(name == "dwm" for name, _ in config.view_masking_specs()) and config.dwm_abs_hint_ratio < 0:
-        raise ValueError(
-            "--masking_mode dwm with --streaming: DWM's hint curriculum runs over a known number of epochs and a "
-            "stream has none, so the hint ratio would stay 1.0 (random masking) all run. Fix the ratio with "
-            "--config_overrides '{\"dwm_abs_hint_ratio\": 0.5}' (any value in [0, 1]), or train on map-style data."
-        )
-
-
 def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict:
     """Parse `argv` (a recipe via ``--config`` and flags, as run_scripts/run_pretrain.py's command line), pre-train
     with `AudioMosaicPretrainingTrainer`, save the model, its feature extractor and ``pretrain_summary.json`` to
@@ -310,8 +270,6 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         training_args.accelerator_config.dispatch_batches = False  # each rank reads its own shards
     set_seed(training_args.seed)
     world_size, rank = training_args.world_size, training_args.process_index  # global rank, over all nodes
-    if data_args.streaming:
-        check_streaming_layout(training_args, world_size)
     # multi-node: who writes the checkpoint where (a shared --output_dir, or one per node); see multinode.py
     check_output_dir_sharing(training_args.output_dir, rank, training_args.local_process_index, world_size,
                              training_args.save_on_each_node, fsdp_sharded_checkpoints(training_args))
@@ -327,8 +285,6 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     else:
         n_shards = int(getattr(train_dataset, "n_shards", 0))
         check_same_stream(n_shards, world_size)  # every rank must split the same shard list
-        if rank == 0 and (problem := stream_sharding_problem(n_shards, world_size)):
-            logger.warning(problem)
     vocabulary = None
     if model_args.supervised_weight > 0:
         if data_args.streaming:
@@ -337,8 +293,6 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
     config = on_every_rank(lambda: build_config(model_args, teacher, vocabulary), "building the model config")
     model = on_every_rank(lambda: build_model(model_args, config, teacher), "building the model")
-    if data_args.streaming:
-        check_streaming_curriculum(config)
     if model_args.sync_batchnorm and training_args.world_size > 1:
         model.synchronize_batchnorm(True)  # projector BNs over the global batch, any backend (gloo too) and FSDP2
     feature_extractor = AudioMosaicFeatureExtractor.from_preset(model_args.input_preset, max_length=config.max_length)

@@ -43,8 +43,15 @@ from transformers import __version__ as transformers_version
 from transformers.utils import logging
 
 from .distributed import gather_objects
+from .feature_extraction.audio_datasets import stream_sharding_problem
 from .finetuning import no_weight_decay_parameters
-from .stream_position import StreamPositionCallback, is_streaming_dataset, stream_position_problems
+from .stream_position import (
+    StreamPositionCallback,
+    check_streaming_curriculum,
+    check_streaming_layout,
+    is_streaming_dataset,
+    stream_position_problems,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -276,6 +283,13 @@ class AudioMosaicPretrainingTrainer(Trainer):
                     f"this transformers version ({transformers_version}) does not have; install transformers>=5.23,<6 "
                     "(the versions this package supports)."
                 )
+            # what a stream cannot do (several processes: accumulation, epoch strategies; DWM's epoch curriculum)
+            check_streaming_layout(self.args, self.args.world_size)
+            if hasattr(self.model.config, "view_masking_specs"):
+                check_streaming_curriculum(self.model.config)
+            problem = stream_sharding_problem(int(getattr(self.train_dataset, "n_shards", 0)), self.args.world_size)
+            if problem and self.args.process_index == 0:
+                logger.warning(problem)
             self._stream_position = StreamPositionCallback(self)
             self.add_callback(self._stream_position)
         else:

@@ -46,6 +46,45 @@ def stream_position_problems(folder: str | os.PathLike, world_size: int | None, 
             "checkpoint comes from a non-streaming run, or its save was interrupted)"]
 
 
+def check_streaming_layout(training_args: Any, world_size: int) -> None:
+    """Refuse what a multi-process stream cannot do: each rank's pass over its own shards ends at its own step (shards
+    differ in length, bad items are dropped), and Trainer ends an epoch on that rank alone. Then
+
+    * gradient accumulation would end the rank's last accumulation window early and reduce its gradients while the
+      other ranks are still accumulating (a collective mismatch: a crash or a hang);
+    * ``epoch`` logging or saving would log (a collective) or save (a collective under FSDP; a checkpoint without
+      the other ranks' files under DDP) on that rank alone.
+
+    Steps stay in lockstep otherwise (one batch per rank per step; a rank past its pass reads its next pass).
+    """
+    if world_size <= 1:
+        return
+    problems = []
+    if training_args.gradient_accumulation_steps > 1:
+        problems.append(f"--gradient_accumulation_steps {training_args.gradient_accumulation_steps} (use a larger "
+                        "--per_device_train_batch_size or more processes for the same global batch)")
+    for name in ("logging_strategy", "save_strategy"):
+        if str(getattr(getattr(training_args, name), "value", getattr(training_args, name))) == "epoch":
+            problems.append(f"--{name} epoch (use steps: --{name.split('_')[0]}_steps N)")
+    if problems:
+        raise ValueError(
+            f"streaming with {world_size} processes: each process's pass over its shards ends at its own step, so "
+            f"these would pair collectives of different processes or save one process's part: {'; '.join(problems)}."
+        )
+
+
+def check_streaming_curriculum(config: Any) -> None:
+    """Refuse DWM's epoch curriculum on a stream: the hint ratio ``1 - (epoch / epochs) ** k`` needs the number of
+    epochs, and a stream has none (Trainer counts passes against ``sys.maxsize``), so the ratio would stay 1.0 (plain
+    random masking) for the whole run. A fixed ratio (``dwm_abs_hint_ratio``) works."""
+    if any(name == "dwm" for name, _ in config.view_masking_specs()) and config.dwm_abs_hint_ratio < 0:
+        raise ValueError(
+            "--masking_mode dwm with --streaming: DWM's hint curriculum runs over a known number of epochs and a "
+            "stream has none, so the hint ratio would stay 1.0 (random masking) all run. Fix the ratio with "
+            "--config_overrides '{\"dwm_abs_hint_ratio\": 0.5}' (any value in [0, 1]), or train on map-style data."
+        )
+
+
 class StreamPositionCallback(TrainerCallback):
     """Tracks ``(data epoch, batches consumed in it)`` of this rank, saves it per checkpoint and restores it.
 
@@ -115,4 +154,11 @@ class StreamPositionCallback(TrainerCallback):
         os.replace(tmp, folder / POSITION_FILE.format(rank=rank))  # never half a file
 
 
-__all__ = ["POSITION_FILE", "StreamPositionCallback", "is_streaming_dataset", "stream_position_problems"]
+__all__ = [
+    "POSITION_FILE",
+    "StreamPositionCallback",
+    "check_streaming_curriculum",
+    "check_streaming_layout",
+    "is_streaming_dataset",
+    "stream_position_problems",
+]

@@ -508,7 +508,7 @@ def test_multi_process_streaming_refuses_gradient_accumulation_and_epoch_strateg
     would differ between ranks. Refused with the reason and the alternative; fine with one process or step-based."""
     from transformers import TrainingArguments
 
-    from modeling_audiomosaic.pretraining_run import check_streaming_layout
+    from modeling_audiomosaic.stream_position import check_streaming_layout
 
     def args(**kw):
         return TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=10, **kw)
@@ -568,7 +568,7 @@ def test_logged_metrics_average_their_finite_values(tmp_path):
 def test_dwm_curriculum_on_a_stream_is_refused_unless_the_ratio_is_fixed():
     """DWM's hint ratio follows `epoch / epochs`; a stream has no epoch count (it would stay 1.0 all run)."""
     from modeling_audiomosaic.masking import dwm_hint_ratio
-    from modeling_audiomosaic.pretraining_run import check_streaming_curriculum
+    from modeling_audiomosaic.stream_position import check_streaming_curriculum
 
     assert dwm_hint_ratio(399, 2**63 - 1, start_epoch=50) == 1.0  # what a stream's epoch count would give
     with pytest.raises(ValueError, match=r"dwm with --streaming.*dwm_abs_hint_ratio"):
