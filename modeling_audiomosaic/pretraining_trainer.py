@@ -43,6 +43,7 @@ from transformers import __version__ as transformers_version
 from transformers.utils import logging
 
 from .distributed import gather_objects
+from .distributed import world_size as process_count
 from .feature_extraction.audio_datasets import stream_sharding_problem
 from .finetuning import no_weight_decay_parameters
 from .stream_position import (
@@ -438,7 +439,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         skipped its batch alone would leave them out while the others made them (a collective mismatch: a crash on
         gloo, a hang on NCCL).
         """
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        if process_count() == 1:
             return finite_here
         flag = torch.tensor([int(finite_here)], device=device, dtype=torch.int64)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
