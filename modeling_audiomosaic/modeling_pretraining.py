@@ -341,6 +341,21 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
             if isinstance(module, ProjectorBatchNorm1d):
                 module.synchronize = enabled
 
+    def parameters_outside_the_loss(self) -> list[str]:
+        """Names of the trainable parameters that the configured objectives never reach (empty for the contrastive
+        objective and SupMAM; the encoder's `pooler.fc_norm` for `mae` / `distill` alone, whose decoders read the
+        tokens, not the pooled features).
+
+        Such parameters get no gradient, which DDP must be told (``find_unused_parameters=True``, an extra traversal
+        of the autograd graph every step); otherwise its second step fails with "Expected to have finished reduction
+        in the prior iteration". `AudioMosaicPretrainingTrainer` sets `ddp_find_unused_parameters` from this list
+        when it is left unset (transformers would turn it off under activation checkpointing and on otherwise).
+        """
+        if "contrastive" in self.config.objectives or self.supervised_head is not None:
+            return []
+        prefix = "audiomosaic.pooler."
+        return [name for name, param in self.named_parameters() if name.startswith(prefix) and param.requires_grad]
+
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         """The contrastive projector on `fc_norm`-ed pooled features, always in fp32 (autocast off).
 

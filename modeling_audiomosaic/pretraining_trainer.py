@@ -248,12 +248,36 @@ def _running_statistics(model: torch.nn.Module) -> list[torch.Tensor]:
             for buffer in (module.running_mean, module.running_var, module.num_batches_tracked) if buffer is not None]
 
 
+def set_find_unused_parameters(model: nn.Module | None, args: Any) -> None:
+    """Sets ``args.ddp_find_unused_parameters`` from the model when the caller left it unset (None).
+
+    transformers' default follows activation checkpointing only: off with it, on without. Both are wrong for some
+    objectives here: with checkpointing, the MAE and distillation objectives (whose loss does not reach the pooler's
+    `fc_norm`) fail at DDP's second step ("Expected to have finished reduction in the prior iteration"); without it,
+    the contrastive objective (every parameter in the loss) pays an extra autograd-graph traversal per step and DDP's
+    warning that the flag was not needed. The model says which of its parameters the loss never reaches
+    (`parameters_outside_the_loss`); DDP looks for unused parameters exactly when there are some.
+    """
+    if args is None or getattr(args, "ddp_find_unused_parameters", False) is not None:
+        return
+    outside = getattr(model, "parameters_outside_the_loss", None)
+    if outside is None:
+        return
+    names = outside()
+    args.ddp_find_unused_parameters = bool(names)
+    if names and args.world_size > 1 and args.process_index == 0:
+        logger.info("the objectives do not reach %s: ddp_find_unused_parameters=True (DDP runs)", ", ".join(names))
+
+
 class AudioMosaicPretrainingTrainer(Trainer):
     """Trainer for `AudioMosaicForPreTraining`; see the module docstring."""
 
     loss_is_scaled_for_ga = False
 
     def __init__(self, *args, view_generator: Any = None, **kwargs) -> None:
+        model = kwargs.get("model", args[0] if args else None)
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        set_find_unused_parameters(model, training_args)  # before Trainer builds the accelerator's DDP settings
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:  # set when one process sees several GPUs outside a distributed launch
             gpus = self.args.n_gpu

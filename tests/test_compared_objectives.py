@@ -19,7 +19,7 @@ from modeling_audiomosaic.modeling_decoder import AudioMosaicDecoder, sincos_1d_
 from modeling_audiomosaic.objective_distill import DistillationTeacher, distillation_loss, feature_distance
 from modeling_audiomosaic.objective_mae import mae_reconstruction_loss, patchify, unpatchify
 from modeling_audiomosaic.objective_supervised import supervised_loss
-from modeling_audiomosaic.pretraining_trainer import MaskingCurriculumCallback
+from modeling_audiomosaic.pretraining_trainer import MaskingCurriculumCallback, set_find_unused_parameters
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -307,6 +307,48 @@ def test_supmam_branch_weighted_on_any_objective(objective):
     torch.testing.assert_close(out.loss, main + 0.3 * expected_sup)
     with pytest.raises(ValueError, match="needs labels"):
         model(spec)
+
+
+# ------------------------------------------------------------------------------------------ DDP's unused parameters
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(objective="contrastive"),
+        dict(objective="contrastive", learnable_temperature=True),
+        dict(objective="contrastive+mae"),
+        dict(objective="mae"),
+        dict(objective="mae", masking_mode="inverse_block", mask_ratio=0.8, use_fc_norm=False),
+        dict(objective="distill", distill_teacher_hidden_size=48, masking_mode="random", mask_ratio=0.8),
+        dict(objective="mae", supervised_weight=1.0, num_labels=3, supervised_loss="ce"),
+        dict(objective="contrastive", supervised_weight=0.5, num_labels=3, supervised_loss="ce"),
+    ],
+)
+def test_parameters_outside_the_loss_are_those_without_a_gradient(kwargs, tmp_path):
+    """What the model declares (and DDP's find_unused_parameters follows) is what a training step leaves without a
+    gradient, for every objective; and the Trainer's setting follows the declaration unless the user chose."""
+    from transformers import TrainingArguments
+
+    torch.manual_seed(0)
+    model = AudioMosaicForPreTraining(tiny_config(**kwargs)).train()
+    if "distill" in model.config.objectives:
+        model.set_distillation_teacher(AudioMosaicModel(tiny_config(hidden_size=48)).eval())
+    views = model.config.pretraining_num_views
+    spec = torch.stack([spectrograms(4, seed=v) for v in range(views)], dim=1)
+    labels = torch.tensor([1, 2, -100, 0]) if model.supervised_head is not None else None
+    model(spec, labels=labels, generator=torch.Generator().manual_seed(1)).loss.backward()
+    without_gradient = sorted(name for name, p in model.named_parameters() if p.requires_grad and p.grad is None)
+    declared = model.parameters_outside_the_loss()
+    assert sorted(declared) == without_gradient
+    contrastive_or_supervised = "contrastive" in model.config.objectives or "supervised_weight" in kwargs
+    assert bool(declared) == (not contrastive_or_supervised and model.config.use_fc_norm)
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    set_find_unused_parameters(model, args)
+    assert args.ddp_find_unused_parameters is bool(declared)
+    chosen = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
+                               ddp_find_unused_parameters=not declared)
+    set_find_unused_parameters(model, chosen)  # the user's explicit choice stays
+    assert chosen.ddp_find_unused_parameters is (not declared)
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints

@@ -181,6 +181,29 @@ def test_two_process_accelerate_launch(audio_dir, recipe, tmp_path):
     data = summary["data"]
     assert data["examples_trained"] == 32, data
     assert data["bad_item_ids"] == ["corrupt.wav"] and data["skip_events"] >= 1, data
+    # every parameter reaches the contrastive loss: DDP does not traverse the graph for unused ones every step
+    assert "find_unused_parameters=True was specified" not in log_path.read_text()
+
+
+@pytest.mark.dist
+def test_two_process_mae_with_activation_checkpointing(audio_dir, tmp_path):
+    """MSM-MAE under DDP with activation checkpointing: its loss does not reach the pooler's fc_norm, so DDP must
+    look for unused parameters (transformers turns that off under checkpointing: the second step failed with
+    "Expected to have finished reduction in the prior iteration")."""
+    overrides = TINY_OVERRIDES[:-1] + (', "decoder_hidden_size": 16, "decoder_num_hidden_layers": 1, '
+                                       '"decoder_num_attention_heads": 2, "decoder_intermediate_size": 32}')
+    recipe = tmp_path / "mae.yaml"
+    recipe.write_text(tiny_recipe(max_steps=3, objective="mae", masking_mode="random", config_overrides=overrides,
+                                  checkpointing_fraction=0.5))
+    out, log_path = tmp_path / "mae", tmp_path / "mae.log"
+    proc, log = _launch(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out)], out,
+                        log_path)
+    with log:
+        summary = _wait(proc, out, log_path)
+    assert summary["global_step"] == 3
+    assert all(np.isfinite(list(_losses(summary["log_history"]).values())))
+    told = "do not reach audiomosaic.pooler.fc_norm.weight, audiomosaic.pooler.fc_norm.bias: ddp_find_unused_parameters"
+    assert told + "=True" in log_path.read_text()
 
 
 def test_time_budget_stops_training(audio_dir, recipe, tmp_path):
