@@ -26,6 +26,7 @@ What it adds to `transformers.Trainer`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -269,6 +270,26 @@ def set_find_unused_parameters(model: nn.Module | None, args: Any) -> None:
         logger.info("the objectives do not reach %s: ddp_find_unused_parameters=True (DDP runs)", ", ".join(names))
 
 
+def reduce_gradients_in_float32(plugin: Any) -> bool:
+    """Makes an FSDP plugin's mixed precision reduce (and accumulate) gradients in float32; True if it changed it.
+
+    accelerate turns ``--mixed_precision bf16`` into the policy ``param_dtype = reduce_dtype = bf16``, with which FSDP
+    reduce-scatters the gradients across ranks in bf16 (8-bit mantissa: a sum over 8-64 ranks loses the low bits of
+    every gradient) and, with gradient accumulation, sums the micro-batches' unsharded gradients in bf16 (torch drops
+    the float32 upcast when ``reduce_dtype == param_dtype``). DDP under autocast reduces float32 gradients. Parameters
+    are still gathered and computed in bf16; only the reduction and accumulation move to float32 (twice the bytes of
+    the gradient reduce-scatter). A policy the user chose with another ``reduce_dtype`` is kept.
+    """
+    policy = getattr(plugin, "mixed_precision_policy", None)
+    low = (torch.bfloat16, torch.float16)
+    if policy is None or getattr(policy, "param_dtype", None) not in low:
+        return False
+    if getattr(policy, "reduce_dtype", None) not in (None, policy.param_dtype):
+        return False
+    plugin.mixed_precision_policy = dataclasses.replace(policy, reduce_dtype=torch.float32)
+    return True
+
+
 class AudioMosaicPretrainingTrainer(Trainer):
     """Trainer for `AudioMosaicForPreTraining`; see the module docstring."""
 
@@ -279,6 +300,9 @@ class AudioMosaicPretrainingTrainer(Trainer):
         training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
         set_find_unused_parameters(model, training_args)  # before Trainer builds the accelerator's DDP settings
         super().__init__(*args, **kwargs)
+        if reduce_gradients_in_float32(getattr(self.accelerator.state, "fsdp_plugin", None)):
+            logger.info("FSDP mixed precision: parameters in %s, gradients reduced and accumulated in float32",
+                        self.accelerator.state.fsdp_plugin.mixed_precision_policy.param_dtype)
         if self.args.n_gpu > 1:  # set when one process sees several GPUs outside a distributed launch
             gpus = self.args.n_gpu
             raise ValueError(

@@ -8,12 +8,15 @@ Run under ``accelerate launch`` (any number of nodes and processes) with run_pre
 * with ``AUDIOMOSAIC_PROBE_DIR`` set, dumps what one process needs to recompute the first optimizer step on the global
   batch: the initial weights (rank 0), each rank's first-step model inputs (views) and drawn masks (``ids_keep``) and
   loss, and each rank's gradients right before the first optimizer step (after DDP's all-reduce);
+* with ``AUDIOMOSAIC_PROBE_PRECISION=<file>``, writes the dtypes FSDP2 uses for a block's parameters and gradient
+  reduction (`FsdpPrecisionProbe`, for fsdp_probe.py runs);
 * with ``AUDIOMOSAIC_PROBE_NONFINITE=<ranks>@<step>`` (e.g. ``1@2`` or ``0,1@2``), makes the training loss of those
   global ranks non-finite at that optimizer step (1-based): `NonFiniteLoss`, also used by fsdp_probe.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -83,10 +86,34 @@ class NonFiniteLoss(TrainerCallback):
         model.register_forward_hook(poison)
 
 
+class FsdpPrecisionProbe(TrainerCallback):
+    """Writes, at the first optimizer step, the dtypes FSDP2 really uses for a sharded block's parameters and gradient
+    reduction (`FSDPParam.param_dtype` / `reduce_dtype`, set at FSDP's lazy init in the first forward) to a JSON file
+    (global rank 0)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if state.global_step != 0 or args.process_index != 0:
+            return
+        for module in model.modules():
+            get_state = getattr(module, "_get_fsdp_state", None)
+            group = get_state()._fsdp_param_group if get_state is not None else None
+            if group is not None and type(module).__name__.endswith("AudioMosaicLayer"):
+                param = group.fsdp_params[0]
+                self.path.write_text(json.dumps({"param_dtype": str(param.param_dtype),
+                                                 "reduce_dtype": str(param.reduce_dtype)}))
+                return
+
+
 def probe_callbacks() -> list[TrainerCallback]:
-    """The callbacks the environment asks for (``AUDIOMOSAIC_PROBE_NONFINITE``)."""
+    """The callbacks the environment asks for (``AUDIOMOSAIC_PROBE_NONFINITE``, ``AUDIOMOSAIC_PROBE_PRECISION``)."""
     spec = os.environ.get("AUDIOMOSAIC_PROBE_NONFINITE")
-    return [NonFiniteLoss(spec)] if spec else []
+    callbacks = [NonFiniteLoss(spec)] if spec else []
+    if os.environ.get("AUDIOMOSAIC_PROBE_PRECISION"):
+        callbacks.append(FsdpPrecisionProbe(os.environ["AUDIOMOSAIC_PROBE_PRECISION"]))
+    return callbacks
 
 
 if __name__ == "__main__":
