@@ -247,6 +247,25 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     return EpochTaggedDataset(dataset)
 
 
+def keep_float32_parts_in_ieee(training_args: TrainingArguments) -> bool:
+    """Turns TF32 back off in a bf16 / fp16 run whose recipe left ``--tf32`` unset; True if it did.
+
+    `TrainingArguments` enables TF32 globally whenever ``torch_compile`` is on with bf16 (the paper recipe), "to speed
+    up torch.compile". Under mixed precision the encoder's matmuls already run in bf16; TF32 only reaches the parts
+    kept in float32 on purpose: the contrastive projector and the NT-Xent logits (`objective_contrastive`: a 10-bit
+    mantissa moves a logit at τ = 0.1 by ~5e-3), the views' mel filterbank on the device (which should equal the host
+    path's features to 1e-4) and the metrics. Their cost is negligible next to the encoder's, so TF32 buys nothing
+    there. ``--tf32 true`` keeps it on; a float32 run (no mixed precision) keeps transformers' choice.
+    """
+    if training_args.tf32 is not None or not (training_args.bf16 or training_args.fp16):
+        return False
+    from transformers.utils.import_utils import enable_tf32  # noqa: PLC0415
+
+    enable_tf32(False)
+    training_args.tf32 = False
+    return True
+
+
 def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallback] | None = None) -> dict:
     """Parse `argv` (a recipe via ``--config`` and flags, as run_scripts/run_pretrain.py's command line), pre-train
     with `AudioMosaicPretrainingTrainer`, save the model, its feature extractor and ``pretrain_summary.json`` to
@@ -274,6 +293,7 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     check_output_dir_sharing(training_args.output_dir, rank, training_args.local_process_index, world_size,
                              training_args.save_on_each_node, fsdp_sharded_checkpoints(training_args))
     check_cpu_bf16(training_args.bf16, training_args.device)  # bf16 on CPU: see cpu_bf16.py
+    keep_float32_parts_in_ieee(training_args)
 
     if model_args.supervised_weight > 0 and not data_args.label_column:
         raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")

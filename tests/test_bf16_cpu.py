@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from modeling_audiomosaic.cpu_bf16 import ALLOW_ENV, check_cpu_bf16, cpu_bf16_su
 from modeling_audiomosaic.modeling_pretraining import BatchNorm1dNoBias
 from modeling_audiomosaic.objective_contrastive import _nt_xent_fp32
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=4, intermediate_size=64,
             projection_hidden_size=16, projection_dim=8, drop_path_rate=0.0)
 
@@ -45,6 +49,33 @@ def test_nt_xent_logits_stay_fp32_under_bf16_autocast():
 def _tiny_model(seed: int = 0) -> AudioMosaicForPreTraining:
     torch.manual_seed(seed)
     return AudioMosaicForPreTraining(AudioMosaicConfig.from_preset("speechcommands", "tiny", **TINY)).train()
+
+
+TF32_PROBE = """
+import sys, torch, transformers.training_args as training_args_module
+from modeling_audiomosaic.pretraining_run import keep_float32_parts_in_ieee, parse_args
+training_args_module.is_torch_tf32_available = lambda: True  # a TF32-capable GPU
+_, _, args = parse_args(["--config", sys.argv[1], "--output_dir", "x", "--use_cpu", "true", *sys.argv[2:]])
+print(torch.backends.cuda.matmul.fp32_precision)
+keep_float32_parts_in_ieee(args)
+print(torch.backends.cuda.matmul.fp32_precision)
+"""
+
+
+@pytest.mark.parametrize("flags, tf32_after", [
+    ([], "ieee"),  # the paper recipe: bf16 + torch_compile, --tf32 unset: transformers' TF32 is turned back off
+    (["--tf32", "true"], "tf32"),  # asked for: kept
+    (["--bf16", "false"], "tf32"),  # a float32 run: transformers' choice kept (its matmuls gain from TF32)
+])
+def test_paper_recipe_keeps_the_float32_head_out_of_tf32(flags, tf32_after):
+    """TrainingArguments turns TF32 on globally for torch_compile with bf16 (on a TF32-capable GPU, which the probe's
+    patch stands for); the pre-training run turns it back off unless asked, so that the fp32 projector, NT-Xent logits
+    and device views stay IEEE float32. In a fresh process: the flags are process-wide."""
+    recipe = str(REPO / "run_scripts" / "recipes" / "pretrain_paper.yaml")
+    done = subprocess.run([sys.executable, "-c", TF32_PROBE, recipe, *flags], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["tf32", tf32_after]  # what transformers set, then what the run computes with
 
 
 def test_autocast_runs_the_encoder_in_bf16_and_the_projector_in_fp32():
