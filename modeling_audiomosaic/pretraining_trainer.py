@@ -270,6 +270,29 @@ def set_find_unused_parameters(model: nn.Module | None, args: Any) -> None:
         logger.info("the objectives do not reach %s: ddp_find_unused_parameters=True (DDP runs)", ", ".join(names))
 
 
+def contrastive_accumulation_note(model: nn.Module | None, args: Any) -> str | None:
+    """What gradient accumulation does not do for the contrastive objective (None when it does not apply).
+
+    The NT-Xent negatives (the all-gathered views) and the synchronised projector BatchNorm statistics are those of
+    one micro-batch of all processes (``world_size x per_device_train_batch_size`` clips); accumulating ``k``
+    micro-batches averages ``k`` such losses, it does not train with a ``k`` times larger contrastive batch. So halving
+    the per-device batch and doubling the accumulation changes the objective (fewer negatives, noisier BatchNorm
+    statistics), unlike for a per-example loss.
+    """
+    config = getattr(model, "config", None)
+    steps = int(getattr(args, "gradient_accumulation_steps", 1) or 1)
+    if steps <= 1 or "contrastive" not in getattr(config, "objectives", ()):
+        return None
+    per_step = int(args.world_size) * int(args.per_device_train_batch_size)
+    return (
+        f"gradient accumulation ({steps} steps) does not enlarge the contrastive batch: each micro-batch's NT-Xent "
+        f"loss and projector BatchNorm statistics see {per_step} clips (2 x {per_step} views) of all processes, not "
+        f"{per_step * steps}; the optimizer step averages {steps} such losses. For the paper's batch of 512 clips per "
+        "process use more processes or a larger --per_device_train_batch_size (with --checkpointing_fraction to fit "
+        "memory)."
+    )
+
+
 def reduce_gradients_in_float32(plugin: Any) -> bool:
     """Makes an FSDP plugin's mixed precision reduce (and accumulate) gradients in float32; True if it changed it.
 
@@ -313,6 +336,9 @@ class AudioMosaicPretrainingTrainer(Trainer):
                 f"--num_processes {gpus} run_scripts/run_pretrain.py ...` (or `torchrun --nproc_per_node {gpus}`), or "
                 "keep this process to one GPU with CUDA_VISIBLE_DEVICES=0."
             )
+        accumulation_note = contrastive_accumulation_note(self.model, self.args)
+        if accumulation_note and self.args.process_index == 0:
+            logger.warning(accumulation_note)
         # computes the views of batches that carry waveforms (views on the device); default: the collator's
         self.view_generator = view_generator
         self._metric_sums: dict[str, float] = defaultdict(float)  # finite values since the last log, this process

@@ -451,3 +451,18 @@ def test_pretraining_recipes_parse_into_valid_configs(recipe):
     config = build_config(model_args, Teacher() if "distill" in model_args.objective else None)
     assert config.objectives == tuple(model_args.objective.split("+"))
     assert len(config.view_masking_specs()) == config.pretraining_num_views
+
+
+def test_gradient_accumulation_note_for_the_contrastive_batch():
+    from types import SimpleNamespace
+
+    from modeling_audiomosaic.pretraining_trainer import contrastive_accumulation_note
+
+    contrastive = AudioMosaicForPreTraining(tiny_config())
+    args = SimpleNamespace(gradient_accumulation_steps=4, world_size=8, per_device_train_batch_size=128)
+    note = contrastive_accumulation_note(contrastive, args)
+    assert "see 1024 clips (2 x 1024 views) of all processes, not 4096" in note
+    assert "--checkpointing_fraction" in note
+    one_step = SimpleNamespace(**{**vars(args), "gradient_accumulation_steps": 1})
+    assert contrastive_accumulation_note(contrastive, one_step) is None
+    assert contrastive_accumulation_note(AudioMosaicForPreTraining(tiny_config(objective="mae")), args) is None
