@@ -307,28 +307,37 @@ def shard_for_rank(
     raise TypeError(f"cannot shard a {type(ds).__name__}; expected an Audio(Iterable)Dataset or a datasets dataset")
 
 
-def stream_sharding_problem(n_shards: int, world_size: int) -> str | None:
+def stream_sharding_problem(n_shards: int, world_size: int, num_workers: int = 0) -> str | None:
     """What is wrong with streaming ``n_shards`` shards to ``world_size`` processes through accelerate
-    (``dispatch_batches=False``), or ``None``.
+    (``dispatch_batches=False``) with ``num_workers`` DataLoader workers each, or ``None``.
 
     * ``n_shards < world_size``: accelerate cannot give each process whole shards and wraps the stream in
       ``IterableDatasetShard``: **every process reads and decodes the whole stream** and keeps every
       ``world_size``-th batch, i.e. ``world_size`` times the decoding of the clips it trains on.
     * ``n_shards % world_size != 0``: processes get whole shards, but unequal numbers of them (their passes end at
       different steps, so the data of a pass is not spread evenly).
+    * fewer shards per process than ``num_workers``: datasets deals each process's shards to its workers and stops
+      the workers left without one, so only that many workers decode.
     """
-    if world_size <= 1 or n_shards <= 0:
+    if n_shards <= 0:
         return None
-    fix = (f"write the data as a multiple of {world_size} shards (run_scripts/transcode_shards.py --shard_size "
-           "sets the clips per shard) or stream with fewer processes")
-    if n_shards < world_size:
-        return (f"the stream has {n_shards} shard(s) for {world_size} processes: accelerate then has every process "
-                f"read and decode the whole stream and keep every {world_size}-th batch ({world_size}x the decoding "
-                f"of the clips trained on); {fix}")
-    if n_shards % world_size:
-        low, high = n_shards // world_size, n_shards // world_size + 1
-        return (f"the stream's {n_shards} shards do not split evenly over {world_size} processes ({low} or {high} "
-                f"each): the processes' passes over the data differ in length by up to 1/{high}; {fix}")
+    if world_size > 1:
+        fix = (f"write the data as a multiple of {world_size} shards (run_scripts/transcode_shards.py --shard_size "
+               "sets the clips per shard) or stream with fewer processes")
+        if n_shards < world_size:
+            return (f"the stream has {n_shards} shard(s) for {world_size} processes: accelerate then has every "
+                    f"process read and decode the whole stream and keep every {world_size}-th batch ({world_size}x "
+                    f"the decoding of the clips trained on); {fix}")
+        if n_shards % world_size:
+            low, high = n_shards // world_size, n_shards // world_size + 1
+            return (f"the stream's {n_shards} shards do not split evenly over {world_size} processes ({low} or "
+                    f"{high} each): the processes' passes over the data differ in length by up to 1/{high}; {fix}")
+    per_process = n_shards // max(world_size, 1)
+    if num_workers > per_process:
+        return (f"each process streams {per_process} shard(s) with {num_workers} DataLoader workers: datasets gives "
+                f"every worker whole shards and stops the {num_workers - per_process} left without one, so only "
+                f"{per_process} decode; write at least {num_workers * max(world_size, 1)} shards "
+                "(run_scripts/transcode_shards.py --shard_size) or use fewer --dataloader_num_workers")
     return None
 
 

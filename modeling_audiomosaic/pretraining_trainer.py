@@ -362,7 +362,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
             check_streaming_layout(self.args, self.args.world_size)
             if hasattr(self.model.config, "view_masking_specs"):
                 check_streaming_curriculum(self.model.config)
-            problem = stream_sharding_problem(int(getattr(self.train_dataset, "n_shards", 0)), self.args.world_size)
+            problem = stream_sharding_problem(int(getattr(self.train_dataset, "n_shards", 0)), self.args.world_size,
+                                              int(self.args.dataloader_num_workers))
             if problem and self.args.process_index == 0:
                 logger.warning(problem)
             self._stream_position = StreamPositionCallback(self)

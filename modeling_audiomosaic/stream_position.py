@@ -111,6 +111,18 @@ class StreamPositionCallback(TrainerCallback):
                 "a checkpoint of a streaming run with the same number of processes."
             )
         position = json.loads(path.read_text())
+        saved_workers = position.get("dataloader_num_workers")  # absent in older checkpoints
+        workers = int(getattr(self.trainer.args, "dataloader_num_workers", 0))
+        if skip_data and saved_workers is not None and int(saved_workers) != workers:
+            # datasets deals a stream's shards to the DataLoader workers and seeds each worker's shuffle buffer
+            # with its worker id; the loader takes batches from the workers in turn: the batch order is the workers'
+            raise ValueError(
+                f"cannot resume the streaming run from {checkpoint} with --dataloader_num_workers {workers}: it was "
+                f"written with {saved_workers}, and a stream's batch order depends on the number of DataLoader "
+                "workers (each reads its own shards through its own shuffle buffer), so the batches skipped and "
+                f"those that follow would not be the uninterrupted run's. Resume with --dataloader_num_workers "
+                f"{saved_workers} (or --ignore_data_skip true to start the pass over without skipping)."
+            )
         epoch, batches = int(position["epoch"]), int(position["batches"]) if skip_data else 0
         self._resume = (epoch, batches)
         return epoch, batches
@@ -148,7 +160,8 @@ class StreamPositionCallback(TrainerCallback):
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         rank = int(getattr(args, "process_index", 0))
-        position = {"epoch": self.epoch, "batches": self.batches, "global_step": state.global_step}
+        position = {"epoch": self.epoch, "batches": self.batches, "global_step": state.global_step,
+                    "dataloader_num_workers": int(args.dataloader_num_workers)}
         tmp = folder / (POSITION_FILE.format(rank=rank) + ".tmp")
         tmp.write_text(json.dumps(position))
         os.replace(tmp, folder / POSITION_FILE.format(rank=rank))  # never half a file

@@ -736,3 +736,15 @@ def test_stream_sharding_problem_matches_what_accelerate_does():
     assert "8x the decoding" in stream_sharding_problem(7, 8)
     assert stream_sharding_problem(4, 2) is None and stream_sharding_problem(1, 1) is None
     assert "(2 or 3 each)" in stream_sharding_problem(10, 4)
+    # DataLoader workers: datasets stops those left without a shard of their process's share (3 shards, 4 workers)
+    def tagged(shards):
+        for shard in shards:
+            yield {"worker": torch.utils.data.get_worker_info().id, "x": shard}
+
+    stream = datasets.IterableDataset.from_generator(tagged, gen_kwargs={"shards": [0, 1, 2]})
+    workers = {int(row["worker"]) for row in torch.utils.data.DataLoader(stream, batch_size=None, num_workers=4)}
+    assert len(workers) == 3
+    assert "stops the 6 left without one, so only 2 decode" in stream_sharding_problem(16, 8, num_workers=8)
+    assert "write at least 64 shards" in stream_sharding_problem(16, 8, num_workers=8)
+    assert "stops the 1 left without one" in stream_sharding_problem(3, 1, num_workers=4)
+    assert stream_sharding_problem(64, 8, num_workers=8) is None and stream_sharding_problem(4, 1, 4) is None

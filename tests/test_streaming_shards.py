@@ -279,6 +279,11 @@ def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
     assert any("written by a run of 4 processes, resumed with 1: a stream resumes only with the same number" in p
                for p in checkpoint_problems(checkpoint, 1, streaming=True))
     layout.write_text(saved)
+    # the batch order of a stream is that of its DataLoader workers (each its own shards and shuffle buffer)
+    assert json.loads((checkpoint / "stream_position_0.json").read_text())["dataloader_num_workers"] == 0
+    with pytest.raises(ValueError, match="--dataloader_num_workers 1: it was written with 0"):
+        run_pretraining(common + ["--max_steps", "2", "--resume_from_checkpoint", str(checkpoint),
+                                  "--dataloader_num_workers", "1"])
     (checkpoint / "stream_position_0.json").unlink()
     assert checkpoint_problems(checkpoint, 1) == []  # a map-style run does not need it
     assert any("stream positions of ranks [0]" in p for p in checkpoint_problems(checkpoint, 1, streaming=True))
