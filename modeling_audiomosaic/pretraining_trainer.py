@@ -350,6 +350,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self.optimizer_steps_skipped = 0
         self._skipped_in_window = 0  # batches skipped (non-finite loss on some rank) since the last optimizer step
         self._batches_in_window = 0  # training batches since the last optimizer step
+        self._batches_since_log = 0  # training batches (micro-batches) since the last log, and those skipped
+        self._skipped_since_log = 0
         self._stream_position = None
         if is_streaming_dataset(self.train_dataset):
             if not hasattr(Trainer, "_init_training_state"):  # the hook `_init_training_state` below overrides
@@ -485,10 +487,12 @@ class AudioMosaicPretrainingTrainer(Trainer):
         if model.training:
             self._record_metrics(outputs)
             self._batches_in_window += 1
+            self._batches_since_log += 1
             finite_here = bool(torch.isfinite(loss.detach()).all())
             if not self._finite_on_every_rank(finite_here, loss.device):
                 self.nonfinite_losses += 1
                 self._skipped_in_window += 1
+                self._skipped_since_log += 1
                 why = (f"non-finite loss {loss.item()}" if not finite_here
                        else "the loss was non-finite on another process")
                 logger.warning(
@@ -595,6 +599,13 @@ class AudioMosaicPretrainingTrainer(Trainer):
         like Trainer's ``loss`` (each process's metrics are of its own batches), and ``data_items_skipped`` summed over
         the processes. Trainer calls this with ``loss`` on every rank at the same steps: the gather is a collective."""
         if "loss" in logs:
+            batches, skipped = self._batches_since_log, self._skipped_since_log
+            if skipped and batches:
+                # a skipped batch added 0 to Trainer's loss sum (its backward ran on a zeroed loss): the mean is over
+                # the batches not skipped (NaN when every batch of the interval was)
+                kept = batches - skipped
+                logs["loss"] = round(logs["loss"] * batches / kept, 4) if kept else float("nan")
+            self._batches_since_log = self._skipped_since_log = 0
             per_rank = gather_objects((dict(self._metric_sums), dict(self._metric_counts), self.data_items_skipped))
             for name in sorted({name for _, counts, _ in per_rank for name in counts}):
                 count = sum(counts.get(name, 0) for _, counts, _ in per_rank)  # a non-finite value is not counted

@@ -468,9 +468,47 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
     adam_steps = {int(s["step"]) for s in trainer.optimizer.state.values() if "step" in s}
     assert adam_steps == {5}  # 6 steps, 1 skipped: Adam's moments never saw the bad batch
     logged = [h for h in trainer.state.log_history if "loss" in h]
-    assert all(np.isfinite(h["loss"]) for h in logged)
+    # logged every step: the skipped step trained on no batch, so it has no loss (NaN, not a 0 that biases the curve)
+    assert np.isnan(logged[bad]["loss"]) and all(np.isfinite(h["loss"]) for i, h in enumerate(logged) if i != bad)
     assert logged[-1]["nonfinite_losses_skipped"] == 1 and logged[-1]["optimizer_steps_skipped"] == 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_logged_loss_is_the_mean_of_the_batches_not_skipped(tmp_path):
+    """With gradient accumulation and a logging interval of several steps, a skipped micro-batch is left out of the
+    logged loss's mean instead of counting as a 0."""
+    from transformers import TrainingArguments
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining
+    from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
+
+    config = AudioMosaicConfig.from_preset("speechcommands", hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=4, intermediate_size=64, projection_hidden_size=16,
+                                           projection_dim=8)
+    data = [{"input_values": torch.randn(2, 128, 128)} for _ in range(16)]
+    calls = {"n": 0}
+
+    def collate(items):  # the 3rd micro-batch drawn is poisoned
+        calls["n"] += 1
+        x = torch.stack([item["input_values"] for item in items])
+        return {"input_values": torch.full_like(x, float("nan")) if calls["n"] == 3 else x}
+
+    class Recording(AudioMosaicPretrainingTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            losses.append(float(outputs.loss.detach()))
+            return (loss, outputs) if return_outputs else loss
+
+    losses = []
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=2, learning_rate=1e-3,
+                             gradient_accumulation_steps=2, use_cpu=True, report_to="none", logging_steps=2,
+                             save_strategy="no", dataloader_num_workers=0, disable_tqdm=True)
+    trainer = Recording(model=AudioMosaicForPreTraining(config), args=args, train_dataset=data, data_collator=collate)
+    trainer.train()
+    assert len(losses) == 8 and not np.isfinite(losses[2]) and trainer.nonfinite_losses == 1
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    assert logged[0] == pytest.approx(np.mean([losses[0], losses[1], losses[3]]), abs=1e-4)  # not a sum over 4
+    assert logged[1] == pytest.approx(np.mean(losses[4:]), abs=1e-4)
 
 
 def test_long_files_are_read_only_around_the_crop(bad_folder, monkeypatch, tmp_path):
