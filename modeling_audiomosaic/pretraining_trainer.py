@@ -270,6 +270,21 @@ def set_find_unused_parameters(model: nn.Module | None, args: Any) -> None:
         logger.info("the objectives do not reach %s: ddp_find_unused_parameters=True (DDP runs)", ", ".join(names))
 
 
+def single_checkpoint_risk(args: Any, streaming: bool) -> str | None:
+    """Why ``save_total_limit: 1`` can leave no resumable checkpoint in a multi-process or streaming run (else None).
+
+    Trainer's rank 0 deletes the older checkpoints right after writing its own files of the new one, with no barrier:
+    the other ranks may still be writing theirs (``rng_state_<rank>.pth``), and every rank writes its stream position
+    (``stream_position_<rank>.json``) and rank 0 the process layout after that, in the save callbacks. A run killed in
+    that window keeps only an incomplete checkpoint, which `--resume_from_checkpoint last` skips.
+    """
+    if args.save_total_limit != 1 or (int(args.world_size) <= 1 and not streaming):
+        return None
+    return ("save_total_limit 1: the previous checkpoint is deleted before every process has finished writing the "
+            "new one (its RNG states" + (" and stream positions" if streaming else "") + "), so a run killed while "
+            "saving can be left with no complete checkpoint to resume from; keep at least 2 (--save_total_limit 2).")
+
+
 def contrastive_accumulation_note(model: nn.Module | None, args: Any) -> str | None:
     """What gradient accumulation does not do for the contrastive objective (None when it does not apply).
 
@@ -373,6 +388,9 @@ class AudioMosaicPretrainingTrainer(Trainer):
         else:
             self.add_callback(DataEpochCallback(self))
         self.add_callback(ProcessLayoutCallback())
+        risk = single_checkpoint_risk(self.args, self._stream_position is not None)
+        if risk and self.args.process_index == 0:
+            logger.warning(risk)
         if hasattr(self.model, "set_masking_epoch"):
             self.add_callback(MaskingCurriculumCallback())
         specs = self.model.config.view_masking_specs() if hasattr(self.model.config, "view_masking_specs") else []

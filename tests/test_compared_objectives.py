@@ -466,3 +466,15 @@ def test_gradient_accumulation_note_for_the_contrastive_batch():
     one_step = SimpleNamespace(**{**vars(args), "gradient_accumulation_steps": 1})
     assert contrastive_accumulation_note(contrastive, one_step) is None
     assert contrastive_accumulation_note(AudioMosaicForPreTraining(tiny_config(objective="mae")), args) is None
+
+
+def test_a_single_kept_checkpoint_is_flagged_where_a_save_is_not_atomic():
+    from types import SimpleNamespace
+
+    from modeling_audiomosaic.pretraining_trainer import single_checkpoint_risk
+
+    assert "keep at least 2" in single_checkpoint_risk(SimpleNamespace(save_total_limit=1, world_size=8), False)
+    assert "stream positions" in single_checkpoint_risk(SimpleNamespace(save_total_limit=1, world_size=1), True)
+    assert single_checkpoint_risk(SimpleNamespace(save_total_limit=1, world_size=1), False) is None
+    assert single_checkpoint_risk(SimpleNamespace(save_total_limit=2, world_size=8), True) is None
+    assert single_checkpoint_risk(SimpleNamespace(save_total_limit=None, world_size=8), True) is None
