@@ -479,11 +479,19 @@ class AudioMosaicPretrainingTrainer(Trainer):
             skipped = self._skipped_in_window
             self._skipped_in_window = 0
             self._batches_in_window = 0
+            # accelerate's wrapper tells Trainer whether the step was skipped (`optimizer_step_was_skipped`): then the
+            # learning-rate schedule does not advance either, as for a step skipped by fp16's gradient scaler
+            wrapper = getattr(self, "optimizer", None)
+            tells = hasattr(wrapper, "_is_overflow") and getattr(wrapper, "scaler", None) is None
             if skipped:
                 self.optimizer_steps_skipped += 1
                 logger.warning(f"optimizer step {self.state.global_step + 1} skipped: {skipped} of its batches had a "
                                "non-finite loss")
+                if tells:
+                    wrapper._is_overflow = True
                 return None
+            if tells:
+                wrapper._is_overflow = False
             return step(*args, **kwargs)
 
         return guarded

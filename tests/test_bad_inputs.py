@@ -467,6 +467,7 @@ def test_nonfinite_loss_is_skipped_logged_and_leaves_weights_and_adam_untouched(
     assert any(moved)  # ... but on the next one
     adam_steps = {int(s["step"]) for s in trainer.optimizer.state.values() if "step" in s}
     assert adam_steps == {5}  # 6 steps, 1 skipped: Adam's moments never saw the bad batch
+    assert trainer.lr_scheduler.last_epoch == 5  # ... nor did the learning-rate schedule advance on it
     logged = [h for h in trainer.state.log_history if "loss" in h]
     # logged every step: the skipped step trained on no batch, so it has no loss (NaN, not a 0 that biases the curve)
     assert np.isnan(logged[bad]["loss"]) and all(np.isfinite(h["loss"]) for i, h in enumerate(logged) if i != bad)
