@@ -13,7 +13,8 @@ What it adds to `transformers.Trainer`:
 * non-finite losses are skipped and counted in the logs (`nonfinite_losses_skipped`) instead of poisoning the run:
   a batch whose loss is non-finite on any rank is skipped on every rank (one collective decision, so the ranks'
   backward collectives stay paired), its BatchNorm statistics are undone, and the optimizer step of its accumulation
-  window is not taken (`optimizer_steps_skipped`: Adam's moments and the weights stay exactly as they were);
+  window is not taken (`optimizer_steps_skipped`: Adam's moments and the weights stay exactly as they were, the
+  learning-rate schedule does not advance) and the logged loss is the mean of the batches not skipped;
 * bad audio items skipped by the data layer (reported through the batches as ``num_skipped`` / ``skipped_ids``, since
   decoding runs in DataLoader workers) are counted and logged, and [`~AudioMosaicPretrainingTrainer.data_summary`]
   totals them over all ranks: examples trained on, skip events, distinct bad items and their ids;
