@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -298,6 +299,19 @@ def test_incomplete_checkpoints_are_detected_and_skipped(audio_dir, recipe, tmp_
     optimizer = out / "checkpoint-4" / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])  # killed while writing it
     assert any("optimizer.pt" in p for p in checkpoint_problems(out / "checkpoint-4"))
+    assert any("optimizer.pt" in p for p in checkpoint_problems(out / "checkpoint-4", world_size=2, rank=1))
+    # a flipped byte inside a member: its CRC, which rank 0 reads (rank 1 only checks the archive is whole)
+    scheduler = out / "checkpoint-4" / "scheduler.pt"
+    data = bytearray(scheduler.read_bytes())
+    with zipfile.ZipFile(scheduler) as archive:
+        member = max(archive.infolist(), key=lambda info: info.file_size)  # stored uncompressed by torch.save
+    local = member.header_offset  # local header: 30 bytes, then the name and extra field, whose lengths it gives
+    name_length, extra_length = (int.from_bytes(data[local + k:local + k + 2], "little") for k in (26, 28))
+    start = local + 30 + name_length + extra_length
+    data[start + member.file_size // 2] ^= 0xFF
+    scheduler.write_bytes(bytes(data))
+    assert any("scheduler.pt: corrupt member" in p for p in checkpoint_problems(out / "checkpoint-4", 2, 0))
+    assert not any("scheduler.pt" in p for p in checkpoint_problems(out / "checkpoint-4", 2, 1))
     (out / "checkpoint-2" / "trainer_state.json").unlink()
     assert last_complete_checkpoint(out) is None
     # a 2-process run resuming from a 1-process checkpoint's rng files: rank 1's state is missing
