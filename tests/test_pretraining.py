@@ -225,6 +225,27 @@ def test_uniformity_equals_the_pairwise_formula():
         assert abs(alignment.item() - (u0 - u1).pow(2).sum(1).mean().item()) < 1e-6
 
 
+def test_metrics_are_float32_under_autocast_and_lid_matches_its_definition():
+    """The monitoring metrics do not change under bf16 autocast (their matmul / distances stay fp32), and the LID
+    from the k + 1 nearest distances equals the method-of-moments formula on fully sorted float64 distances."""
+    from modeling_audiomosaic.objective_contrastive import alignment_uniformity, local_intrinsic_dimension
+
+    g = torch.Generator().manual_seed(1)
+    z0, z1 = torch.randn(64, 16, generator=g), torch.randn(64, 16, generator=g)
+    features = torch.randn(96, 24, generator=g)
+    plain = (*alignment_uniformity(z0, z1), *local_intrinsic_dimension(features))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = (*alignment_uniformity(z0, z1), *local_intrinsic_dimension(features))
+    for a, b in zip(plain, autocast):
+        assert abs(a.item() - b.item()) <= 1e-6 * max(1.0, abs(a.item())), (plain, autocast)
+    k = 32
+    sorted_distances = torch.cdist(features.double(), features.double()).sort(dim=1).values
+    m = sorted_distances[:, 1:k].mean(dim=1)
+    lid = m / (sorted_distances[:, k] - m)
+    torch.testing.assert_close(plain[2].double(), lid.mean(), rtol=1e-5, atol=0)
+    torch.testing.assert_close(plain[3].double(), lid.var(unbiased=False), rtol=1e-4, atol=0)
+
+
 def test_learnable_temperature():
     model = AudioMosaicForPreTraining(tiny_pretrain_config(learnable_temperature=True, temperature=0.07)).train()
     out = model(torch.randn(4, 2, 64, 32), generator=_gen())
