@@ -32,14 +32,57 @@ import numpy as np
 import torch
 
 from .augmentation_chain import sample_roll_parameters
+from .feature_extraction_audiomosaic import _no_autocast
 
-__all__ = ["sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
+__all__ = ["HostTensors", "sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
 
 #: A second-order section that passes its input through (pads cascades of different lengths).
 _IDENTITY_SECTION = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
 #: Elements per gather / filter group (bounds the temporary index and FFT buffers: ~256 MB of int64 indices).
 _GROUP_ELEMENTS = 1 << 25
+
+
+class HostTensors:
+    """Small control tensors that stay on the host on their way into the training step.
+
+    The DataLoader's pinning, accelerate's device placement and Trainer's `_prepare_inputs` recurse into dicts, lists
+    and objects with a ``.to`` method, and leave any other object as it is. The views' random parameters (row
+    counts, which rows are filtered, the filter sections, the noise generator's state) decide the control flow of
+    :func:`views_from_parameters`: on an accelerator every read of a device tensor on the host (``.item()``,
+    ``.tolist()``, ``.nonzero()`` of a CPU copy) waits for all the work queued before it. Kept on the host, they are
+    read freely; the values the device computes with are copied over without blocking.
+
+    Reads like the dict it holds (``holder["sos"]``, ``"lengths" in holder``, ``holder.items()``).
+    """
+
+    __slots__ = ("tensors",)
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = dict(tensors)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.tensors[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.tensors
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.tensors.get(key, default)
+
+    def keys(self):
+        return self.tensors.keys()
+
+    def items(self):
+        return self.tensors.items()
+
+    def __repr__(self) -> str:
+        return f"HostTensors({', '.join(f'{k}: {tuple(v.shape)}' for k, v in self.tensors.items())})"
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A host tensor on `device` without waiting for the device's queue (a blocking copy synchronises the stream)."""
+    return tensor.to(device=device, dtype=dtype, non_blocking=tensor.device.type == "cpu" and device.type != "cpu")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -123,7 +166,7 @@ def sosfilt_steady(x: torch.Tensor, sos: torch.Tensor, block: int = 1024) -> tor
     Args:
         x (`torch.Tensor`): ``(R, N)`` float32 or float64 rows.
         sos (`torch.Tensor`): ``(R, S, 6)`` normalised sections (``a0 = 1``) per row; identity sections
-            ``(1, 0, 0, 1, 0, 0)`` pad shorter cascades.
+            ``(1, 0, 0, 1, 0, 0)`` pad shorter cascades. Best on the CPU (see the comment in the code).
         block (`int`, defaults to 1024): Block length of the parallel recurrence (the result does not depend on it
             beyond rounding).
 
@@ -134,16 +177,18 @@ def sosfilt_steady(x: torch.Tensor, sos: torch.Tensor, block: int = 1024) -> tor
         raise ValueError(
             f"sosfilt_steady needs x (R, N) and sos (R, S, 6), got {tuple(x.shape)} and {tuple(sos.shape)}."
         )
-    sos = sos.to(device=x.device, dtype=torch.float64)
-    identity = torch.tensor(_IDENTITY_SECTION, dtype=torch.float64, device=x.device)
-    active = (sos != identity).any(dim=-1).to("cpu")  # (R, S): identity sections (padding) are skipped
+    # which sections each row has (identity sections pad shorter cascades and are skipped) is read on the host: give
+    # `sos` on the CPU and `x` on an accelerator, and nothing here waits for the device
+    host_sos = sos.to("cpu", torch.float64)
+    active = (host_sos != torch.tensor(_IDENTITY_SECTION, dtype=torch.float64)).any(dim=-1)  # (R, S)
+    sos = _to_device(host_sos, x.device)
     level = x[:, 0].to(torch.float64)
     y = x.clone()
     for k in range(sos.shape[1]):
         rows = active[:, k].nonzero().flatten()
         if rows.numel() == 0:
             continue
-        index = rows.to(x.device)
+        index = _to_device(rows, x.device)
         section = sos[index, k]
         y[index] = _biquad_steady(y[index], section, level[index], block)
         gain = section[:, :3].sum(dim=1) / (1.0 + section[:, 4] + section[:, 5])
@@ -224,30 +269,41 @@ def _noise_seed(state: torch.Tensor) -> int:
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
-def _add_noise(rows: torch.Tensor, row_len: torch.Tensor, parameters: dict[str, torch.Tensor]) -> None:
-    """White noise at each row's drawn SNR relative to the row's RMS (rows with ``apply_noise``; silent rows none)."""
+def _add_noise(rows: torch.Tensor, row_len: torch.Tensor, host_len: torch.Tensor,
+               parameters: dict[str, torch.Tensor]) -> None:
+    """White noise at each row's drawn SNR relative to the row's RMS (rows with ``apply_noise``; silent rows none).
+
+    `row_len` is on the device of `rows`, `host_len` its CPU copy; `parameters` on the CPU.
+    """
     apply = parameters["apply_noise"].to("cpu")
     if not bool(apply.any()):
         return
-    lengths_cpu = row_len.to("cpu")
-    rms = torch.linalg.vector_norm(rows, dim=1).to("cpu", torch.float64) / lengths_cpu.to(torch.float64).sqrt()
-    std = rms * torch.pow(10.0, -parameters["snr_db"].to("cpu", torch.float64) / 20.0)
-    use = apply & (std > 0) & torch.isfinite(std)
     state = parameters["noise_state"].to("cpu", torch.uint8)
+    snr_db = parameters["snr_db"].to("cpu", torch.float64)
     if rows.device.type == "cpu":
         # the host path's stream: one randn(length) per noisy row, in row order
+        rms = torch.linalg.vector_norm(rows, dim=1).to(torch.float64) / host_len.to(torch.float64).sqrt()
+        std = rms * torch.pow(10.0, -snr_db / 20.0)
+        use = apply & (std > 0) & torch.isfinite(std)
         generator = torch.Generator()
         generator.set_state(state)
         for r in use.nonzero().flatten().tolist():
-            length = int(lengths_cpu[r])
+            length = int(host_len[r])
             noise = torch.randn(length, generator=generator)
             rows[r, :length].add_(noise, alpha=float(std[r]))
         return
-    generator = torch.Generator(device=rows.device)
-    generator.manual_seed(_noise_seed(state))
-    noise = torch.randn(rows.shape, generator=generator, device=rows.device, dtype=rows.dtype)
-    scale = torch.where(use, std, torch.zeros_like(std)).to(rows.device, rows.dtype)
-    positions = torch.arange(rows.shape[1], device=rows.device)
+    # on an accelerator: the same levels computed where the rows are (no host read), noise from a device generator
+    device = rows.device
+    rms = torch.linalg.vector_norm(rows, dim=1).to(torch.float64) / row_len.to(torch.float64).sqrt()
+    std = rms * torch.pow(10.0, -_to_device(snr_db, device) / 20.0)
+    use = _to_device(apply, device) & (std > 0) & torch.isfinite(std)
+    generator = None
+    if device.type != "meta":  # meta: shape-only tensors, no generator (the tests' check that no value is read)
+        generator = torch.Generator(device=device)
+        generator.manual_seed(_noise_seed(state))
+    noise = torch.randn(rows.shape, generator=generator, device=device, dtype=rows.dtype)
+    scale = torch.where(use, std, torch.zeros_like(std)).to(rows.dtype)
+    positions = torch.arange(rows.shape[1], device=device)
     noise.mul_(scale[:, None]).masked_fill_(positions[None, :] >= row_len[:, None], 0.0)
     rows.add_(noise)
 
@@ -265,7 +321,11 @@ def views_from_parameters(
         view_generator: the `ContrastiveViewGenerator` (chain, feature extractor, ``num_samples``, ``max_length``).
         waveforms (`torch.Tensor`): ``(B, W)`` float waveforms (zero after each clip's length), on any device.
         lengths (`torch.Tensor`): ``(B,)`` valid samples per clip (the lengths given to the parameter draw).
-        parameters: the dict of :func:`sample_view_parameters` (on any device).
+        parameters: the dict of :func:`sample_view_parameters`, or a :class:`HostTensors` of it.
+
+    `lengths` and `parameters` are best given on the CPU (as the collator's :class:`HostTensors` keeps them): the
+    control flow reads them on the host, and the few values the device needs are copied without blocking, so on an
+    accelerator the views are queued without waiting for the device. Given on the device, they are copied back once.
         filter_dtype (`torch.dtype`, defaults to float64): precision of the IIR filters. float64 (as the host
             path's ``sosfilt``) keeps the features within ~4e-6 of the host path's; float32 halves the filters' memory
             traffic but differs by up to ~3e-4 in the normalised features (narrow band-stops near DC).
@@ -275,35 +335,41 @@ def views_from_parameters(
     """
     device = waveforms.device
     batch = waveforms.shape[0]
-    shift = parameters["shift"].to(device, torch.long)
-    rows = shift.numel()
+    if isinstance(parameters, HostTensors):
+        parameters = parameters.tensors
+    # the control flow reads host tensors: parameters on the device are copied back once (one wait for the device)
+    host = {key: value.to("cpu") for key, value in parameters.items()}
+    rows = host["shift"].numel()
     if rows % batch:
         raise ValueError(f"the parameters describe {rows} rows, not a multiple of the batch of {batch} clips.")
     views = rows // batch
     width = view_generator.num_samples
-    with torch.no_grad(), torch.autocast(device_type=device.type, enabled=False):
-        full = torch.as_tensor(lengths).to(device, torch.long)
-        if bool((full < view_generator.window_size).any()):
-            raise ValueError(f"every clip needs at least {view_generator.window_size} samples (one 25 ms frame).")
-        row_full = full.repeat_interleave(views)
-        row_len = row_full.clamp(max=width)
-        clip_of_row = torch.arange(batch, device=device).repeat_interleave(views)
-        scale = parameters["scale"].to(device, torch.float32)
+    host_full = torch.as_tensor(lengths).to("cpu", torch.long).reshape(-1)
+    if bool((host_full < view_generator.window_size).any()):
+        raise ValueError(f"every clip needs at least {view_generator.window_size} samples (one 25 ms frame).")
+    host_row_full = host_full.repeat_interleave(views)
+    host_row_len = host_row_full.clamp(max=width)
+    with torch.no_grad(), _no_autocast(device):
+        row_full = _to_device(host_row_full, device)
+        row_len = _to_device(host_row_len, device)
+        clip_of_row = torch.arange(batch, device=device).repeat_interleave(views, output_size=rows)
+        shift = _to_device(host["shift"], device, torch.long)
+        scale = _to_device(host["scale"], device, torch.float32)
         out = _roll_scale(waveforms.to(torch.float32), clip_of_row, shift, row_full, row_len, scale, width)
-        _add_noise(out, row_len, parameters)
-        filtered = parameters["filtered"].to("cpu").nonzero().flatten()
+        _add_noise(out, row_len, host_row_len, host)
+        filtered = host["filtered"].nonzero().flatten()
         if filtered.numel():
-            index = filtered.to(device)
-            sos = parameters["sos"].to(device)[index]
+            index = _to_device(filtered, device)
+            host_sos = host["sos"][filtered]
             group = max(1, _GROUP_ELEMENTS // (4 * width))
-            for g0 in range(0, index.numel(), group):
+            for g0 in range(0, filtered.numel(), group):
                 part = index[g0 : g0 + group]
-                y = sosfilt_steady(out[part].to(filter_dtype), sos[g0 : g0 + group]).to(torch.float32)
+                y = sosfilt_steady(out[part].to(filter_dtype), host_sos[g0 : g0 + group]).to(torch.float32)
                 out[part] = y
             positions = torch.arange(width, device=device)
             out.masked_fill_(positions[None, :] >= row_len[:, None], 0.0)
         fe = view_generator.feature_extractor
         features = fe.batch_features(
-            out, row_len, max_length=view_generator.max_length, check_finite=False
+            out, host_row_len, max_length=view_generator.max_length, check_finite=False
         )["input_values"]
     return features.view(batch, views, view_generator.max_length, int(fe.num_mel_bins))

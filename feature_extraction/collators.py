@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .audio_io import TARGET_SAMPLING_RATE, resample_audio
+from .augmentation_device import HostTensors
 from .labels import LabelVocabulary
 
 
@@ -127,7 +128,8 @@ class PretrainingViewsCollator:
             output goes under ``teacher_inputs``.
         views_on_device: return the cropped waveforms and the views' random parameters instead of the views:
             ``{"waveforms": (B, max samples) float32 (zero after each clip), "waveform_lengths": (B,),
-            "view_parameters": {...}}`` (drawn from the same generator, in the same order, as the host views), for
+            "view_parameters": HostTensors({..., "lengths"})}`` (drawn from the same generator, in the same order, as
+            the host views; kept on the host through pinning and device placement), for
             `AudioMosaicPretrainingTrainer` to compute the views on the model's device
             (`ContrastiveViewGenerator.views_from_parameters`). The workers then only decode and crop.
     """
@@ -203,7 +205,10 @@ class PretrainingViewsCollator:
         for row, clip in zip(padded, clips):
             row[: clip.shape[0]] = clip
         parameters = self.view_generator.sample_view_parameters(lengths, generator)
-        return {"waveforms": padded, "waveform_lengths": lengths, "view_parameters": parameters}
+        # the parameters and a copy of the lengths stay on the host through pinning and device placement: the views'
+        # control flow reads them there (`HostTensors`)
+        return {"waveforms": padded, "waveform_lengths": lengths,
+                "view_parameters": HostTensors({**parameters, "lengths": lengths.clone()})}
 
     def _labels(self, examples: list[dict[str, Any]]) -> torch.Tensor:
         vocab = self.label_vocabulary

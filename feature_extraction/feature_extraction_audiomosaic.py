@@ -22,6 +22,7 @@ Public API:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -170,6 +171,15 @@ def _window_function(window_type: str, window_size: int) -> np.ndarray:
 # contiguous bands: filters are split into this many groups, each multiplying only the FFT bins it covers. With 128
 # bins this needs ~8x fewer multiply-adds than one dense (514 x 128) product.
 _MEL_GROUPS = 8
+
+
+def _no_autocast(device: torch.device):
+    """Autocast off on `device` (the features are float32 in a mixed-precision step); nothing to switch off on a
+    device type without autocast (e.g. ``meta``, whose shape-only tensors check that no device value is read on the
+    host)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=64)
@@ -1176,11 +1186,11 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
         if target is None or target < 1:
             raise ValueError(f"max_length must be >= 1 frame, got {target!r}.")
         valid_frames = torch.clamp(num_kaldi_frames(lengths_t, window_size, window_shift), max=target)
-        with torch.autocast(device_type=device.type, enabled=False):
+        with _no_autocast(device):
             x = x.to(torch.float32)
             if check_finite:
                 sample_index = torch.arange(num_samples, device=device)
-                valid = sample_index[None, :] < lengths_t.to(device)[:, None]
+                valid = sample_index[None, :] < lengths_t.to(device, non_blocking=True)[:, None]
                 bad = (~torch.isfinite(x) & valid).any(dim=1).nonzero().flatten().tolist()
                 if bad:
                     raise ValueError(f"clip {bad[0]} contains NaN or infinite value(s).")
@@ -1208,7 +1218,8 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                     features[:, :longest] = computed
             else:
                 _fbank_into(x.unbind(0), valid_frames.tolist(), features, chunk_frames=4096, **common)
-            mask = torch.arange(target, device=device)[None, :] < valid_frames.to(device)[:, None]
+            # a host tensor copied without blocking (a blocking copy would wait for everything queued on the device)
+            mask = torch.arange(target, device=device)[None, :] < valid_frames.to(device, non_blocking=True)[:, None]
             fill = normalized_padding_value(self.padding_value, self.mean, self.std, self.do_normalize)
             features.masked_fill_(~mask[..., None], fill)
         return BatchFeature({"input_values": features, "attention_mask": mask.to(torch.int32)})

@@ -561,7 +561,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         """Views on the model's device from a batch of ``waveforms`` + ``view_parameters`` (pops them from `inputs`).
 
         The augmentation, Kaldi fbank and normalisation run batched where the waveforms are (moved to the training
-        device with the rest of the batch), in float32 with autocast disabled, without gradients.
+        device with the rest of the batch), in float32 with autocast disabled, without gradients. The parameters and
+        lengths the collator keeps on the host (`HostTensors`) drive the control flow there.
         """
         generator = self.view_generator or getattr(self.data_collator, "view_generator", None)
         if generator is None or not hasattr(generator, "views_from_parameters"):
@@ -572,6 +573,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         waveforms = inputs.pop("waveforms")
         lengths = inputs.pop("waveform_lengths")
         parameters = inputs.pop("view_parameters")
+        if "lengths" in parameters:  # the collator's host copy (`HostTensors`): read without waiting for the device
+            lengths = parameters["lengths"]
         return generator.views_from_parameters(waveforms, lengths, parameters)
 
     @torch.no_grad()

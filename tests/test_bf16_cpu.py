@@ -78,6 +78,24 @@ def test_paper_recipe_keeps_the_float32_head_out_of_tf32(flags, tf32_after):
     assert done.stdout.split() == ["tf32", tf32_after]  # what transformers set, then what the run computes with
 
 
+def test_batches_are_copied_to_a_gpu_without_blocking():
+    from types import SimpleNamespace
+
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    from modeling_audiomosaic.pretraining_run import copy_batches_without_blocking
+
+    def args(device, pin=True):
+        return SimpleNamespace(device=torch.device(device), dataloader_pin_memory=pin,
+                               accelerator_config=AcceleratorConfig())
+
+    gpu = args("cuda:0")
+    assert not gpu.accelerator_config.non_blocking and copy_batches_without_blocking(gpu)
+    assert gpu.accelerator_config.non_blocking
+    for other in (args("cpu"), args("cuda:0", pin=False)):  # pageable memory: a non-blocking copy gains nothing
+        assert not copy_batches_without_blocking(other) and not other.accelerator_config.non_blocking
+
+
 def test_autocast_runs_the_encoder_in_bf16_and_the_projector_in_fp32():
     model = _tiny_model()
     seen = {}

@@ -3,6 +3,9 @@ path against the host path (same seeds, <= 1e-4 in fp32 on CPU), the collator / 
 
 from __future__ import annotations
 
+import traceback
+from pathlib import Path
+
 import numpy as np
 import pytest
 import run_pretrain
@@ -10,6 +13,7 @@ import soundfile as sf
 import torch
 from scipy.signal import sosfilt
 from test_run_pretrain import tiny_recipe
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from modeling_audiomosaic.feature_extraction import (
     AudioMosaicFeatureExtractor,
@@ -153,6 +157,52 @@ def test_device_views_equal_host_views(fe, preset):
     with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16-safe: the views are computed in float32 regardless
         inside = views.views_from_parameters(waves, lengths, parameters)
     assert inside.dtype == torch.float32 and torch.equal(inside, device)
+
+
+class BlockingHostToDevice(TorchDispatchMode):
+    """Records copies from the host to another device that do not pass ``non_blocking=True``: torch synchronises
+    the device's stream after such a copy, so on a GPU each one waits for all the work queued before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocking: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._to_copy.default and kwargs.get("device") is not None:
+            source, target = args[0].device, torch.device(kwargs["device"])
+            if source.type == "cpu" and target.type != "cpu" and not kwargs.get("non_blocking", False):
+                frame = next(f for f in reversed(traceback.extract_stack()[:-1]) if "modeling_audiomosaic" in f.filename
+                             or "feature_extraction" in f.filename)
+                self.blocking.append(f"{Path(frame.filename).name}:{frame.lineno} {frame.line}")
+        return func(*args, **kwargs)
+
+
+def test_device_views_read_no_device_value_on_the_host(fe):
+    """On an accelerator the views must be queued without waiting for the device: no device value read on the host
+    (``.item()``, ``bool()``, ``.tolist()``, ``.nonzero()``, a copy back to the CPU) and no blocking copy to it. The
+    ``meta`` device stands in for the accelerator: its tensors have shapes but no values, so any host read of one
+    raises, while the control flow reads the collator's host tensors (`HostTensors`)."""
+    views = ContrastiveViewGenerator(fe, augmentation="original")
+    clips = _clips(torch.Generator().manual_seed(9), [30000, 20000, 12000, 9000])
+    examples = [{"audio": clip, "id": f"c{i}"} for i, clip in enumerate(clips)]
+    batch = PretrainingViewsCollator(views, seed=1, views_on_device=True)(examples)
+    parameters = batch["view_parameters"]
+    assert bool(parameters["filtered"].any()) and bool(parameters["apply_noise"].any())  # every stage runs
+    trainer = AudioMosaicPretrainingTrainer.__new__(AudioMosaicPretrainingTrainer)  # device_views needs no model
+    trainer.view_generator, trainer.data_collator = views, None
+    waveforms = torch.empty(batch["waveforms"].shape, device="meta")  # "moved to the device" with the batch
+    lengths = torch.empty(batch["waveform_lengths"].shape, dtype=torch.long, device="meta")
+    for call in range(2):  # the first call also builds the device's cached fbank constants (once per device)
+        with BlockingHostToDevice() as copies:
+            features = trainer.device_views(dict(batch, waveforms=waveforms, waveform_lengths=lengths))
+    assert features.device.type == "meta" and features.shape == (4, 2, 128, 128)
+    assert copies.blocking == [], "\n".join(copies.blocking)
+    # parameters given on the device instead are read back to the host (once): here, where meta has no values, that
+    # read is what fails
+    on_device = {key: torch.empty(value.shape, dtype=value.dtype, device="meta") for key, value in parameters.items()}
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor"):
+        views.views_from_parameters(waveforms, parameters["lengths"], on_device)
 
 
 def test_device_views_without_roll_and_errors(fe):
