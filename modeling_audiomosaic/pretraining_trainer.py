@@ -518,10 +518,9 @@ class AudioMosaicPretrainingTrainer(Trainer):
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:
-            self._record_metrics(outputs)
+            finite_here = self._record_metrics(outputs)
             self._batches_in_window += 1
             self._batches_since_log += 1
-            finite_here = bool(torch.isfinite(loss.detach()).all())
             if not self._finite_on_every_rank(finite_here, loss.device):
                 self.nonfinite_losses += 1
                 self._skipped_in_window += 1
@@ -578,14 +577,19 @@ class AudioMosaicPretrainingTrainer(Trainer):
         return generator.views_from_parameters(waveforms, lengths, parameters)
 
     @torch.no_grad()
-    def _record_metrics(self, outputs) -> None:
-        for name in LOGGED_METRICS:
-            value = getattr(outputs, name, None)
-            if value is not None:
-                value = float(value)
-                if math.isfinite(value):
-                    self._metric_sums[name] += value
-                    self._metric_counts[name] += 1
+    def _record_metrics(self, outputs) -> bool:
+        """Adds this batch's metrics to the logging interval's sums; returns whether its loss is finite.
+
+        The loss and every metric come to the host in one copy (on a GPU each separate read would wait for the device
+        again).
+        """
+        names = [name for name in LOGGED_METRICS if getattr(outputs, name, None) is not None]
+        values = torch.stack([outputs.loss.detach().float().reshape(())]
+                             + [getattr(outputs, name).detach().float().reshape(()) for name in names]).tolist()
+        for name, value in zip(names, values[1:]):
+            if math.isfinite(value):
+                self._metric_sums[name] += value
+                self._metric_counts[name] += 1
         if self._log_hint_ratio:
             self._metric_sums["dwm_hint_ratio"] += float(self.model.masking_hint_ratio)
             self._metric_counts["dwm_hint_ratio"] += 1
@@ -594,6 +598,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
             for view, count in enumerate(kept):
                 self._metric_sums[f"kept_tokens_view{view}"] += float(count)
                 self._metric_counts[f"kept_tokens_view{view}"] += 1
+        return math.isfinite(values[0])
 
     def data_summary(self, max_ids: int = 20) -> dict:
         """Data accounting of the batches trained on by this `train()` call, totalled over all ranks (a collective:
