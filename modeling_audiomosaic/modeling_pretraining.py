@@ -328,10 +328,12 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         )
         return self.masking_hint_ratio
 
-    def get_temperature(self) -> torch.Tensor:
+    def get_temperature(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """The NT-Xent temperature τ as a 0-dim tensor: the learnable one, or the config's made on `device` (a fill,
+        not a copy from the host: a blocking copy would make a GPU step wait for the device)."""
         if self.learnable_temperature is not None:
             return self.learnable_temperature()
-        return torch.tensor(self.config.temperature)
+        return torch.full((), self.config.temperature, device=device)
 
     def synchronize_batchnorm(self, enabled: bool = True) -> None:
         """Make the projector's BatchNorms use the statistics of the global batch (all processes) in training mode,
@@ -563,7 +565,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 if len(views) != 2:
                     raise ValueError(f"the contrastive objective needs exactly 2 views, got {len(views)}.")
                 z = fields["z"]
-                temperature = self.get_temperature().to(z.device)
+                temperature = self.get_temperature(z.device).to(z.device)
                 result = nt_xent_loss(z[0], z[1], temperature, gather_distributed=config.gather_distributed)
                 fields["contrastive_loss"] = result.loss
                 fields["accuracy"] = result.accuracy

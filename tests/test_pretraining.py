@@ -575,13 +575,14 @@ def test_logged_metrics_average_their_finite_values(tmp_path):
     trainer = AudioMosaicPretrainingTrainer(model=AudioMosaicForPreTraining(tiny_pretrain_config()), args=args,
                                             train_dataset=[])
     for accuracy, loss in ((0.5, 2.0), (float("nan"), 4.0), (0.25, float("inf"))):
-        trainer._record_metrics(SimpleNamespace(accuracy=torch.tensor(accuracy), contrastive_loss=torch.tensor(loss),
-                                                num_kept_tokens=(25, 33)))
+        finite = trainer._record_metrics(SimpleNamespace(loss=torch.tensor(loss), accuracy=torch.tensor(accuracy),
+                                                         contrastive_loss=torch.tensor(loss), num_kept_tokens=(25, 33)))
+        assert finite is math.isfinite(loss)  # the loss's verdict comes back with the metrics
     trainer.log({"loss": 1.0})
     logged = trainer.state.log_history[-1]
     assert logged["accuracy"] == 0.375 and logged["contrastive_loss"] == 3.0 and logged["kept_tokens_view1"] == 33
     assert logged["data_items_skipped"] == 0
-    trainer._record_metrics(SimpleNamespace(accuracy=torch.tensor(1.0)))
+    trainer._record_metrics(SimpleNamespace(loss=torch.tensor(1.0), accuracy=torch.tensor(1.0)))
     trainer.log({"loss": 1.0})
     assert trainer.state.log_history[-1]["accuracy"] == 1.0 and "contrastive_loss" not in trainer.state.log_history[-1]
 
