@@ -395,7 +395,7 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     if trainer.is_world_process_zero():
         feature_extractor.save_pretrained(training_args.output_dir)
         summary = {
-            "train_loss": result.training_loss,
+            "train_loss": trainer.mean_training_loss(result.training_loss),  # skipped batches left out
             "global_step": result.global_step,
             "scheduled_steps": trainer.state.max_steps,
             "stopped_by_time_budget": bool(time_budget and time_budget.stopped_at_step is not None),

@@ -374,6 +374,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._batches_in_window = 0  # training batches since the last optimizer step
         self._batches_since_log = 0  # training batches (micro-batches) since the last log, and those skipped
         self._skipped_since_log = 0
+        self._batches_trained = 0  # training batches of this `train()` call (with the skipped ones)
         self._stream_position = None
         if is_streaming_dataset(self.train_dataset):
             if not hasattr(Trainer, "_init_training_state"):  # the hook `_init_training_state` below overrides
@@ -521,6 +522,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
             finite_here = self._record_metrics(outputs)
             self._batches_in_window += 1
             self._batches_since_log += 1
+            self._batches_trained += 1
             if not self._finite_on_every_rank(finite_here, loss.device):
                 self.nonfinite_losses += 1
                 self._skipped_in_window += 1
@@ -599,6 +601,14 @@ class AudioMosaicPretrainingTrainer(Trainer):
                 self._metric_sums[f"kept_tokens_view{view}"] += float(count)
                 self._metric_counts[f"kept_tokens_view{view}"] += 1
         return math.isfinite(values[0])
+
+    def mean_training_loss(self, training_loss: float) -> float:
+        """`train()`'s ``training_loss`` as the mean over the batches not skipped: Trainer's mean counts a batch
+        skipped for a non-finite loss as 0 (its backward ran on a zeroed loss). NaN when every batch was skipped."""
+        batches, skipped = self._batches_trained, self.nonfinite_losses
+        if not skipped or not batches:
+            return training_loss
+        return training_loss * batches / (batches - skipped) if batches > skipped else float("nan")
 
     def data_summary(self, max_ids: int = 20) -> dict:
         """Data accounting of the batches trained on by this `train()` call, totalled over all ranks (a collective:

@@ -505,11 +505,13 @@ def test_logged_loss_is_the_mean_of_the_batches_not_skipped(tmp_path):
                              gradient_accumulation_steps=2, use_cpu=True, report_to="none", logging_steps=2,
                              save_strategy="no", dataloader_num_workers=0, disable_tqdm=True)
     trainer = Recording(model=AudioMosaicForPreTraining(config), args=args, train_dataset=data, data_collator=collate)
-    trainer.train()
+    result = trainer.train()
     assert len(losses) == 8 and not np.isfinite(losses[2]) and trainer.nonfinite_losses == 1
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     assert logged[0] == pytest.approx(np.mean([losses[0], losses[1], losses[3]]), abs=1e-4)  # not a sum over 4
     assert logged[1] == pytest.approx(np.mean(losses[4:]), abs=1e-4)
+    good = [loss for loss in losses if np.isfinite(loss)]
+    assert trainer.mean_training_loss(result.training_loss) == pytest.approx(np.mean(good), rel=1e-5)
 
 
 def test_long_files_are_read_only_around_the_crop(bad_folder, monkeypatch, tmp_path):
