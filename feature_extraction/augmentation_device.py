@@ -53,7 +53,10 @@ class HostTensors:
     ``.tolist()``, ``.nonzero()`` of a CPU copy) waits for all the work queued before it. Kept on the host, they are
     read freely; the values the device computes with are copied over without blocking.
 
-    Reads like the dict it holds (``holder["sos"]``, ``"lengths" in holder``, ``holder.items()``).
+    Reads like the dict it holds (``holder["sos"]``, ``"lengths" in holder``, iteration, ``len``, ``keys`` /
+    ``values`` / ``items``, ``dict(holder)``) without being a `Mapping` (which the device placement would enter).
+    accelerate's ``dispatch_batches`` / ``split_batches`` cannot cut it by rows: the pre-training run refuses them
+    with views on the device.
     """
 
     __slots__ = ("tensors",)
@@ -70,8 +73,17 @@ class HostTensors:
     def get(self, key: str, default: Any = None) -> Any:
         return self.tensors.get(key, default)
 
+    def __iter__(self):
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
     def keys(self):
         return self.tensors.keys()
+
+    def values(self):
+        return self.tensors.values()
 
     def items(self):
         return self.tensors.items()

@@ -344,19 +344,23 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 module.synchronize = enabled
 
     def parameters_outside_the_loss(self) -> list[str]:
-        """Names of the trainable parameters that the configured objectives never reach (empty for the contrastive
-        objective and SupMAM; the encoder's `pooler.fc_norm` for `mae` / `distill` alone, whose decoders read the
-        tokens, not the pooled features).
+        """Names of the trainable parameters that the configured objectives never reach in a training step: the
+        encoder's `pooler.fc_norm` for `mae` / `distill` without the contrastive objective or SupMAM (their decoders
+        read the tokens, not the pooled features), and the decoder's `mask_token` when no view is masked (it fills
+        the dropped positions). Empty for the contrastive objective with its masks.
 
         Such parameters get no gradient, which DDP must be told (``find_unused_parameters=True``, an extra traversal
         of the autograd graph every step); otherwise its second step fails with "Expected to have finished reduction
         in the prior iteration". `AudioMosaicPretrainingTrainer` sets `ddp_find_unused_parameters` from this list
         when it is left unset (transformers would turn it off under activation checkpointing and on otherwise).
         """
-        if "contrastive" in self.config.objectives or self.supervised_head is not None:
-            return []
-        prefix = "audiomosaic.pooler."
-        return [name for name, param in self.named_parameters() if name.startswith(prefix) and param.requires_grad]
+        unused = []
+        if "contrastive" not in self.config.objectives and self.supervised_head is None:
+            unused.append("audiomosaic.pooler.")
+        if self.decoder is not None and all(name == "none" for name, _ in self.config.view_masking_specs()):
+            unused.append("decoder.mask_token")
+        return [name for name, param in self.named_parameters()
+                if param.requires_grad and any(name.startswith(prefix) for prefix in unused)]
 
     def project(self, pooled: torch.Tensor) -> torch.Tensor:
         """The contrastive projector on `fc_norm`-ed pooled features, always in fp32 (autocast off).

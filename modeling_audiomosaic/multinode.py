@@ -83,7 +83,8 @@ def _checkpoint_steps(output_dir: str | os.PathLike) -> list[int]:
 
 
 def resolve_resume_checkpoint(
-    requested: str | None, output_dir: str | os.PathLike, world_size: int = 1, rank: int = 0, *, streaming: bool = False
+    requested: str | None, output_dir: str | os.PathLike, world_size: int = 1, rank: int = 0, *,
+    streaming: bool = False, local_rank: int | None = None,
 ) -> str | None:
     """The checkpoint folder to resume from, checked on every rank (a collective when ``world_size > 1``).
 
@@ -91,14 +92,15 @@ def resolve_resume_checkpoint(
     complete as *every* rank sees it: ranks agree round by round on the newest step complete for all) or a folder.
     Each rank checks the folder as it sees it (`checkpoint_problems` with its own RNG file, ``rng_state_<rank>.pth``);
     if any rank finds a problem, every rank raises ``ValueError`` naming the ranks, their hosts and the problems.
-    ``streaming``: the checkpoint must also hold the ranks' stream positions (`stream_position`).
+    ``streaming``: the checkpoint must also hold the ranks' stream positions (`stream_position`). ``local_rank``: this
+    process's index on its node (the first process of each node checks the CRCs of the files it sees).
     """
     if requested is None:
         return None
     own_rank = rank if world_size > 1 else None
     host = socket.gethostname()
     if requested != "last":
-        problems = checkpoint_problems(requested, world_size, own_rank, streaming=streaming)
+        problems = checkpoint_problems(requested, world_size, own_rank, streaming=streaming, local_rank=local_rank)
         if world_size <= 1:
             if problems:
                 raise ValueError(f"--resume_from_checkpoint {requested} is incomplete: {'; '.join(problems)}")
@@ -115,7 +117,7 @@ def resolve_resume_checkpoint(
     def complete(step: int) -> bool:
         if step not in verdicts:
             verdicts[step] = checkpoint_problems(Path(output_dir) / f"checkpoint-{step}", world_size, own_rank,
-                                                 streaming=streaming)
+                                                 streaming=streaming, local_rank=local_rank)
             if verdicts[step]:
                 logger.warning("skipping incomplete checkpoint %s: %s", Path(output_dir) / f"checkpoint-{step}",
                                "; ".join(verdicts[step]))

@@ -248,21 +248,25 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
 
 
 def keep_float32_parts_in_ieee(training_args: TrainingArguments) -> bool:
-    """Turns TF32 back off in a bf16 / fp16 run whose recipe left ``--tf32`` unset; True if it did.
+    """Turns TF32 matmuls back off where transformers turned them on for a bf16 / fp16 run; True if it did.
 
-    `TrainingArguments` enables TF32 globally whenever ``torch_compile`` is on with bf16 (the paper recipe), "to speed
-    up torch.compile". Under mixed precision the encoder's matmuls already run in bf16; TF32 only reaches the parts
-    kept in float32 on purpose: the contrastive projector and the NT-Xent logits (`objective_contrastive`: a 10-bit
-    mantissa moves a logit at τ = 0.1 by ~5e-3), the views' mel filterbank on the device (which should equal the host
-    path's features to 1e-4) and the metrics. Their cost is negligible next to the encoder's, so TF32 buys nothing
-    there. ``--tf32 true`` keeps it on; a float32 run (no mixed precision) keeps transformers' choice.
+    `TrainingArguments` enables TF32 process-wide when ``torch_compile`` is on with bf16 and ``--tf32`` is unset (the
+    paper recipe), "to speed up torch.compile". Under mixed precision the encoder's matmuls already run in bf16; TF32
+    only reaches the matmuls kept in float32 on purpose: the contrastive projector and the NT-Xent logits
+    (`objective_contrastive`: a 10-bit mantissa moves a logit at τ = 0.1 by ~5e-3), the views' mel filterbank on the
+    device (which should equal the host path's features to 1e-4) and the metrics, whose cost is negligible next to the
+    encoder's. Only CUDA matmuls are set back to IEEE float32 (cuDNN keeps its own setting: the convolutions run in
+    bf16 under autocast). ``--tf32 true`` keeps TF32; a float32 run keeps transformers' choice; without
+    ``torch_compile`` transformers changes nothing, and neither does this.
     """
-    if training_args.tf32 is not None or not (training_args.bf16 or training_args.fp16):
+    mixed = training_args.bf16 or training_args.fp16
+    if training_args.tf32 is not None or not mixed or not training_args.torch_compile:
         return False
-    from transformers.utils.import_utils import enable_tf32  # noqa: PLC0415
-
-    enable_tf32(False)
-    training_args.tf32 = False
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
+        matmul.fp32_precision = "ieee"
+    else:
+        matmul.allow_tf32 = False
     return True
 
 
@@ -344,6 +348,13 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     if views_on_device is None:
         views_on_device = training_args.device.type != "cpu"
     logger.info("views computed on %s", f"the device ({training_args.device})" if views_on_device else "the host")
+    accelerator_config = training_args.accelerator_config
+    if views_on_device and (accelerator_config.dispatch_batches or accelerator_config.split_batches):
+        raise ValueError(
+            "views on the device need every process to collate its own batches: accelerate's dispatch_batches / "
+            "split_batches (--accelerator_config) would cut the views' per-row parameters, which stay on the host. "
+            "Leave them off, or compute the views on the host (--views_on_device false)."
+        )
     collator = PretrainingViewsCollator(
         view_generator,
         seed=training_args.seed,
@@ -376,7 +387,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     # "last": the newest checkpoint-* of output_dir complete for every rank; a folder: checked on every rank (each
     # loads its own rng_state_<global rank>.pth), any problem stops every rank with one message
     checkpoint = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir,
-                                           world_size, rank, streaming=data_args.streaming)
+                                           world_size, rank, streaming=data_args.streaming,
+                                           local_rank=training_args.local_process_index)
     if checkpoint is not None:
         logger.info("resuming from %s", checkpoint)
         change = layout_change(checkpoint, world_size)  # a stream refuses this (resolve_resume_checkpoint)
@@ -392,10 +404,11 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
     # counted from the batches (decoding runs in DataLoader workers, whose own counters the main process never sees),
     # summed over the ranks: a collective, so every rank calls it
     data = trainer.data_summary()
+    train_loss = trainer.mean_training_loss(result.training_loss)  # skipped batches left out (a collective, too)
     if trainer.is_world_process_zero():
         feature_extractor.save_pretrained(training_args.output_dir)
         summary = {
-            "train_loss": trainer.mean_training_loss(result.training_loss),  # skipped batches left out
+            "train_loss": train_loss,
             "global_step": result.global_step,
             "scheduled_steps": trainer.state.max_steps,
             "stopped_by_time_budget": bool(time_budget and time_budget.stopped_at_step is not None),

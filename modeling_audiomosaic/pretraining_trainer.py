@@ -100,6 +100,19 @@ class DataEpochCallback(TrainerCallback):
                 target.set_epoch(epoch)
 
 
+class _WindowEnd(TrainerCallback):
+    """Closes the trainer's accumulation window after every optimizer step, also one the optimizer never saw (fp16's
+    gradient scaler skips the step on inf / NaN gradients without calling it), so that a skipped batch's window does
+    not carry into the next one."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer._skipped_in_window = 0
+        self.trainer._batches_in_window = 0
+
+
 LAYOUT_FILE = "process_layout.json"
 
 
@@ -135,7 +148,8 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
 
 
 def checkpoint_problems(
-    folder: str | os.PathLike, world_size: int | None = None, rank: int | None = None, *, streaming: bool = False
+    folder: str | os.PathLike, world_size: int | None = None, rank: int | None = None, *, streaming: bool = False,
+    local_rank: int | None = None,
 ) -> list[str]:
     """What makes a `checkpoint-*` folder unusable for resuming (empty list: complete).
 
@@ -154,8 +168,9 @@ def checkpoint_problems(
     ``rng_state_<rank>.pth`` is required: Trainer makes every rank load just its own (by global rank), and on
     node-local disks a node's copy holds only its own ranks' files. `modeling_audiomosaic.multinode` gathers every
     rank's verdict, so the checkpoint still has to be complete for all ranks. The members' CRCs (which read whole
-    files) are checked by rank 0 and, for its own RNG file, by each rank; the others check that every torch file is
-    a whole zip archive (what a save cut short is not), so a resume of many processes reads the optimizer state once.
+    files) are checked by rank 0 and by the first process of every node (``local_rank`` 0: node-local copies), and
+    each rank checks its own RNG file's; the others check that every torch file is a whole zip archive (what a save
+    cut short is not), so a resume of many processes reads the optimizer state once per node, not once per process.
     """
     folder = Path(folder)
     problems = []
@@ -197,9 +212,9 @@ def checkpoint_problems(
     for path in sorted(folder.glob("*.pt")) + rng:
         try:
             with zipfile.ZipFile(path) as archive:  # a file cut short has no central directory: BadZipFile
-                # the CRCs of every member read the whole file (optimizer.pt: ~0.7 GB for ViT-B); one process does
-                # that for the shared files (rank 0's verdict is gathered with everyone's), each its own RNG file
-                deep = rank in (None, 0) or path.name == own_rng
+                # the CRCs of every member read the whole file (optimizer.pt: ~0.7 GB for ViT-B): one process per
+                # node does that for the shared files (verdicts are gathered), each process for its own RNG file
+                deep = rank in (None, 0) or local_rank == 0 or path.name == own_rng
                 bad = archive.testzip() if deep else None
             if bad is not None:
                 problems.append(f"{path.name}: corrupt member {bad}")
@@ -256,8 +271,10 @@ def _running_statistics(model: torch.nn.Module) -> list[torch.Tensor]:
             for buffer in (module.running_mean, module.running_var, module.num_batches_tracked) if buffer is not None]
 
 
-def set_find_unused_parameters(model: nn.Module | None, args: Any) -> None:
-    """Sets ``args.ddp_find_unused_parameters`` from the model when the caller left it unset (None).
+def set_find_unused_parameters(model: nn.Module | None, args: Any) -> bool:
+    """Sets ``args.ddp_find_unused_parameters`` from the model when the caller left it unset (None); True if it did
+    (`AudioMosaicPretrainingTrainer` sets it back to None once its accelerator has the setting, so that arguments
+    reused for another model get that model's choice).
 
     transformers' default follows activation checkpointing only: off with it, on without. Both are wrong for some
     objectives here: with checkpointing, the MAE and distillation objectives (whose loss does not reach the pooler's
@@ -267,14 +284,15 @@ def set_find_unused_parameters(model: nn.Module | None, args: Any) -> None:
     (`parameters_outside_the_loss`); DDP looks for unused parameters exactly when there are some.
     """
     if args is None or getattr(args, "ddp_find_unused_parameters", False) is not None:
-        return
+        return False
     outside = getattr(model, "parameters_outside_the_loss", None)
     if outside is None:
-        return
+        return False
     names = outside()
     args.ddp_find_unused_parameters = bool(names)
     if names and args.world_size > 1 and args.process_index == 0:
         logger.info("the objectives do not reach %s: ddp_find_unused_parameters=True (DDP runs)", ", ".join(names))
+    return True
 
 
 def single_checkpoint_risk(args: Any, streaming: bool) -> str | None:
@@ -316,14 +334,15 @@ def contrastive_accumulation_note(model: nn.Module | None, args: Any) -> str | N
 
 
 def reduce_gradients_in_float32(plugin: Any) -> bool:
-    """Makes an FSDP plugin's mixed precision reduce (and accumulate) gradients in float32; True if it changed it.
+    """Makes an FSDP plugin's mixed precision reduce gradients in float32; True if it changed the policy.
 
     accelerate turns ``--mixed_precision bf16`` into the policy ``param_dtype = reduce_dtype = bf16``, with which FSDP
     reduce-scatters the gradients across ranks in bf16 (8-bit mantissa: a sum over 8-64 ranks loses the low bits of
-    every gradient) and, with gradient accumulation, sums the micro-batches' unsharded gradients in bf16 (torch drops
-    the float32 upcast when ``reduce_dtype == param_dtype``). DDP under autocast reduces float32 gradients. Parameters
-    are still gathered and computed in bf16; only the reduction and accumulation move to float32 (twice the bytes of
-    the gradient reduce-scatter). A policy the user chose with another ``reduce_dtype`` is kept.
+    every gradient); DDP under autocast reduces float32 gradients. Parameters are still gathered and computed in bf16;
+    the reduce-scatter moves twice the bytes. Under FSDP2 the unsharded gradients of an accumulation window are then
+    also summed in float32 (torch upcasts them when ``reduce_dtype != param_dtype``; with equal dtypes it sums in
+    bf16); FSDP1 sums them in the parameter dtype either way. A policy the user chose with another ``reduce_dtype`` is
+    kept.
     """
     policy = getattr(plugin, "mixed_precision_policy", None)
     low = (torch.bfloat16, torch.float16)
@@ -343,10 +362,12 @@ class AudioMosaicPretrainingTrainer(Trainer):
     def __init__(self, *args, view_generator: Any = None, **kwargs) -> None:
         model = kwargs.get("model", args[0] if args else None)
         training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
-        set_find_unused_parameters(model, training_args)  # before Trainer builds the accelerator's DDP settings
+        chosen = set_find_unused_parameters(model, training_args)  # before Trainer builds its accelerator's DDP kwargs
         super().__init__(*args, **kwargs)
+        if chosen:  # the accelerator holds it now: the caller's arguments stay as they were given
+            training_args.ddp_find_unused_parameters = None
         if reduce_gradients_in_float32(getattr(self.accelerator.state, "fsdp_plugin", None)):
-            logger.info("FSDP mixed precision: parameters in %s, gradients reduced and accumulated in float32",
+            logger.info("FSDP mixed precision: parameters in %s, gradients reduced in float32",
                         self.accelerator.state.fsdp_plugin.mixed_precision_policy.param_dtype)
         if self.args.n_gpu > 1:  # set when one process sees several GPUs outside a distributed launch
             gpus = self.args.n_gpu
@@ -372,9 +393,10 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self.optimizer_steps_skipped = 0
         self._skipped_in_window = 0  # batches skipped (non-finite loss on some rank) since the last optimizer step
         self._batches_in_window = 0  # training batches since the last optimizer step
-        self._batches_since_log = 0  # training batches (micro-batches) since the last log, and those skipped
-        self._skipped_since_log = 0
-        self._batches_trained = 0  # training batches of this `train()` call (with the skipped ones)
+        self._skipped_since_log = 0  # training batches (micro-batches) skipped since the last log
+        # (sum, count) of the losses of the batches not skipped: since the last log, and in this `train()` call
+        self._kept_losses = {"interval": [0.0, 0], "train": [0.0, 0]}
+        self._skipped_at_train_start = 0
         self._stream_position = None
         if is_streaming_dataset(self.train_dataset):
             if not hasattr(Trainer, "_init_training_state"):  # the hook `_init_training_state` below overrides
@@ -396,6 +418,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         else:
             self.add_callback(DataEpochCallback(self))
         self.add_callback(ProcessLayoutCallback())
+        self.add_callback(_WindowEnd(self))
         risk = single_checkpoint_risk(self.args, self._stream_position is not None)
         if risk and self.args.process_index == 0:
             logger.warning(risk)
@@ -490,15 +513,19 @@ class AudioMosaicPretrainingTrainer(Trainer):
             # accelerate's wrapper tells Trainer whether the step was skipped (`optimizer_step_was_skipped`): then the
             # learning-rate schedule does not advance either, as for a step skipped by fp16's gradient scaler
             wrapper = getattr(self, "optimizer", None)
-            tells = hasattr(wrapper, "_is_overflow") and getattr(wrapper, "scaler", None) is None
+            scaled = getattr(wrapper, "scaler", None) is not None
             if skipped:
                 self.optimizer_steps_skipped += 1
                 logger.warning(f"optimizer step {self.state.global_step + 1} skipped: {skipped} of its batches had a "
                                "non-finite loss")
-                if tells:
+                if scaled and hasattr(wrapper, "_accelerate_step_called"):
+                    # fp16: the scaler called this through accelerate's patched step, which has just set the flag;
+                    # cleared, accelerate reports the step as skipped (an overflow) after the scaler's update
+                    wrapper._accelerate_step_called = False
+                elif hasattr(wrapper, "_is_overflow"):
                     wrapper._is_overflow = True
                 return None
-            if tells:
+            if not scaled and hasattr(wrapper, "_is_overflow"):
                 wrapper._is_overflow = False
             return step(*args, **kwargs)
 
@@ -519,11 +546,16 @@ class AudioMosaicPretrainingTrainer(Trainer):
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:
-            finite_here = self._record_metrics(outputs)
+            loss_value = self._record_metrics(outputs)
+            finite_here = math.isfinite(loss_value)
             self._batches_in_window += 1
-            self._batches_since_log += 1
-            self._batches_trained += 1
-            if not self._finite_on_every_rank(finite_here, loss.device):
+            if self._finite_on_every_rank(finite_here, loss.device):
+                # the losses of the batches trained on, for the means that leave skipped batches out
+                self._kept_losses["interval"][0] += loss_value
+                self._kept_losses["interval"][1] += 1
+                self._kept_losses["train"][0] += loss_value
+                self._kept_losses["train"][1] += 1
+            else:
                 self.nonfinite_losses += 1
                 self._skipped_in_window += 1
                 self._skipped_since_log += 1
@@ -579,8 +611,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         return generator.views_from_parameters(waveforms, lengths, parameters)
 
     @torch.no_grad()
-    def _record_metrics(self, outputs) -> bool:
-        """Adds this batch's metrics to the logging interval's sums; returns whether its loss is finite.
+    def _record_metrics(self, outputs) -> float:
+        """Adds this batch's metrics to the logging interval's sums; returns its loss as a Python float.
 
         The loss and every metric come to the host in one copy (on a GPU each separate read would wait for the device
         again).
@@ -600,15 +632,24 @@ class AudioMosaicPretrainingTrainer(Trainer):
             for view, count in enumerate(kept):
                 self._metric_sums[f"kept_tokens_view{view}"] += float(count)
                 self._metric_counts[f"kept_tokens_view{view}"] += 1
-        return math.isfinite(values[0])
+        return values[0]
+
+    def train(self, *args, **kwargs):
+        self._kept_losses["train"] = [0.0, 0]
+        self._skipped_at_train_start = self.nonfinite_losses
+        return super().train(*args, **kwargs)
 
     def mean_training_loss(self, training_loss: float) -> float:
-        """`train()`'s ``training_loss`` as the mean over the batches not skipped: Trainer's mean counts a batch
-        skipped for a non-finite loss as 0 (its backward ran on a zeroed loss). NaN when every batch was skipped."""
-        batches, skipped = self._batches_trained, self.nonfinite_losses
-        if not skipped or not batches:
+        """`train()`'s ``training_loss``, or, when batches were skipped for a non-finite loss, the mean loss of the
+        batches trained on, over all processes (Trainer's mean counts a skipped batch as 0: its backward ran on a
+        zeroed loss). NaN when every batch was skipped. Every rank must call it (a collective when batches were
+        skipped; the skip decisions are the same on every rank).
+        """
+        if self.nonfinite_losses == self._skipped_at_train_start:
             return training_loss
-        return training_loss * batches / (batches - skipped) if batches > skipped else float("nan")
+        per_rank = gather_objects(tuple(self._kept_losses["train"]))
+        total, count = sum(t for t, _ in per_rank), sum(c for _, c in per_rank)
+        return total / count if count else float("nan")
 
     def data_summary(self, max_ids: int = 20) -> dict:
         """Data accounting of the batches trained on by this `train()` call, totalled over all ranks (a collective:
@@ -650,14 +691,18 @@ class AudioMosaicPretrainingTrainer(Trainer):
         like Trainer's ``loss`` (each process's metrics are of its own batches), and ``data_items_skipped`` summed over
         the processes. Trainer calls this with ``loss`` on every rank at the same steps: the gather is a collective."""
         if "loss" in logs:
-            batches, skipped = self._batches_since_log, self._skipped_since_log
-            if skipped and batches:
-                # a skipped batch added 0 to Trainer's loss sum (its backward ran on a zeroed loss): the mean is over
-                # the batches not skipped (NaN when every batch of the interval was)
-                kept = batches - skipped
-                logs["loss"] = round(logs["loss"] * batches / kept, 4) if kept else float("nan")
-            self._batches_since_log = self._skipped_since_log = 0
-            per_rank = gather_objects((dict(self._metric_sums), dict(self._metric_counts), self.data_items_skipped))
+            skipped = self._skipped_since_log  # the same on every rank (collective skip decisions)
+            kept = tuple(self._kept_losses["interval"])
+            self._skipped_since_log = 0
+            self._kept_losses["interval"] = [0.0, 0]
+            per_rank = gather_objects((dict(self._metric_sums), dict(self._metric_counts), self.data_items_skipped,
+                                       kept))
+            if skipped:
+                # a skipped batch added 0 to Trainer's loss sum (its backward ran on a zeroed loss): the logged loss is
+                # the mean over the interval's batches trained on, all processes (NaN when every batch was skipped)
+                total, count = sum(r[3][0] for r in per_rank), sum(r[3][1] for r in per_rank)
+                logs["loss"] = round(total / count, 4) if count else float("nan")
+            per_rank = [r[:3] for r in per_rank]
             for name in sorted({name for _, counts, _ in per_rank for name in counts}):
                 count = sum(counts.get(name, 0) for _, counts, _ in per_rank)  # a non-finite value is not counted
                 logs[name] = round(sum(sums.get(name, 0.0) for sums, _, _ in per_rank) / count, 5)

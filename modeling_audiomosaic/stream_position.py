@@ -113,7 +113,7 @@ class StreamPositionCallback(TrainerCallback):
         position = json.loads(path.read_text())
         saved_workers = position.get("dataloader_num_workers")  # absent in older checkpoints
         workers = int(getattr(self.trainer.args, "dataloader_num_workers", 0))
-        if skip_data and saved_workers is not None and int(saved_workers) != workers:
+        if skip_data and saved_workers is not None and int(saved_workers) != workers:  # 0 and 1 differ too (test)
             # datasets deals a stream's shards to the DataLoader workers and seeds each worker's shuffle buffer
             # with its worker id; the loader takes batches from the workers in turn: the batch order is the workers'
             raise ValueError(

@@ -19,7 +19,11 @@ from modeling_audiomosaic.modeling_decoder import AudioMosaicDecoder, sincos_1d_
 from modeling_audiomosaic.objective_distill import DistillationTeacher, distillation_loss, feature_distance
 from modeling_audiomosaic.objective_mae import mae_reconstruction_loss, patchify, unpatchify
 from modeling_audiomosaic.objective_supervised import supervised_loss
-from modeling_audiomosaic.pretraining_trainer import MaskingCurriculumCallback, set_find_unused_parameters
+from modeling_audiomosaic.pretraining_trainer import (
+    AudioMosaicPretrainingTrainer,
+    MaskingCurriculumCallback,
+    set_find_unused_parameters,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -321,6 +325,8 @@ def test_supmam_branch_weighted_on_any_objective(objective):
         dict(objective="distill", distill_teacher_hidden_size=48, masking_mode="random", mask_ratio=0.8),
         dict(objective="mae", supervised_weight=1.0, num_labels=3, supervised_loss="ce"),
         dict(objective="contrastive", supervised_weight=0.5, num_labels=3, supervised_loss="ce"),
+        dict(objective="contrastive+mae", masking_mode="none"),  # no view masked: the decoder's mask token unused
+        dict(objective="mae", masking_mode="none"),
     ],
 )
 def test_parameters_outside_the_loss_are_those_without_a_gradient(kwargs, tmp_path):
@@ -340,11 +346,17 @@ def test_parameters_outside_the_loss_are_those_without_a_gradient(kwargs, tmp_pa
     declared = model.parameters_outside_the_loss()
     assert sorted(declared) == without_gradient
     contrastive_or_supervised = "contrastive" in model.config.objectives or "supervised_weight" in kwargs
-    assert bool(declared) == (not contrastive_or_supervised and model.config.use_fc_norm)
+    unmasked = kwargs.get("masking_mode") == "none"
+    assert bool(declared) == ((not contrastive_or_supervised and model.config.use_fc_norm) or unmasked)
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    set_find_unused_parameters(model, args)
+    assert set_find_unused_parameters(model, args)
     assert args.ddp_find_unused_parameters is bool(declared)
+    # the trainer gives the choice to its accelerator and leaves the arguments as given (reusable for another model)
+    args.ddp_find_unused_parameters = None
+    trainer = AudioMosaicPretrainingTrainer(model=model, args=args, train_dataset=[])
+    assert trainer.accelerator.ddp_handler.find_unused_parameters is bool(declared)
+    assert args.ddp_find_unused_parameters is None
     chosen = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none",
                                ddp_find_unused_parameters=not declared)
     set_find_unused_parameters(model, chosen)  # the user's explicit choice stays

@@ -744,6 +744,14 @@ def test_stream_sharding_problem_matches_what_accelerate_does():
     stream = datasets.IterableDataset.from_generator(tagged, gen_kwargs={"shards": [0, 1, 2]})
     workers = {int(row["worker"]) for row in torch.utils.data.DataLoader(stream, batch_size=None, num_workers=4)}
     assert len(workers) == 3
+    # and the order of a shuffled stream depends on the number of workers, 0 and 1 included (so a resumed stream
+    # must keep it: `StreamPositionCallback.load`)
+    shuffled = datasets.IterableDataset.from_generator(rows, gen_kwargs={"shards": list(range(4))})
+    shuffled = shuffled.shuffle(seed=3, buffer_size=5)
+    orders = [[int(row["x"]) for row in torch.utils.data.DataLoader(shuffled, batch_size=None, num_workers=n)]
+              for n in (0, 1, 2)]
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(orders[2])
+    assert orders[0] != orders[1] and orders[0] != orders[2] and orders[1] != orders[2]
     assert "stops the 6 left without one, so only 2 decode" in stream_sharding_problem(16, 8, num_workers=8)
     assert "write at least 64 shards" in stream_sharding_problem(16, 8, num_workers=8)
     assert "stops the 1 left without one" in stream_sharding_problem(3, 1, num_workers=4)

@@ -205,6 +205,26 @@ def test_device_views_read_no_device_value_on_the_host(fe):
         views.views_from_parameters(waveforms, parameters["lengths"], on_device)
 
 
+def test_host_tensors_read_like_a_dict_and_views_on_device_refuse_batch_dispatching(tmp_path):
+    import pickle
+
+    from modeling_audiomosaic.feature_extraction.augmentation_device import HostTensors
+    from modeling_audiomosaic.pretraining_run import run_pretraining
+
+    holder = pickle.loads(pickle.dumps(HostTensors({"a": torch.arange(3), "b": torch.ones(2)})))  # worker -> main
+    assert list(holder) == ["a", "b"] and len(holder) == 2 and dict(holder).keys() == {"a", "b"}
+    assert [v.numel() for v in holder.values()] == [3, 2] and "a" in holder and holder.get("c") is None
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    (tmp_path / "audio").mkdir()
+    for i, clip in enumerate(_clips(torch.Generator().manual_seed(0), [16000, 16000])):
+        sf.write(tmp_path / "audio" / f"c{i}.wav", clip, 16000)
+    with pytest.raises(ValueError, match="dispatch_batches / split_batches"):
+        run_pretraining(["--config", str(recipe), "--train_path", str(tmp_path / "audio"), "--output_dir",
+                         str(tmp_path / "o"),
+                         "--views_on_device", "true", "--accelerator_config", '{"dispatch_batches": true}'])
+
+
 def test_device_views_without_roll_and_errors(fe):
     views = ContrastiveViewGenerator(fe, augmentation="original", roll_and_gain=False, num_views=3)
     clips = _clips(torch.Generator().manual_seed(4), [21000, 15000])

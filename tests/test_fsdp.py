@@ -177,7 +177,7 @@ def test_fsdp_bf16_mixed_precision_trains(runs):
     env = {**ENV, "AUDIOMOSAIC_ALLOW_EMULATED_BF16": "1", "AUDIOMOSAIC_PROBE_PRECISION": str(precision)}
     args = runs["common"] + ["--max_steps", "2", "--output_dir", str(root / "bf16"), "--bf16", "true"]
     _finish([_launch("fsdp", args, root / "bf16.log", env=env, mixed_precision="bf16")])
-    # accelerate's policy for --mixed_precision bf16 reduces (and accumulates) gradients in bf16; DDP reduces fp32
+    # accelerate's policy for --mixed_precision bf16 reduces (and, FSDP2, accumulates) gradients in bf16
     assert json.loads(precision.read_text()) == {"param_dtype": "torch.bfloat16", "reduce_dtype": "torch.float32"}
     bf16 = _losses(_summary(root / "bf16")["log_history"])
     fp32 = _losses(_summary(root / "fsdp")["log_history"])

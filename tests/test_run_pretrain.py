@@ -312,6 +312,8 @@ def test_incomplete_checkpoints_are_detected_and_skipped(audio_dir, recipe, tmp_
     scheduler.write_bytes(bytes(data))
     assert any("scheduler.pt: corrupt member" in p for p in checkpoint_problems(out / "checkpoint-4", 2, 0))
     assert not any("scheduler.pt" in p for p in checkpoint_problems(out / "checkpoint-4", 2, 1))
+    # ... unless it is the first process of its node (node-local copies: each node checks its own)
+    assert any("scheduler.pt: corrupt" in p for p in checkpoint_problems(out / "checkpoint-4", 2, 1, local_rank=0))
     (out / "checkpoint-2" / "trainer_state.json").unlink()
     assert last_complete_checkpoint(out) is None
     # a 2-process run resuming from a 1-process checkpoint's rng files: rank 1's state is missing

@@ -199,7 +199,7 @@ def test_two_process_streaming_shards_skips_and_mid_epoch_resume(shards, recipe,
 
     resume_at = 3  # epoch 1, one of its two batches done
     position = json.loads((tmp_path / "full" / f"checkpoint-{resume_at}" / "stream_position_1.json").read_text())
-    assert position == {"epoch": 1, "batches": 1, "global_step": resume_at}
+    assert position == {"epoch": 1, "batches": 1, "global_step": resume_at, "dataloader_num_workers": 0}
     resumed = _launch(common + ["--save_steps", "100", "--resume_from_checkpoint",
                                 str(tmp_path / "full" / f"checkpoint-{resume_at}")],
                       tmp_path / "resumed", tmp_path / "rec_resumed", tmp_path / "resumed.log")
@@ -281,9 +281,9 @@ def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
     layout.write_text(saved)
     # the batch order of a stream is that of its DataLoader workers (each its own shards and shuffle buffer)
     assert json.loads((checkpoint / "stream_position_0.json").read_text())["dataloader_num_workers"] == 0
-    with pytest.raises(ValueError, match="--dataloader_num_workers 1: it was written with 0"):
+    with pytest.raises(ValueError, match="--dataloader_num_workers 2: it was written with 0"):
         run_pretraining(common + ["--max_steps", "2", "--resume_from_checkpoint", str(checkpoint),
-                                  "--dataloader_num_workers", "1"])
+                                  "--dataloader_num_workers", "2"])
     (checkpoint / "stream_position_0.json").unlink()
     assert checkpoint_problems(checkpoint, 1) == []  # a map-style run does not need it
     assert any("stream positions of ranks [0]" in p for p in checkpoint_problems(checkpoint, 1, streaming=True))
