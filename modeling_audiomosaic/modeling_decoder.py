@@ -57,13 +57,20 @@ class AudioMosaicDecoder(nn.Module):
         width = config.decoder_hidden_size
         self.decoder_embed = nn.Linear(config.hidden_size, width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
-        if config.decoder_position_embedding == "2d":
-            table = sincos_2d_position_embedding(config.num_time_patches, config.num_freq_patches, width)
-        else:
-            table = sincos_1d_position_embedding(config.num_patches, width)
-        self.register_buffer("position_embeddings", table, persistent=False)  # fixed, rebuilt from the config
+        self._position_config = (config.decoder_position_embedding, config.num_time_patches, config.num_freq_patches,
+                                 config.num_patches, width)
+        # fixed, rebuilt from the config (not saved): `from_pretrained` creates it empty, and the pre-trained model's
+        # `_init_weights` fills it with `position_table()`
+        self.register_buffer("position_embeddings", self.position_table(), persistent=False)
         self.layers = nn.ModuleList([AudioMosaicLayer(self.config) for _ in range(config.decoder_num_hidden_layers)])
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+
+    def position_table(self) -> torch.Tensor:
+        """The fixed sin-cos position table `(1, L, decoder_hidden_size)` of the config (1-D or 2-D)."""
+        kind, time_patches, freq_patches, num_patches, width = self._position_config
+        if kind == "2d":
+            return sincos_2d_position_embedding(time_patches, freq_patches, width)
+        return sincos_1d_position_embedding(num_patches, width)
 
     def forward(
         self,

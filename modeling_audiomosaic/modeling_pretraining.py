@@ -297,6 +297,9 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, AudioMosaicDecoder):
             init.normal_(module.mask_token, std=0.02)
+            # a non-persistent buffer: `from_pretrained` builds the model on the meta device and leaves it empty
+            # (under FSDP's RAM-efficient loading, zeros on the other ranks); refilled here from the config
+            init.copy_(module.position_embeddings, module.position_table())
 
     # ------------------------------------------------------------------ teacher / curriculum
     def set_distillation_teacher(self, teacher: nn.Module | DistillationTeacher | None, **teacher_kwargs) -> None:

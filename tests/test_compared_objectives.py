@@ -386,6 +386,10 @@ def test_every_objective_checkpoint_loads_into_classifier(kwargs, tmp_path):
     reloaded = AudioMosaicForPreTraining.from_pretrained(tmp_path)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(reloaded.state_dict()[name], value)
+    # buffers not saved (the decoder's fixed position table) are rebuilt, not left as from_pretrained's empty memory
+    buffers = dict(reloaded.named_buffers())
+    for name, value in model.named_buffers():
+        torch.testing.assert_close(buffers[name], value, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------------- run_pretrain
