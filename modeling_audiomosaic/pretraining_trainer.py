@@ -333,16 +333,24 @@ def contrastive_accumulation_note(model: nn.Module | None, args: Any) -> str | N
     )
 
 
-def reduce_gradients_in_float32(plugin: Any) -> bool:
-    """Makes an FSDP plugin's mixed precision reduce gradients in float32; True if it changed the policy.
+def adjust_fsdp_mixed_precision(plugin: Any) -> bool:
+    """Makes accelerate's FSDP mixed-precision policy reduce gradients in float32 and leave the model's inputs alone;
+    True if it changed the policy.
 
-    accelerate turns ``--mixed_precision bf16`` into the policy ``param_dtype = reduce_dtype = bf16``, with which FSDP
-    reduce-scatters the gradients across ranks in bf16 (8-bit mantissa: a sum over 8-64 ranks loses the low bits of
-    every gradient); DDP under autocast reduces float32 gradients. Parameters are still gathered and computed in bf16;
-    the reduce-scatter moves twice the bytes. Under FSDP2 the unsharded gradients of an accumulation window are then
-    also summed in float32 (torch upcasts them when ``reduce_dtype != param_dtype``; with equal dtypes it sums in
-    bf16); FSDP1 sums them in the parameter dtype either way. A policy the user chose with another ``reduce_dtype`` is
-    kept.
+    accelerate turns ``--mixed_precision bf16`` into the policy ``param_dtype = reduce_dtype = bf16`` with FSDP's input
+    casting on. Then
+
+    * FSDP reduce-scatters the gradients across ranks in bf16 (8-bit mantissa: a sum over 8-64 ranks loses the low
+      bits of every gradient; DDP under autocast reduces float32 gradients), and FSDP2 sums the unsharded gradients of
+      an accumulation window in bf16 (torch upcasts them only when ``reduce_dtype != param_dtype``; FSDP1 sums them in
+      the parameter dtype either way). With ``reduce_dtype = float32`` the reduce-scatter moves twice the bytes;
+      parameters are still gathered and computed in bf16.
+    * the root module casts every floating input of the forward to bf16 (FSDP2 ``cast_forward_inputs``, FSDP1
+      ``cast_root_forward_inputs``): the spectrograms the MAE targets (and their per-patch normalisation), the DWM
+      weights and an AudioMosaic teacher read, the teacher's own inputs and multi-hot labels, all rounded to 8 bits
+      of mantissa, unlike under DDP. Autocast still runs the encoder's matmuls in bf16.
+
+    A policy of another shape (a reduce dtype the user chose) is kept.
     """
     policy = getattr(plugin, "mixed_precision_policy", None)
     low = (torch.bfloat16, torch.float16)
@@ -350,7 +358,11 @@ def reduce_gradients_in_float32(plugin: Any) -> bool:
         return False
     if getattr(policy, "reduce_dtype", None) not in (None, policy.param_dtype):
         return False
-    plugin.mixed_precision_policy = dataclasses.replace(policy, reduce_dtype=torch.float32)
+    changes = {"reduce_dtype": torch.float32}
+    for flag in ("cast_forward_inputs", "cast_root_forward_inputs"):  # FSDP2 has the first, FSDP1 both
+        if hasattr(policy, flag):
+            changes[flag] = False
+    plugin.mixed_precision_policy = dataclasses.replace(policy, **changes)
     return True
 
 
@@ -366,8 +378,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         super().__init__(*args, **kwargs)
         if chosen:  # the accelerator holds it now: the caller's arguments stay as they were given
             training_args.ddp_find_unused_parameters = None
-        if reduce_gradients_in_float32(getattr(self.accelerator.state, "fsdp_plugin", None)):
-            logger.info("FSDP mixed precision: parameters in %s, gradients reduced in float32",
+        if adjust_fsdp_mixed_precision(getattr(self.accelerator.state, "fsdp_plugin", None)):
+            logger.info("FSDP mixed precision: parameters in %s, gradients reduced in float32, inputs not cast",
                         self.accelerator.state.fsdp_plugin.mixed_precision_policy.param_dtype)
         if self.args.n_gpu > 1:  # set when one process sees several GPUs outside a distributed launch
             gpus = self.args.n_gpu

@@ -169,16 +169,18 @@ def test_fsdp_saves_a_loadable_model_with_its_own_code(runs):
 @pytest.mark.dist
 def test_fsdp_bf16_mixed_precision_trains(runs):
     """fsdp.yaml's own precision (bf16): FSDP2 gathers bf16 parameters while BatchNorm buffers stay fp32, and reduces
-    the gradients in fp32 (`reduce_gradients_in_float32`). The first step's loss (same weights, views and masks) stays
-    within bf16 rounding of fp32's; the saved weights are the fp32 master copy. On a CPU without native bf16 this
-    runs on torch's emulated bf16 kernels (slow, tiny model)."""
+    the gradients in fp32 without casting the inputs (`adjust_fsdp_mixed_precision`). The first step's loss (same
+    weights, views and masks) stays within bf16 rounding of fp32's; the saved weights are the fp32 master copy. On a
+    CPU without native bf16 this runs on torch's emulated bf16 kernels (slow, tiny model)."""
     root = runs["root"]
     precision = root / "bf16_precision.json"
     env = {**ENV, "AUDIOMOSAIC_ALLOW_EMULATED_BF16": "1", "AUDIOMOSAIC_PROBE_PRECISION": str(precision)}
     args = runs["common"] + ["--max_steps", "2", "--output_dir", str(root / "bf16"), "--bf16", "true"]
     _finish([_launch("fsdp", args, root / "bf16.log", env=env, mixed_precision="bf16")])
     # accelerate's policy for --mixed_precision bf16 reduces (and, FSDP2, accumulates) gradients in bf16
-    assert json.loads(precision.read_text()) == {"param_dtype": "torch.bfloat16", "reduce_dtype": "torch.float32"}
+    # and casts the spectrograms to bf16 on the way in (the MAE targets, DWM weights, teacher inputs with them)
+    assert json.loads(precision.read_text()) == {"param_dtype": "torch.bfloat16", "reduce_dtype": "torch.float32",
+                                                 "input_values": "torch.float32"}
     bf16 = _losses(_summary(root / "bf16")["log_history"])
     fp32 = _losses(_summary(root / "fsdp")["log_history"])
     assert sorted(bf16) == [1, 2]
@@ -322,21 +324,26 @@ def test_fsdp_on_two_nodes_trains_as_one_and_refuses_node_local_dirs(runs):
         assert "FSDP with fsdp_state_dict_type SHARDED_STATE_DICT writes one shard per rank" in log_path.read_text()
 
 
-def test_reduce_gradients_in_float32_changes_only_accelerates_low_precision_policy():
+def test_adjust_fsdp_mixed_precision_changes_only_accelerates_low_precision_policy():
     from types import SimpleNamespace
 
     from torch.distributed.fsdp import MixedPrecision, MixedPrecisionPolicy
 
-    from modeling_audiomosaic.pretraining_trainer import reduce_gradients_in_float32
+    from modeling_audiomosaic.pretraining_trainer import adjust_fsdp_mixed_precision
 
-    for policy_class in (MixedPrecisionPolicy, MixedPrecision):  # FSDP2 and FSDP1, as accelerate builds them
-        plugin = SimpleNamespace(mixed_precision_policy=policy_class(param_dtype=torch.bfloat16,
-                                                                     reduce_dtype=torch.bfloat16))
-        assert reduce_gradients_in_float32(plugin)
-        assert plugin.mixed_precision_policy == policy_class(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    plugin = SimpleNamespace(mixed_precision_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                                         reduce_dtype=torch.bfloat16))
+    assert adjust_fsdp_mixed_precision(plugin)  # FSDP2, as accelerate builds it
+    assert plugin.mixed_precision_policy == MixedPrecisionPolicy(param_dtype=torch.bfloat16,
+                                                                 reduce_dtype=torch.float32, cast_forward_inputs=False)
+    plugin = SimpleNamespace(mixed_precision_policy=MixedPrecision(param_dtype=torch.bfloat16,
+                                                                   reduce_dtype=torch.bfloat16))
+    assert adjust_fsdp_mixed_precision(plugin)  # FSDP1
+    assert plugin.mixed_precision_policy == MixedPrecision(param_dtype=torch.bfloat16, reduce_dtype=torch.float32,
+                                                           cast_forward_inputs=False, cast_root_forward_inputs=False)
     chosen = SimpleNamespace(mixed_precision_policy=MixedPrecisionPolicy(param_dtype=torch.bfloat16,
                                                                          reduce_dtype=torch.float16))
-    assert not reduce_gradients_in_float32(chosen)  # a reduce dtype the user chose stays
+    assert not adjust_fsdp_mixed_precision(chosen)  # a reduce dtype the user chose stays
     assert chosen.mixed_precision_policy.reduce_dtype == torch.float16
     fp32 = SimpleNamespace(mixed_precision_policy=MixedPrecisionPolicy())
-    assert not reduce_gradients_in_float32(fp32) and not reduce_gradients_in_float32(None)
+    assert not adjust_fsdp_mixed_precision(fp32) and not adjust_fsdp_mixed_precision(None)

@@ -88,11 +88,19 @@ class NonFiniteLoss(TrainerCallback):
 
 class FsdpPrecisionProbe(TrainerCallback):
     """Writes, at the first optimizer step, the dtypes FSDP2 really uses for a sharded block's parameters and gradient
-    reduction (`FSDPParam.param_dtype` / `reduce_dtype`, set at FSDP's lazy init in the first forward) to a JSON file
-    (global rank 0)."""
+    reduction (`FSDPParam.param_dtype` / `reduce_dtype`, set at FSDP's lazy init in the first forward) and the dtype
+    of the spectrograms the model's forward received (after FSDP's input casting) to a JSON file (global rank 0)."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        self.input_dtype = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        def record(module, inputs, kwargs):  # after FSDP's own pre-forward hook (registered when it was prepared)
+            if self.input_dtype is None and "input_values" in kwargs:
+                self.input_dtype = str(kwargs["input_values"].dtype)
+
+        model.register_forward_pre_hook(record, with_kwargs=True)
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if state.global_step != 0 or args.process_index != 0:
@@ -103,7 +111,8 @@ class FsdpPrecisionProbe(TrainerCallback):
             if group is not None and type(module).__name__.endswith("AudioMosaicLayer"):
                 param = group.fsdp_params[0]
                 self.path.write_text(json.dumps({"param_dtype": str(param.param_dtype),
-                                                 "reduce_dtype": str(param.reduce_dtype)}))
+                                                 "reduce_dtype": str(param.reduce_dtype),
+                                                 "input_values": self.input_dtype}))
                 return
 
 
