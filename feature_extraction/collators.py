@@ -194,7 +194,7 @@ class PretrainingViewsCollator:
         if self.label_vocabulary is not None:
             batch["labels"] = self._labels(examples)
         if self.teacher_feature_extractor is not None:
-            batch["teacher_inputs"] = self._teacher_inputs(waves)
+            batch["teacher_inputs"] = self._teacher_inputs(waves, generator)
         return batch
 
     def _device_view_inputs(self, waves: list[np.ndarray], generator: torch.Generator) -> dict[str, Any]:
@@ -226,12 +226,22 @@ class PretrainingViewsCollator:
             return torch.from_numpy(np.stack(rows).astype(np.float32))
         return torch.tensor(rows, dtype=torch.long)
 
-    def _teacher_inputs(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
+    def _teacher_inputs(self, waves: list[np.ndarray], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """The teacher's features of the cropped clips, with any randomness of its extractor drawn from the batch's
+        generator: ``ClapFeatureExtractor`` picks random windows of clips longer than its 10 s (the student's crop of
+        10.24 s is) from numpy's global generator, which DataLoader workers seed from the loader's own random seed, so
+        a resumed run would have distilled towards other targets."""
         extractor = self.teacher_feature_extractor
         rate = int(getattr(extractor, "sampling_rate", TARGET_SAMPLING_RATE))
         if rate != TARGET_SAMPLING_RATE:
             waves = [resample_audio(wave, TARGET_SAMPLING_RATE, rate) for wave in waves]
-        features = extractor(waves, sampling_rate=rate, return_tensors="pt")
+        seed = int(torch.randint(0, 2**32 - 1, (1,), generator=generator, dtype=torch.int64))
+        saved = np.random.get_state()
+        np.random.seed(seed)
+        try:
+            features = extractor(waves, sampling_rate=rate, return_tensors="pt")
+        finally:
+            np.random.set_state(saved)  # the worker's own numpy stream goes on as if untouched
         return {key: value for key, value in features.items() if isinstance(value, torch.Tensor)}
 
 

@@ -278,6 +278,13 @@ def test_clap_teacher_map_and_collator_inputs():
     assert torch.isfinite(out.loss) and out.distill_loss_masked > 0
     with pytest.raises(ValueError, match="needs teacher_inputs"):
         model(batch["input_values"])
+    # clips longer than the extractor's window (1.3 s crops, 1 s window): its random window comes from the batch's
+    # seeded generator (a resumed run sees the same targets), and numpy's global stream is left as it was
+    long = [{"audio": rng.standard_normal(24000).astype(np.float32) * 0.1, "id": i, "epoch": 0} for i in range(2)]
+    numpy_state = np.random.get_state()[1].copy()
+    first, again = collator(long)["teacher_inputs"], collator(long)["teacher_inputs"]
+    assert np.array_equal(np.random.get_state()[1], numpy_state)
+    torch.testing.assert_close(first["input_features"], again["input_features"], rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------------- SupMAM
