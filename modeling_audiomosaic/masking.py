@@ -293,6 +293,10 @@ def dwm_masking(
     """
     _check(grid, batch_size, patch_weights, "dwm", uses_weights=True)
     num = grid[0] * grid[1]
+    if not hint_ratio >= 0:
+        raise ValueError(f"hint_ratio must be non-negative, got {hint_ratio}.")
+    if hint_ratio >= 1:  # every masked patch is a hint: plain random masking, the weights are not read
+        return random_masking(grid, batch_size, mask_ratio, generator=generator, device=device)
     if patch_weights is None:
         raise ValueError("masking strategy 'dwm' requires patch_weights (B, L); compute them with "
                          "dispersion_weights(spectrogram, patch_size).")
@@ -303,11 +307,7 @@ def dwm_masking(
         raise ValueError("patch_weights must be finite (found NaN or inf).")
     if (patch_weights < 0).any():
         raise ValueError("patch_weights must be non-negative.")
-    if not hint_ratio >= 0:
-        raise ValueError(f"hint_ratio must be non-negative, got {hint_ratio}.")
     n_keep = keep_count(num, mask_ratio)
-    if hint_ratio >= 1:
-        return random_masking(grid, batch_size, mask_ratio, generator=generator, device=device)
     n_mask = num - n_keep
     work = generator.device if generator is not None else (device if device is not None else patch_weights.device)
     if n_mask == 0:

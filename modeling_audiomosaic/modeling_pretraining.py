@@ -417,11 +417,14 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         frames = spec.shape[-2]
         grid = (frames // self.config.patch_size, self.config.num_freq_patches)
         weights = None
-        if getattr(get_masking_strategy(strategy), "uses_patch_weights", False):
+        options = self.masking_options(strategy)
+        # DWM at hint ratio >= 1 (the curriculum's first epochs) is plain random masking: no weights to compute
+        unread = strategy == "dwm" and options["hint_ratio"] >= 1
+        if getattr(get_masking_strategy(strategy), "uses_patch_weights", False) and not unread:
             weights = dispersion_weights(spec.detach(), self.config.patch_size, self.config.dwm_metric)
         return apply_masking(
             strategy, grid, spec.shape[0], ratio, patch_weights=weights, generator=generator, device=spec.device,
-            **self.masking_options(strategy),
+            **options,
         )
 
     # ------------------------------------------------------------------ forward

@@ -152,6 +152,9 @@ def test_dwm_full_hint_is_random_masking():
             out = apply_masking("dwm", GRID, 5, 0.8, patch_weights=weights, generator=_gen(7), hint_ratio=hint,
                                 probabilistic=probabilistic)
             assert torch.equal(out.ids_keep, expected.ids_keep) and torch.equal(out.mask, expected.mask)
+        # the weights are not read at a full hint: the model does not compute them (the curriculum's first epochs)
+        out = apply_masking("dwm", GRID, 5, 0.8, patch_weights=None, generator=_gen(7), hint_ratio=hint)
+        assert torch.equal(out.ids_keep, expected.ids_keep)
 
 
 def test_dwm_hints_reduce_overlap_with_top_weights():
