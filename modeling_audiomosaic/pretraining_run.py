@@ -321,6 +321,8 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
 
     if model_args.supervised_weight > 0 and not data_args.label_column:
         raise ValueError("--supervised_weight > 0 (SupMAM) needs --label_column (the clip labels)")
+    if model_args.supervised_weight > 0 and data_args.streaming:  # before anything is loaded
+        raise ValueError("the supervised branch needs a label vocabulary: not available with --streaming yet")
     # a path on one node only must stop every rank, not leave the others waiting in a collective (multinode.py)
     teacher, teacher_extractor = on_every_rank(lambda: load_teacher(model_args), "loading the distillation teacher")
     train_dataset = on_every_rank(lambda: build_dataset(data_args, training_args), "loading the training data")
@@ -331,9 +333,9 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         check_same_stream(n_shards, world_size)  # every rank must split the same shard list
     vocabulary = None
     if model_args.supervised_weight > 0:
-        if data_args.streaming:
-            raise ValueError("the supervised branch needs a label vocabulary: not available with --streaming yet")
-        vocabulary = build_label_vocabulary(train_dataset.dataset, multi_label=model_args.supervised_loss == "bce")
+        vocabulary = on_every_rank(  # a read error on one node must stop every rank (multinode.py)
+            lambda: build_label_vocabulary(train_dataset.dataset, multi_label=model_args.supervised_loss == "bce"),
+            "building the label vocabulary")
         logger.info("supervised branch: %d labels (%s)", vocabulary.num_labels, model_args.supervised_loss)
     config = on_every_rank(lambda: build_config(model_args, teacher, vocabulary), "building the model config")
     model = on_every_rank(lambda: build_model(model_args, config, teacher), "building the model")

@@ -501,3 +501,14 @@ def test_a_single_kept_checkpoint_is_flagged_where_a_save_is_not_atomic():
     assert single_checkpoint_risk(SimpleNamespace(save_total_limit=1, world_size=1), False) is None
     assert single_checkpoint_risk(SimpleNamespace(save_total_limit=2, world_size=8), True) is None
     assert single_checkpoint_risk(SimpleNamespace(save_total_limit=None, world_size=8), True) is None
+
+
+def test_supmam_on_a_stream_is_refused_before_anything_loads(tmp_path):
+    from modeling_audiomosaic.pretraining_run import run_pretraining
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(RECIPE)
+    with pytest.raises(ValueError, match="label vocabulary: not available with --streaming"):  # the path is not read
+        run_pretraining(["--config", str(recipe), "--dataset_name", str(tmp_path / "missing"), "--streaming", "true",
+                         "--max_steps", "1", "--supervised_weight", "1", "--label_column", "labels",
+                         "--output_dir", str(tmp_path / "out")])
