@@ -113,6 +113,53 @@ class _WindowEnd(TrainerCallback):
         self.trainer._batches_in_window = 0
 
 
+COUNTERS_FILE = "run_counters.json"
+
+
+class RunCountersCallback(TrainerCallback):
+    """Writes the run's counters into every checkpoint (`COUNTERS_FILE`, global rank 0) so that a resumed run's logs
+    and ``pretrain_summary.json`` go on counting from them, as the uninterrupted run's do: skipped non-finite batches
+    and optimizer steps (the same on every rank) and the data accounting totalled over all ranks (examples trained,
+    skip events, skip events per bad item). Every rank takes part in the gather of its save."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        per_rank = gather_objects((trainer.data_items_trained, trainer.data_items_skipped,
+                                   dict(trainer.skipped_item_events)))
+        if not state.is_world_process_zero:
+            return
+        events: Counter[str] = Counter()
+        for _, _, by_item in per_rank:
+            events.update(by_item)
+        counters = {"nonfinite_losses": trainer.nonfinite_losses,
+                    "optimizer_steps_skipped": trainer.optimizer_steps_skipped,
+                    "data_items_trained": sum(r[0] for r in per_rank),
+                    "data_items_skipped": sum(r[1] for r in per_rank),
+                    "skipped_item_events": dict(events)}
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / COUNTERS_FILE).write_text(json.dumps(counters))
+
+
+def restore_run_counters(trainer: Any, folder: str | os.PathLike) -> bool:
+    """Sets `trainer`'s counters from a checkpoint's `COUNTERS_FILE` (True if it has one): the skip counters on every
+    rank, the data totals on global rank 0 only (the logs and the summary sum them over the ranks)."""
+    path = Path(folder) / COUNTERS_FILE
+    if not path.is_file():
+        return False
+    counters = json.loads(path.read_text())
+    trainer.nonfinite_losses = int(counters["nonfinite_losses"])
+    trainer.optimizer_steps_skipped = int(counters["optimizer_steps_skipped"])
+    if trainer.args.process_index == 0:
+        trainer.data_items_trained = int(counters["data_items_trained"])
+        trainer.data_items_skipped = int(counters["data_items_skipped"])
+        trainer.skipped_item_events = Counter({str(k): int(v) for k, v in counters["skipped_item_events"].items()})
+    return True
+
+
 LAYOUT_FILE = "process_layout.json"
 
 
@@ -430,6 +477,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         else:
             self.add_callback(DataEpochCallback(self))
         self.add_callback(ProcessLayoutCallback())
+        self.add_callback(RunCountersCallback(self))
         self.add_callback(_WindowEnd(self))
         risk = single_checkpoint_risk(self.args, self._stream_position is not None)
         if risk and self.args.process_index == 0:
@@ -468,6 +516,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         epochs, batches = super()._init_training_state(
             max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint, trial
         )
+        if resume_from_checkpoint is not None and restore_run_counters(self, resume_from_checkpoint):
+            self._skipped_at_train_start = self.nonfinite_losses  # `mean_training_loss` is of this call's batches
         if self._stream_position is not None and resume_from_checkpoint is not None:
             epochs, batches = self._stream_position.load(resume_from_checkpoint, not self.args.ignore_data_skip)
             batches = min(batches, num_update_steps_per_epoch * self.args.gradient_accumulation_steps)
@@ -664,8 +714,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         return total / count if count else float("nan")
 
     def data_summary(self, max_ids: int = 20) -> dict:
-        """Data accounting of the batches trained on by this `train()` call, totalled over all ranks (a collective:
-        every rank must call it). A resumed run counts from its checkpoint on.
+        """Data accounting of the batches trained on, totalled over all ranks (a collective: every rank must call it).
+        A resumed run goes on from the counts its checkpoint saved (`RunCountersCallback`).
 
         Keys: ``examples_trained`` (decoded examples in the training batches), ``skip_events`` (each time a bad item
         was met and skipped; a bad file met in every epoch counts once per epoch), ``distinct_bad_items`` (bad items

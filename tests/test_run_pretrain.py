@@ -112,6 +112,12 @@ def test_resume_reproduces_uninterrupted_run(audio_dir, recipe, tmp_path):
     assert sorted(a) == sorted(b) == list(range(1, 9))
     for step in range(5, 9):  # steps after the interruption (an epoch boundary at step 6 included)
         assert abs(a[step] - b[step]) <= 1e-6, (step, a[step], b[step])
+    # the counters go on from the checkpoint's (run_counters.json): the same logs and data accounting at the end
+    summaries = [json.loads((tmp_path / name / "pretrain_summary.json").read_text()) for name in ("full", "resumed")]
+    assert summaries[0]["data"] == summaries[1]["data"] and summaries[0]["data"]["examples_trained"] == 32
+    assert summaries[0]["data"]["skip_events"] >= 1  # the corrupt file, met before and after the interruption
+    last = [[h for h in r["log_history"] if "loss" in h][-1] for r in (full, resumed)]
+    assert last[0]["data_items_skipped"] == last[1]["data_items_skipped"]
 
 
 def test_recipe_errors(recipe, tmp_path):
