@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .checkpoints import checkpoint_problems
 from .distributed import gather_objects
-from .pretraining_trainer import checkpoint_problems
 
 logger = logging.getLogger(__name__)
 

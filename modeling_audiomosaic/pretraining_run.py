@@ -19,6 +19,7 @@ import torch
 import transformers
 from transformers import TrainerCallback, TrainingArguments, set_seed
 
+from .checkpoints import layout_change
 from .configuration_audiomosaic import AudioMosaicConfig
 from .cpu_bf16 import check_cpu_bf16
 from .feature_extraction import AudioMosaicFeatureExtractor
@@ -35,7 +36,7 @@ from .multinode import (
     on_every_rank,
     resolve_resume_checkpoint,
 )
-from .pretraining_trainer import AudioMosaicPretrainingTrainer, layout_change
+from .pretraining_trainer import AudioMosaicPretrainingTrainer
 from .recipe_arguments import parse_with_recipe
 
 logger = logging.getLogger(__name__)

@@ -494,7 +494,7 @@ def test_gradient_accumulation_note_for_the_contrastive_batch():
 def test_a_single_kept_checkpoint_is_flagged_where_a_save_is_not_atomic():
     from types import SimpleNamespace
 
-    from modeling_audiomosaic.pretraining_trainer import single_checkpoint_risk
+    from modeling_audiomosaic.checkpoints import single_checkpoint_risk
 
     assert "keep at least 2" in single_checkpoint_risk(SimpleNamespace(save_total_limit=1, world_size=8), False)
     assert "stream positions" in single_checkpoint_risk(SimpleNamespace(save_total_limit=1, world_size=1), True)

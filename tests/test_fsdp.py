@@ -28,8 +28,8 @@ from safetensors.torch import load_file
 from test_multinode import _finish
 from test_run_pretrain import TINY_RECIPE, _clip, _free_port, _losses
 
+from modeling_audiomosaic.checkpoints import checkpoint_problems
 from modeling_audiomosaic.modeling_pretraining import ProjectorBatchNorm1d, ProjectorLinear
-from modeling_audiomosaic.pretraining_trainer import checkpoint_problems
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "tests" / "dist_scripts" / "fsdp_probe.py"

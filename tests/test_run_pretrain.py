@@ -254,7 +254,7 @@ def test_kill_9_two_process_run_then_resume_gives_the_same_final_loss(audio_dir,
     import signal
     import time
 
-    from modeling_audiomosaic.pretraining_trainer import checkpoint_problems
+    from modeling_audiomosaic.checkpoints import checkpoint_problems
 
     steps = 8
     common = ["--config", str(recipe), "--train_path", str(audio_dir), "--max_steps", str(steps), "--save_steps", "1"]
@@ -295,7 +295,7 @@ def test_kill_9_two_process_run_then_resume_gives_the_same_final_loss(audio_dir,
 
 
 def test_incomplete_checkpoints_are_detected_and_skipped(audio_dir, recipe, tmp_path):
-    from modeling_audiomosaic.pretraining_trainer import checkpoint_problems, last_complete_checkpoint
+    from modeling_audiomosaic.checkpoints import checkpoint_problems, last_complete_checkpoint
 
     out = tmp_path / "run"
     run_pretrain.main(["--config", str(recipe), "--train_path", str(audio_dir), "--output_dir", str(out),

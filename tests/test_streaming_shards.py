@@ -262,8 +262,8 @@ def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp
 
 
 def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
+    from modeling_audiomosaic.checkpoints import checkpoint_problems
     from modeling_audiomosaic.pretraining_run import run_pretraining
-    from modeling_audiomosaic.pretraining_trainer import checkpoint_problems
 
     out, _ = shards
     common = ["--config", str(recipe), "--dataset_name", str(out / "webdataset"), "--streaming", "true",
