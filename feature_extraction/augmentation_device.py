@@ -287,11 +287,11 @@ def _add_noise(rows: torch.Tensor, row_len: torch.Tensor, host_len: torch.Tensor
 
     `row_len` is on the device of `rows`, `host_len` its CPU copy; `parameters` on the CPU.
     """
-    apply = parameters["apply_noise"].to("cpu")
+    apply = parameters["apply_noise"]
     if not bool(apply.any()):
         return
-    state = parameters["noise_state"].to("cpu", torch.uint8)
-    snr_db = parameters["snr_db"].to("cpu", torch.float64)
+    state = parameters["noise_state"].to(torch.uint8)
+    snr_db = parameters["snr_db"].to(torch.float64)
     if rows.device.type == "cpu":
         # the host path's stream: one randn(length) per noisy row, in row order
         rms = torch.linalg.vector_norm(rows, dim=1).to(torch.float64) / host_len.to(torch.float64).sqrt()

@@ -22,7 +22,6 @@ from safetensors import safe_open
 from transformers import TrainerCallback
 from transformers.utils import logging
 
-from .distributed import gather_objects
 from .stream_position import stream_position_problems
 
 logger = logging.get_logger(__name__)
@@ -42,18 +41,13 @@ class RunCountersCallback(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         trainer = self.trainer
-        per_rank = gather_objects((trainer.data_items_trained, trainer.data_items_skipped,
-                                   dict(trainer.skipped_item_events)))
+        trained, events, by_item = trainer.data_totals()  # a collective: every rank
         if not state.is_world_process_zero:
             return
-        events: Counter[str] = Counter()
-        for _, _, by_item in per_rank:
-            events.update(by_item)
         counters = {"nonfinite_losses": trainer.nonfinite_losses,
                     "optimizer_steps_skipped": trainer.optimizer_steps_skipped,
-                    "data_items_trained": sum(r[0] for r in per_rank),
-                    "data_items_skipped": sum(r[1] for r in per_rank),
-                    "skipped_item_events": dict(events)}
+                    "data_items_trained": trained, "data_items_skipped": events,
+                    "skipped_item_events": dict(by_item)}
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / COUNTERS_FILE).write_text(json.dumps(counters))

@@ -96,9 +96,9 @@ class DataEpochCallback(TrainerCallback):
 
 
 class _WindowEnd(TrainerCallback):
-    """Closes the trainer's accumulation window after every optimizer step, also one the optimizer never saw (fp16's
-    gradient scaler skips the step on inf / NaN gradients without calling it), so that a skipped batch's window does
-    not carry into the next one."""
+    """Closes the trainer's accumulation window after every optimizer step (the one place it is closed), also one
+    the optimizer never saw (fp16's gradient scaler skips the step on inf / NaN gradients without calling it), so that
+    a skipped batch's window does not carry into the next one."""
 
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
@@ -378,9 +378,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         def guarded(*args, **kwargs):
             if self._batches_in_window == 0:
                 return step(*args, **kwargs)
-            skipped = self._skipped_in_window
-            self._skipped_in_window = 0
-            self._batches_in_window = 0
+            skipped = self._skipped_in_window  # the window is closed after the step (`_WindowEnd`)
             # accelerate's wrapper tells Trainer whether the step was skipped (`optimizer_step_was_skipped`): then the
             # learning-rate schedule does not advance either, as for a step skipped by fp16's gradient scaler
             wrapper = getattr(self, "optimizer", None)
@@ -522,6 +520,15 @@ class AudioMosaicPretrainingTrainer(Trainer):
         total, count = sum(t for t, _ in per_rank), sum(c for _, c in per_rank)
         return total / count if count else float("nan")
 
+    def data_totals(self) -> tuple[int, int, Counter[str]]:
+        """Examples trained on, skip events and skip events per bad item id, totalled over all ranks (a collective:
+        every rank must call it)."""
+        per_rank = gather_objects((self.data_items_trained, self.data_items_skipped, dict(self.skipped_item_events)))
+        by_id: Counter[str] = Counter()
+        for _, _, ids in per_rank:
+            by_id.update(ids)
+        return sum(r[0] for r in per_rank), sum(r[1] for r in per_rank), by_id
+
     def data_summary(self, max_ids: int = 20) -> dict:
         """Data accounting of the batches trained on, totalled over all ranks (a collective: every rank must call it).
         A resumed run goes on from the counts its checkpoint saved (`RunCountersCallback`).
@@ -531,12 +538,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
         by id), ``bad_item_ids`` (the first ``max_ids`` of them, sorted) with ``skip_events_by_item``,
         ``skip_events_without_id`` (skips a data source reported without ids) and ``text`` (one readable sentence).
         """
-        per_rank = gather_objects((self.data_items_trained, self.data_items_skipped, dict(self.skipped_item_events)))
-        trained = sum(r[0] for r in per_rank)
-        events = sum(r[1] for r in per_rank)
-        by_id: Counter[str] = Counter()
-        for _, _, ids in per_rank:
-            by_id.update(ids)
+        trained, events, by_id = self.data_totals()
         ids = sorted(by_id)
         without_id = events - sum(by_id.values())
         if events:
