@@ -11,6 +11,8 @@
   and the record → example decoder), `sources` (local folders, manifests, CSV files), `audio_datasets` (map-style and
   streaming datasets, rank sharding) and `loading` (`load_audio_dataset`, `wrap_hf_dataset`).
 * `collators`: pre-training views and classification batches, and the epoch-tagging dataset wrapper.
+* On the accelerator (views on the device): `augmentation_device` (the view chain as batched torch operations) and
+  `clap_device` (a CLAP distillation teacher's spectrogram).
 """
 
 from .audio_datasets import AudioDataset, AudioIterableDataset, shard_for_rank

@@ -25,6 +25,7 @@ import torch
 
 from .audio_io import TARGET_SAMPLING_RATE, resample_audio
 from .augmentation_device import HostTensors
+from .clap_device import ClapFeaturesOnDevice, is_clap_feature_extractor
 from .labels import LabelVocabulary
 
 
@@ -125,7 +126,11 @@ class PretrainingViewsCollator:
             class ids (single-label) or multi-hot rows (multi-label); clips without labels get -100 (ignored).
         teacher_feature_extractor: features of a distillation teacher that cannot read the student's spectrogram (e.g.
             ``ClapFeatureExtractor``): it gets the same cropped waveforms, resampled to its ``sampling_rate``, and its
-            output goes under ``teacher_inputs``.
+            output goes under ``teacher_inputs``. Its random choices (e.g. CLAP's windows of clips longer than its 10
+            s) come from a seed of ``(seed, epoch, ids)`` of their own. With ``views_on_device`` a
+            ``ClapFeatureExtractor``'s spectrogram runs on the device too: the batch carries ``teacher_waveforms``
+            and ``teacher_plan`` instead (`.clap_device.ClapFeaturesOnDevice`, equal features), which
+            `AudioMosaicPretrainingTrainer` turns into ``teacher_inputs`` in the training step.
         views_on_device: return the cropped waveforms and the views' random parameters instead of the views:
             ``{"waveforms": (B, max samples) float32 (zero after each clip), "waveform_lengths": (B,),
             "view_parameters": HostTensors({..., "lengths"})}`` (drawn from the same generator, in the same order, as
@@ -147,6 +152,11 @@ class PretrainingViewsCollator:
         self.audio_key = audio_key
         self.label_vocabulary = label_vocabulary
         self.teacher_feature_extractor = teacher_feature_extractor
+        # a CLAP teacher's spectrogram on the device, with the views (None: its features are computed here)
+        self.teacher_on_device = (
+            ClapFeaturesOnDevice(teacher_feature_extractor)
+            if self.views_on_device and is_clap_feature_extractor(teacher_feature_extractor) else None
+        )
         self.crop_samples = getattr(view_generator, "num_samples", 0) if crop_samples is None else int(crop_samples)
         self._epoch = SharedEpoch(0)  # used when examples carry no "epoch" (streams); see `set_epoch`
 
@@ -194,7 +204,13 @@ class PretrainingViewsCollator:
         if self.label_vocabulary is not None:
             batch["labels"] = self._labels(examples)
         if self.teacher_feature_extractor is not None:
-            batch["teacher_inputs"] = self._teacher_inputs(waves, generator)
+            # the teacher's randomness is a stream of its own: the device views do not draw their noise from
+            # `generator` here, so its state after the views differs between the two paths
+            teacher_seed = batch_seed(self.seed, epoch, ["teacher", *ids]) % 2**32
+            if self.teacher_on_device is not None:
+                batch.update(self.teacher_on_device.plan(waves, np.random.RandomState(teacher_seed)))
+            else:
+                batch["teacher_inputs"] = self._teacher_inputs(waves, teacher_seed)
         return batch
 
     def _device_view_inputs(self, waves: list[np.ndarray], generator: torch.Generator) -> dict[str, Any]:
@@ -226,16 +242,16 @@ class PretrainingViewsCollator:
             return torch.from_numpy(np.stack(rows).astype(np.float32))
         return torch.tensor(rows, dtype=torch.long)
 
-    def _teacher_inputs(self, waves: list[np.ndarray], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """The teacher's features of the cropped clips, with any randomness of its extractor drawn from the batch's
-        generator: ``ClapFeatureExtractor`` picks random windows of clips longer than its 10 s (the student's crop of
-        10.24 s is) from numpy's global generator, which DataLoader workers seed from the loader's own random seed, so
-        a resumed run would have distilled towards other targets."""
+    def _teacher_inputs(self, waves: list[np.ndarray], seed: int) -> dict[str, torch.Tensor]:
+        """The teacher's features of the cropped clips, with any randomness of its extractor drawn from numpy's
+        generator seeded with `seed` (from the batch's ids): ``ClapFeatureExtractor`` picks random windows of clips
+        longer than its 10 s (the student's crop of 10.24 s is) from numpy's global generator, which DataLoader
+        workers seed from the loader's own random seed, so a resumed run would have distilled towards other
+        targets."""
         extractor = self.teacher_feature_extractor
         rate = int(getattr(extractor, "sampling_rate", TARGET_SAMPLING_RATE))
         if rate != TARGET_SAMPLING_RATE:
             waves = [resample_audio(wave, TARGET_SAMPLING_RATE, rate) for wave in waves]
-        seed = int(torch.randint(0, 2**32 - 1, (1,), generator=generator, dtype=torch.int64))
         saved = np.random.get_state()
         np.random.seed(seed)
         try:

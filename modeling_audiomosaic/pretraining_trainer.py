@@ -405,6 +405,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
         skipped_ids = inputs.pop("skipped_ids", None) or []
         if "waveforms" in inputs:
             inputs["input_values"] = self.device_views(inputs)
+        if "teacher_waveforms" in inputs:
+            inputs["teacher_inputs"] = self.device_teacher_inputs(inputs)
         if model.training:
             self.data_items_skipped += int(skipped)
             self.skipped_item_events.update(str(i) for i in skipped_ids)
@@ -478,6 +480,18 @@ class AudioMosaicPretrainingTrainer(Trainer):
         if "lengths" in parameters:  # the collator's host copy (`HostTensors`): read without waiting for the device
             lengths = parameters["lengths"]
         return generator.views_from_parameters(waveforms, lengths, parameters)
+
+    def device_teacher_inputs(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """A CLAP teacher's ``teacher_inputs`` on the model's device from the collator's ``teacher_waveforms`` and
+        ``teacher_plan`` (pops them from `inputs`; `.clap_device.ClapFeaturesOnDevice`)."""
+        front_end = getattr(self.data_collator, "teacher_on_device", None)
+        if front_end is None:
+            raise ValueError(
+                "the batch carries teacher_waveforms (a CLAP teacher's spectrogram on the device) but the trainer's "
+                "data collator has no teacher_on_device: use PretrainingViewsCollator(..., views_on_device=True, "
+                "teacher_feature_extractor=ClapFeatureExtractor(...))."
+            )
+        return front_end(inputs.pop("teacher_waveforms"), inputs.pop("teacher_plan"))
 
     @torch.no_grad()
     def _record_metrics(self, outputs) -> float:

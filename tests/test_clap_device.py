@@ -1,0 +1,198 @@
+"""A CLAP distillation teacher's spectrogram on the device (MAM-CLAP with views on the device): equal to transformers'
+`ClapFeatureExtractor` for the same seed, the collator's host and device paths equal, no device value read on the
+host, and a pre-training run with a CLAP teacher folder and views on the device."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from test_device_views import BlockingHostToDevice
+from transformers import ClapFeatureExtractor
+
+from modeling_audiomosaic.feature_extraction import (
+    AudioMosaicFeatureExtractor,
+    ContrastiveViewGenerator,
+    PretrainingViewsCollator,
+)
+from modeling_audiomosaic.feature_extraction.clap_device import ClapFeaturesOnDevice
+from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
+
+
+def _small_extractor(truncation: str, padding: str = "repeatpad", feature_size: int = 64) -> ClapFeatureExtractor:
+    # 1 s windows at 16 kHz (the extractor's default is 10 s at 48 kHz; the same code paths, 30x less work)
+    return ClapFeatureExtractor(feature_size=feature_size, sampling_rate=16000, max_length_s=1, hop_length=160,
+                                fft_window_size=512, truncation=truncation, padding=padding,
+                                frequency_max=8000)
+
+
+def _waves(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in lengths:
+        t = np.arange(n) / 16000
+        out.append((0.3 * np.sin(2 * np.pi * rng.uniform(100, 4000) * t) + 0.02 * rng.standard_normal(n))
+                   .astype(np.float32))
+    return out
+
+
+def _reference(extractor, waves, seed):
+    """`ClapFeatureExtractor` itself, its random draws from numpy's global generator seeded with `seed`."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return extractor(waves, sampling_rate=extractor.sampling_rate, return_tensors="pt")
+    finally:
+        np.random.set_state(saved)
+
+
+# longer than the window (fusion: 3 random chunks + the shrunk whole; rand_trunc: a random window), under one hop
+# longer (fusion keeps the whole clip), exactly the window, shorter (padding), much shorter (repeated many times)
+LENGTHS = [23000, 16100, 16000, 7000, 900]
+
+
+@pytest.mark.parametrize("truncation, padding", [("fusion", "repeatpad"), ("fusion", "repeat"),
+                                                 ("rand_trunc", "pad"), ("rand_trunc", "repeatpad")])
+def test_device_features_equal_the_extractor(truncation, padding):
+    extractor = _small_extractor(truncation, padding)
+    device = ClapFeaturesOnDevice(extractor)
+    waves = _waves(LENGTHS)
+    for seed in (0, 1, 2):
+        expected = _reference(extractor, waves, seed)
+        host = device.plan(waves, np.random.RandomState(seed), sampling_rate=16000)
+        got = device(host["teacher_waveforms"], host["teacher_plan"])
+        assert got["input_features"].shape == expected["input_features"].shape
+        assert got["input_features"].dtype == expected["input_features"].dtype == torch.float32
+        torch.testing.assert_close(got["input_features"], expected["input_features"], rtol=0, atol=1e-4)
+        assert torch.equal(got["is_longer"], expected["is_longer"])
+    if truncation == "fusion":  # the long clip's chunks differ between seeds: the draws are really used
+        first = device(**_call_args(device.plan(waves, np.random.RandomState(0), sampling_rate=16000)))
+        other = device(**_call_args(device.plan(waves, np.random.RandomState(5), sampling_rate=16000)))
+        assert not torch.equal(first["input_features"][0, 1:], other["input_features"][0, 1:])
+
+
+def _call_args(host):
+    return {"waves": host["teacher_waveforms"], "plan": host["teacher_plan"]}
+
+
+def test_fusion_marks_one_clip_longer_when_none_is():
+    extractor = _small_extractor("fusion")
+    device = ClapFeaturesOnDevice(extractor)
+    waves = _waves([7000, 9000, 12000, 5000])
+    marked = set()
+    for seed in range(8):
+        expected = _reference(extractor, waves, seed)
+        got = device(**_call_args(device.plan(waves, np.random.RandomState(seed), sampling_rate=16000)))
+        assert torch.equal(got["is_longer"], expected["is_longer"]) and int(got["is_longer"].sum()) == 1
+        marked.add(int(got["is_longer"].flatten().nonzero()))
+    assert len(marked) > 1
+
+
+def test_float32_spectrogram_differs_only_near_the_floor():
+    extractor = _small_extractor("rand_trunc")
+    waves = _waves(LENGTHS)
+    host = ClapFeaturesOnDevice(extractor).plan(waves, np.random.RandomState(0), sampling_rate=16000)
+    exact = ClapFeaturesOnDevice(extractor)(**_call_args(host))["input_features"]
+    single = ClapFeaturesOnDevice(extractor, dtype=torch.float32)(**_call_args(host))["input_features"]
+    loud = exact > -60.0  # dB; the floor is -100
+    assert loud.float().mean() > 0.3
+    torch.testing.assert_close(single[loud], exact[loud], rtol=0, atol=1e-2)
+
+
+def test_collator_host_and_device_paths_give_the_same_teacher_inputs():
+    """The realistic shape: the student's 10.24 s crops at 16 kHz, the default CLAP extractor (10 s at 48 kHz,
+    fusion), so the clips are resampled and longer than the teacher's window."""
+    fe = AudioMosaicFeatureExtractor()
+    views = ContrastiveViewGenerator(fe, augmentation="none")
+    extractor = ClapFeatureExtractor()
+    examples = [{"audio": wave, "id": f"c{i}", "epoch": 3} for i, wave in enumerate(_waves([180000, 163840, 90000]))]
+    host = PretrainingViewsCollator(views, seed=7, teacher_feature_extractor=extractor)(examples)
+    collator = PretrainingViewsCollator(views, seed=7, teacher_feature_extractor=extractor, views_on_device=True)
+    collator = pickle.loads(pickle.dumps(collator))  # as a DataLoader worker gets it
+    batch = collator(examples)
+    assert "teacher_inputs" not in batch and set(batch["teacher_plan"]) == {"kind", "chunks", "is_longer", "lengths"}
+    trainer = AudioMosaicPretrainingTrainer.__new__(AudioMosaicPretrainingTrainer)  # needs only the collator
+    trainer.data_collator = collator
+    inputs = dict(batch)
+    teacher_inputs = trainer.device_teacher_inputs(inputs)
+    assert "teacher_waveforms" not in inputs and "teacher_plan" not in inputs
+    assert teacher_inputs["input_features"].shape == (3, 4, 1001, 64)
+    torch.testing.assert_close(teacher_inputs["input_features"], host["teacher_inputs"]["input_features"],
+                               rtol=0, atol=1e-4)
+    assert torch.equal(teacher_inputs["is_longer"], host["teacher_inputs"]["is_longer"])
+    # the teacher's randomness is a function of (seed, epoch, ids): another epoch draws other chunks
+    later = collator([dict(example, epoch=4) for example in examples])
+    assert not torch.equal(later["teacher_plan"]["chunks"], batch["teacher_plan"]["chunks"])
+
+
+def test_device_features_read_no_device_value_on_the_host():
+    extractor = _small_extractor("fusion")
+    device = ClapFeaturesOnDevice(extractor)
+    host = device.plan(_waves(LENGTHS), np.random.RandomState(0), sampling_rate=16000)
+    assert set(host["teacher_plan"]["kind"].tolist()) == {0, 1, 2} - {0}  # chunks and copies
+    waves = torch.empty(host["teacher_waveforms"].shape, device="meta")
+    for call in range(2):  # the first call also builds the device's constants
+        with BlockingHostToDevice() as copies:
+            out = device(waves, host["teacher_plan"])
+    assert out["input_features"].device.type == "meta" and out["input_features"].shape == (5, 4, 101, 64)
+    assert copies.blocking == [], "\n".join(copies.blocking)
+
+
+def test_clear_errors():
+    with pytest.raises(TypeError, match="needs a ClapFeatureExtractor"):
+        ClapFeaturesOnDevice(AudioMosaicFeatureExtractor())
+    with pytest.raises(ValueError, match="feature_size=64 only"):
+        ClapFeaturesOnDevice(_small_extractor("fusion", feature_size=16))
+    trainer = AudioMosaicPretrainingTrainer.__new__(AudioMosaicPretrainingTrainer)
+    trainer.data_collator = None
+    with pytest.raises(ValueError, match="has no teacher_on_device"):
+        trainer.device_teacher_inputs({"teacher_waveforms": torch.zeros(1, 8), "teacher_plan": {}})
+    # views on the host: the extractor runs in the collator, as before
+    views = ContrastiveViewGenerator(AudioMosaicFeatureExtractor.from_preset("speechcommands"), augmentation="none")
+    assert PretrainingViewsCollator(views, teacher_feature_extractor=_small_extractor("fusion")).teacher_on_device \
+        is None
+
+
+def test_run_pretrain_with_a_clap_teacher_and_views_on_device(tmp_path):
+    """`--teacher_name_or_path` a local CLAP folder (model + feature extractor), views and teacher spectrogram on the
+    device: the run trains on the losses of the run with both on the host."""
+    import json
+
+    import run_pretrain
+    import soundfile as sf
+    from test_run_pretrain import tiny_recipe
+    from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
+
+    torch.manual_seed(0)
+    audio = ClapAudioConfig(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32,
+                            window_size=4, spec_size=64, num_mel_bins=16, projection_dim=8)
+    text = ClapTextConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=16, projection_dim=8)
+    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)) \
+        .save_pretrained(tmp_path / "clap")
+    ClapFeatureExtractor(feature_size=16, sampling_rate=8000, max_length_s=1, hop_length=128, fft_window_size=256,
+                         frequency_max=4000,
+                         truncation="rand_trunc").save_pretrained(tmp_path / "clap")
+    (tmp_path / "audio").mkdir()
+    records = []
+    for i, wave in enumerate(_waves([24000, 20000, 16000, 30000])):
+        sf.write(tmp_path / "audio" / f"c{i}.wav", wave, 16000)
+        records.append({"wav": str(tmp_path / "audio" / f"c{i}.wav")})
+    (tmp_path / "train.json").write_text(json.dumps({"data": records}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(tiny_recipe())
+    losses = {}
+    for on_device in ("true", "false"):
+        result = run_pretrain.main([
+            "--config", str(recipe), "--train_path", str(tmp_path / "train.json"),
+            "--output_dir", str(tmp_path / f"run_{on_device}"), "--objective", "distill", "--masking_mode", "random",
+            "--mask_ratio", "0.8", "--teacher_name_or_path", str(tmp_path / "clap"), "--views_on_device", on_device,
+            "--max_steps", "2",
+        ])
+        assert result["global_step"] == 2
+        losses[on_device] = [h["distill_loss"] for h in result["log_history"] if "distill_loss" in h]
+    assert len(losses["true"]) == 2 and all(np.isfinite(v) and v > 0 for v in losses["true"])
+    # the same targets and views either way: the same training
+    np.testing.assert_allclose(losses["true"], losses["false"], rtol=1e-4)
