@@ -11,7 +11,11 @@ at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_au
 * **collate, device views**: `PretrainingViewsCollator(views_on_device=True)` (crop, the views' random parameters,
   one padded waveform tensor) -- the workers' share when the views run on the accelerator;
 * **device part** (context): `ContrastiveViewGenerator.views_from_parameters` on the CPU, i.e. what the accelerator
-  takes over, measured here on the CPU with one thread and with all threads.
+  takes over, measured here on the CPU with one thread and with all threads;
+* **MAM-CLAP teacher** (``clap_teacher``): the same two collations with a CLAP teacher's features
+  (`ClapFeatureExtractor`, 10 s at 48 kHz, ``fusion`` and ``rand_trunc``): on the host path the extractor's numpy
+  spectrogram runs in the worker; on the device path the worker only resamples, pads and draws
+  (`ClapFeaturesOnDevice.plan`) and the spectrogram is device work (measured here on the CPU, one thread).
 
 Reported: milliseconds per clip for each stage and format, and "host cores needed per 1,000 clips/s" (= ms per clip
 on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
@@ -70,6 +74,8 @@ def bench_data_path(args: Any) -> dict:
         return views.views_from_parameters(device_batch["waveforms"], device_batch["waveform_lengths"],
                                            device_batch["view_parameters"])
 
+    teacher_fns = _clap_teacher_fns(views, examples)
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -78,6 +84,7 @@ def bench_data_path(args: Any) -> dict:
         fns["collate_host_views"] = lambda: host(examples)
         fns["collate_device_views"] = lambda: device(examples)
         fns["device_part_on_cpu_1_thread"] = device_part
+        fns.update(teacher_fns)
         best = fastest(interleaved(fns, repeats=repeats))
     finally:
         torch.set_num_threads(threads)
@@ -111,6 +118,44 @@ def bench_data_path(args: Any) -> dict:
         "per_format": per_format,
         "ms_per_clip": {name: round(value, 3) for name, value in ms.items()},
         "views_only_ratio": round(ms["collate_device_views"] / ms["collate_host_views"], 4),
+        "clap_teacher": _clap_teacher_report(ms),
         "clips": f"{batch} x 10 s per batch, two views of 1024 x 128, augmentation 'original', one worker thread",
         "repeats": repeats,
     }
+
+
+def _clap_teacher_fns(views: Any, examples: list[dict]) -> dict[str, Any]:
+    """The collations with a CLAP teacher (both truncations), and the teacher's device part on this CPU."""
+    from transformers import ClapFeatureExtractor  # noqa: PLC0415
+
+    from .feature_extraction.collators import PretrainingViewsCollator  # noqa: PLC0415
+
+    fns = {}
+    for truncation in ("fusion", "rand_trunc"):
+        extractor = ClapFeatureExtractor(truncation=truncation)
+        host = PretrainingViewsCollator(views, seed=0, teacher_feature_extractor=extractor)
+        device = PretrainingViewsCollator(views, seed=0, views_on_device=True, teacher_feature_extractor=extractor)
+        batch = device(examples)
+        fns[f"collate_host_views_clap_{truncation}"] = lambda host=host: host(examples)
+        fns[f"collate_device_views_clap_{truncation}"] = lambda device=device: device(examples)
+        fns[f"clap_{truncation}_device_part_on_cpu_1_thread"] = (
+            lambda device=device, batch=batch: device.teacher_on_device(batch["teacher_waveforms"],
+                                                                          batch["teacher_plan"])
+        )
+    return fns
+
+
+def _clap_teacher_report(ms: dict[str, float]) -> dict[str, Any]:
+    """Per truncation: the collations' host ms per clip with a CLAP teacher, their ratio, and the teacher's share."""
+    report = {}
+    for truncation in ("fusion", "rand_trunc"):
+        host, device = ms[f"collate_host_views_clap_{truncation}"], ms[f"collate_device_views_clap_{truncation}"]
+        report[truncation] = {
+            "host_views_ms": round(host, 3),
+            "device_views_ms": round(device, 3),
+            "ratio": round(device / host, 4),
+            "teacher_host_ms": {"host_path": round(host - ms["collate_host_views"], 3),
+                                "device_path": round(device - ms["collate_device_views"], 3)},
+            "device_part_on_cpu_1_thread_ms": round(ms[f"clap_{truncation}_device_part_on_cpu_1_thread"], 3),
+        }
+    return report

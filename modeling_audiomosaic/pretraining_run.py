@@ -108,7 +108,8 @@ class DataArguments:
     views_on_device: bool | None = field(
         default=None, metadata={"help": "data workers only decode and crop; augmentation + fbank run batched on the "
                                         "model's device in the training step (default: on when training on an "
-                                        "accelerator, off on CPU; the views are the same for the same seeds)"},
+                                        "accelerator, off on CPU; the views are the same for the same seeds); "
+                                        "a CLAP distillation teacher's spectrogram moves to the device with them"},
     )
     max_train_samples: int | None = field(default=None)
     max_train_minutes: float | None = field(

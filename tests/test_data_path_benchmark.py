@@ -35,3 +35,7 @@ def test_data_path_report_has_every_stage_and_format():
     ms = result["ms_per_clip"]
     assert ms["collate_device_views"] < ms["collate_host_views"]
     assert {"device_part_on_cpu_1_thread", "device_part_on_cpu_all_threads"} <= set(ms)
+    # a CLAP teacher: its spectrogram leaves the workers with the views
+    for truncation, row in result["clap_teacher"].items():
+        assert row["device_views_ms"] < row["host_views_ms"], truncation
+        assert row["teacher_host_ms"]["device_path"] < row["teacher_host_ms"]["host_path"], truncation
