@@ -189,10 +189,19 @@ def test_run_pretrain_with_a_clap_teacher_and_views_on_device(tmp_path):
             "--config", str(recipe), "--train_path", str(tmp_path / "train.json"),
             "--output_dir", str(tmp_path / f"run_{on_device}"), "--objective", "distill", "--masking_mode", "random",
             "--mask_ratio", "0.8", "--teacher_name_or_path", str(tmp_path / "clap"), "--views_on_device", on_device,
-            "--max_steps", "2",
+            "--max_steps", "2", "--save_steps", "1",
         ])
         assert result["global_step"] == 2
         losses[on_device] = [h["distill_loss"] for h in result["log_history"] if "distill_loss" in h]
     assert len(losses["true"]) == 2 and all(np.isfinite(v) and v > 0 for v in losses["true"])
     # the same targets and views either way: the same training
     np.testing.assert_allclose(losses["true"], losses["false"], rtol=1e-4)
+    # resumed after step 1, step 2 sees the same views and teacher targets
+    resumed = run_pretrain.main([
+        "--config", str(recipe), "--train_path", str(tmp_path / "train.json"), "--output_dir", str(tmp_path / "run_true"),
+        "--objective", "distill", "--masking_mode", "random", "--mask_ratio", "0.8", "--teacher_name_or_path",
+        str(tmp_path / "clap"), "--views_on_device", "true", "--max_steps", "2", "--save_steps", "1",
+        "--resume_from_checkpoint", str(tmp_path / "run_true" / "checkpoint-1"),
+    ])
+    again = [h["distill_loss"] for h in resumed["log_history"] if "distill_loss" in h]
+    np.testing.assert_allclose(again[-1], losses["true"][-1], rtol=1e-6)
