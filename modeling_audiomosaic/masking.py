@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .device_checks import check_on_device
+
 
 @dataclass
 class MaskingOutput:
@@ -303,10 +305,9 @@ def dwm_masking(
     if tuple(patch_weights.shape) != (batch_size, num):
         raise ValueError(f"patch_weights must have shape (batch_size, num_patches) = {(batch_size, num)}, got "
                          f"{tuple(patch_weights.shape)}.")
-    if not torch.isfinite(patch_weights).all():
-        raise ValueError("patch_weights must be finite (found NaN or inf).")
-    if (patch_weights < 0).any():
-        raise ValueError("patch_weights must be non-negative.")
+    # checked on the device (no host read on an accelerator; see device_checks)
+    check_on_device(torch.isfinite(patch_weights).all(), "patch_weights must be finite (found NaN or inf).")
+    check_on_device((patch_weights >= 0).all(), "patch_weights must be non-negative.")
     n_keep = keep_count(num, mask_ratio)
     n_mask = num - n_keep
     work = generator.device if generator is not None else (device if device is not None else patch_weights.device)
@@ -317,10 +318,12 @@ def dwm_masking(
         weights = weights.float()
     n_hint = int(n_mask * hint_ratio)
     if probabilistic:
-        if ((weights > 0).sum(dim=1) < n_mask).any():
-            raise ValueError(f"patch_weights need at least n_mask = {n_mask} positive entries per sample for "
-                             "sampling without replacement.")
-        masked0 = torch.multinomial(weights, n_mask, replacement=False, generator=generator)  # (B, n_mask)
+        check_on_device(((weights > 0).sum(dim=1) >= n_mask).all(), f"patch_weights need at least n_mask = {n_mask} "
+                        "positive entries per sample for sampling without replacement.")
+        # torch.multinomial(weights, n_mask, replacement=False, generator=generator), drawn as torch draws it (the
+        # top n_mask of weight / Exp(1), the same numbers), without its input checks that read values on the host
+        race = torch.empty_like(weights).exponential_(1.0, generator=generator)
+        masked0 = (weights / race).topk(n_mask, dim=1).indices  # (B, n_mask)
     else:
         masked0 = weights.topk(n_mask, dim=1).indices
     is_masked = torch.zeros(batch_size, num, dtype=torch.bool, device=work).scatter_(1, masked0, True)

@@ -31,6 +31,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils import logging
 
 from .configuration_audiomosaic import AudioMosaicConfig
+from .device_checks import check_on_device
 
 logger = logging.get_logger(__name__)
 
@@ -158,6 +159,16 @@ def pool_tokens(hidden_states: torch.Tensor, pooling: str, token_mask: torch.Ten
     return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
 
 
+def drop_all_real_mask(token_mask: torch.Tensor | None, read_on_host: bool = False) -> torch.Tensor | None:
+    """`None` for a `token_mask` of real tokens only (attention and pooling then take their mask-free paths, e.g.
+    flash attention), else `token_mask`. Deciding reads the mask on the host, which on an accelerator waits for the
+    device: done for CPU masks and where `read_on_host` (inference, whose outputs are read anyway); in a training step
+    on an accelerator the mask is kept (the same values up to rounding; omit `attention_mask` for unpadded batches)."""
+    if token_mask is not None and (token_mask.device.type == "cpu" or read_on_host) and bool(token_mask.all()):
+        return None
+    return token_mask
+
+
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
 REGRESSION = "regression"
@@ -201,7 +212,10 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type
                 f"{tuple(logits.shape)} (float target rows), got {tuple(labels.shape)}."
             )
         num_labels = logits.shape[-1]
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+        if labels.numel() and labels.device.type != "cpu":  # no host read on an accelerator (see device_checks)
+            in_range = ((labels >= 0) & (labels < num_labels)).all()
+            check_on_device(in_range, f"labels must be class indices in [0, {num_labels - 1}].")
+        elif labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
             raise ValueError(
                 f"labels must be class indices in [0, {num_labels - 1}]; got min {int(labels.min())}, "
                 f"max {int(labels.max())}."
@@ -353,9 +367,9 @@ class AudioMosaicEmbeddings(nn.Module):
             if ids_keep.ndim != 2 or ids_keep.shape[0] != batch:
                 raise ValueError(f"ids_keep must have shape (batch={batch}, num_kept); got {tuple(ids_keep.shape)}.")
             ids_keep = ids_keep.to(input_values.device)
-            checkable = not torch.compiler.is_compiling()  # a data-dependent check would break the compiled graph
-            if checkable and ids_keep.numel() and (int(ids_keep.min()) < 0 or int(ids_keep.max()) >= num_patches):
-                raise ValueError(f"ids_keep must index the {num_patches} patch tokens of the input.")
+            if ids_keep.numel():  # checked on the device (no host read, no graph break under torch.compile)
+                in_range = ((ids_keep >= 0) & (ids_keep < num_patches)).all()
+                check_on_device(in_range, f"ids_keep must index the {num_patches} patch tokens of the input.")
             positions = torch.gather(positions, 1, ids_keep.unsqueeze(-1).expand(-1, -1, positions.shape[-1]))
         patches = self.patch_embeddings(input_values, ids_keep=ids_keep) + positions
         cls_tokens = (self.cls_token + self.position_embeddings[:, :1]).expand(batch, -1, -1)
@@ -713,12 +727,12 @@ class AudioMosaicModel(AudioMosaicPreTrainedModel):
             token_mask = self.token_mask_from_attention_mask(attention_mask.to(hidden_states.device), num_frames)
             if ids_keep is not None:
                 token_mask = torch.cat([token_mask[:, :1], torch.gather(token_mask[:, 1:], 1, ids_keep)], dim=1)
-        if token_mask is not None and bool(token_mask.all()):
-            token_mask = None
+        token_mask = drop_all_real_mask(token_mask, read_on_host=not self.training)
         attn_mask = None
-        if token_mask is not None:
+        if token_mask is not None:  # not all real where it was read: transformers need not read it again to skip it
             attn_mask = create_bidirectional_mask(
-                config=self.config, inputs_embeds=hidden_states, attention_mask=token_mask
+                config=self.config, inputs_embeds=hidden_states, attention_mask=token_mask,
+                allow_is_bidirectional_skip=False,
             )
 
         all_hidden_states = (hidden_states,) if output_hidden_states else None

@@ -18,7 +18,7 @@ from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
 from .configuration_audiomosaic import AudioMosaicConfig
-from .modeling_audiomosaic import AudioMosaicLayer, sincos_2d_position_embedding
+from .modeling_audiomosaic import AudioMosaicLayer, drop_all_real_mask, sincos_2d_position_embedding
 
 
 def sincos_1d_position_embedding(num_positions: int, dim: int, cls_token: bool = True) -> torch.Tensor:
@@ -106,8 +106,11 @@ class AudioMosaicDecoder(nn.Module):
             patches = patches.scatter(1, ids_keep[..., None].expand(-1, -1, width), visible)
         x = torch.cat([cls, patches], dim=1) + self.position_embeddings[:, : num_patches + 1].to(x.dtype)
         attn_mask = None
-        if token_mask is not None and not bool(token_mask.all()):
-            attn_mask = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=token_mask)
+        token_mask = drop_all_real_mask(token_mask, read_on_host=not self.training)  # no host read in training
+        if token_mask is not None:
+            attn_mask = create_bidirectional_mask(
+                config=self.config, inputs_embeds=x, attention_mask=token_mask, allow_is_bidirectional_skip=False
+            )
         for layer in self.layers:
             x, _ = layer(x, attn_mask)
         return self.norm(x)[:, 1:]

@@ -55,7 +55,8 @@ class AudioMosaicForPreTrainingOutput(ModelOutput):
         z (`torch.FloatTensor` of shape `(num_views, batch_size, projection_dim)`): projector outputs (contrastive).
         pooled_output (`torch.FloatTensor` of shape `(num_views, batch_size, hidden_size)`): `fc_norm(pool(tokens))`.
         reconstruction (`torch.FloatTensor` of shape `(num_views, batch_size, num_patches, patch_size**2)`): MAE
-            pixel predictions (in the normalised target space if `norm_pix_loss`).
+            pixel predictions (in the normalised target space if `norm_pix_loss`); `None` with
+            `return_reconstruction=False`.
         logits (`torch.FloatTensor` of shape `(num_views, batch_size, num_labels)`): supervised branch.
         accuracy (`torch.FloatTensor` of shape `()`): contrastive top-1 accuracy of picking the positive.
         alignment, uniformity (`torch.FloatTensor` of shape `()`): Wang & Isola metrics of the normalised `z`.
@@ -438,6 +439,7 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
         apply_masking: bool | None = None,
         generator: torch.Generator | None = None,
         return_loss: bool = True,
+        return_reconstruction: bool = True,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -459,6 +461,10 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 original).
             generator (`torch.Generator`, *optional*): source of randomness for the masks.
             return_loss (`bool`, defaults to `True`): compute the losses and metrics.
+            return_reconstruction (`bool`, defaults to `True`): return the MAE pixel predictions (`reconstruction`);
+                `False` leaves it `None` (the losses are unchanged). Training never reads it, so the pre-training
+                Trainer passes `False` in training: no stacked `(views, batch, patches, patch_size**2)` copy and, under
+                mixed precision, no float32 copy of it by accelerate's output conversion.
             output_attentions (`bool`, *optional*): return every view's attention probabilities (computed eagerly for
                 that call); defaults to `config.output_attentions`.
             output_hidden_states (`bool`, *optional*): return every view's embedding output and block outputs;
@@ -535,7 +541,8 @@ class AudioMosaicForPreTraining(AudioMosaicPreTrainedModel):
                 )
                 if self.mae_head is not None:
                     prediction = self.mae_head(decoded)
-                    reconstructions.append(prediction)
+                    if return_reconstruction:
+                        reconstructions.append(prediction)
                     if return_loss:
                         target = patchify(spec, config.patch_size)
                         mae_terms.append(

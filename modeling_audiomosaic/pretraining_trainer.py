@@ -414,6 +414,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
             self.data_items_trained += int(values.shape[0]) if values is not None else 0
         statistics = _running_statistics(model) if model.training else []
         saved = [buffer.clone() for buffer in statistics]
+        if model.training:  # training never reads the MAE pixel predictions: no stacked copy (nor fp32 copy) of them
+            inputs.setdefault("return_reconstruction", False)
         outputs = model(**inputs)
         loss = outputs.loss
         if model.training:

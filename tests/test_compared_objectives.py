@@ -161,6 +161,33 @@ def test_contrastive_plus_mae_sums_weighted_terms():
     torch.testing.assert_close(out.loss, 2.0 * out.contrastive_loss + 0.5 * out.mae_loss)
 
 
+def test_reconstruction_is_left_out_on_request_and_in_the_trainers_training_steps(tmp_path):
+    """`return_reconstruction=False`: no `reconstruction` (no stacked copy, none for accelerate's fp32 output
+    conversion to copy), the same losses; the pre-training Trainer asks for it in training steps only."""
+    from transformers import TrainingArguments
+
+    torch.manual_seed(0)
+    model = AudioMosaicForPreTraining(tiny_config(objective="contrastive+mae", gather_distributed=False)).train()
+    spec = torch.stack([spectrograms(4), spectrograms(4, seed=1)], dim=1)
+    full = model(spec, generator=torch.Generator().manual_seed(2))
+    lean = model(spec, generator=torch.Generator().manual_seed(2), return_reconstruction=False)
+    assert full.reconstruction.shape == (2, 4, 64, 256) and lean.reconstruction is None
+    for name in ("loss", "contrastive_loss", "mae_loss", "pooled_output", "z"):
+        assert torch.equal(getattr(full, name), getattr(lean, name)), name
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = AudioMosaicPretrainingTrainer(model=model, args=args, train_dataset=[])
+    asked = []
+    model.register_forward_pre_hook(lambda module, a, kw: asked.append(kw.get("return_reconstruction")),
+                                    with_kwargs=True)
+    loss, out = trainer.compute_loss(model, {"input_values": spec, "generator": torch.Generator().manual_seed(2)},
+                                     return_outputs=True)
+    assert asked == [False] and out.reconstruction is None and torch.equal(loss, full.loss)
+    model.eval()
+    _, out = trainer.compute_loss(model, {"input_values": spec}, return_outputs=True)
+    assert asked[-1] is None and out.reconstruction.shape == (2, 4, 64, 256)  # evaluation: as before
+
+
 # ---------------------------------------------------------------------------------------------------- DWM in the model
 def test_model_dwm_uses_dispersion_and_curriculum():
     config = tiny_config(objective="mae", masking_mode="dwm", mask_ratio=0.75, dwm_probabilistic=False,
