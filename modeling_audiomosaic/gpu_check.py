@@ -13,6 +13,9 @@ the encoder dispatches on `config._attn_implementation`, switched with `model.se
 * model FLOPs utilisation: the step's FLOPs (counted once by `torch.utils.flop_counter.FlopCounterMode` on a small
   batch, forward + backward, eager attention so that attention appears as matmuls; per clip, times the batch) divided
   by the step time and by the card's dense bf16 peak (`PEAK_BF16_TFLOPS`, or `--peak_tflops`);
+* host synchronisations: the points of one training step (views, forward, backward, AdamW) where the host waits
+  for the GPU (`torch.cuda.set_sync_debug_mode("warn")`: `.item()`, `bool()`, `.nonzero()`, copies to the host, ...),
+  counted with their source lines; the views and the model are written to make none;
 * parity: the max abs difference of the encoder output (last hidden states of both views), the pooled output and the
   loss of every implementation against eager, in fp32 and in bf16 autocast (flash attention runs in bf16 only), on the
   same weights, inputs and masks; plus bf16 eager vs fp32 eager, the size of bf16 rounding itself.
@@ -35,6 +38,8 @@ import json
 import platform
 import sys
 import time
+import warnings
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,6 +276,38 @@ def time_implementation(setup: CheckSetup, optimizer: torch.optim.Optimizer, sou
     return result
 
 
+def count_host_syncs(setup: CheckSetup, optimizer: torch.optim.Optimizer, source: Callable[[int], torch.Tensor],
+                     args: argparse.Namespace) -> dict | None:
+    """The host synchronisations of one training step on CUDA, counted by torch's sync debug mode: ``{"count": n,
+    "sites": {"file:line": n, ...}}`` (the ten most frequent); None off CUDA (the mode exists for CUDA only)."""
+    device = setup.device
+    if device.type != "cuda":
+        return None
+    setup.model.train()
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with torch.no_grad():
+                features = source(20_000)
+            with _autocast(device, args.precision):
+                out = setup.model(features)
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    return sync_sites(caught)
+
+
+def sync_sites(caught: list[warnings.WarningMessage]) -> dict:
+    """``{"count", "sites"}`` of the synchronisation warnings among `caught` (torch's sync debug mode words them
+    "called a synchronizing CUDA operation")."""
+    sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return {"count": sum(sites.values()), "sites": dict(sites.most_common(10))}
+
+
 def time_views(setup: CheckSetup, source: Callable[[int], torch.Tensor], repeats: int) -> float | None:
     """Seconds to make one batch of views (the fastest of `repeats`, after one warm-up call), or None for `none`."""
     if setup.views == "none":
@@ -342,7 +379,8 @@ def run_check(args: argparse.Namespace) -> dict:
         "precision": args.precision, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
         "mask_grid": args.mask_grid, "checkpointed_blocks": None, "views": args.views, "views_requested": args.views,
         "views_note": None, "views_seconds_per_batch": None, "gflop_per_clip": None, "peak_tflops": None,
-        "peak_tflops_source": None, "matmul_tflops": None, "variants": {}, "parity": None, "errors": {},
+        "peak_tflops_source": None, "matmul_tflops": None, "host_syncs_per_step": None, "variants": {}, "parity": None,
+        "errors": {},
     }
     try:
         _run_phases(args, device, report, start)
@@ -410,6 +448,12 @@ def _run_phases(args: argparse.Namespace, device: torch.device, report: dict, st
             setup.views = "none"
             source = make_view_source(setup, args.seed)
     report.update(views=setup.views, views_note=setup.views_note)
+    try:
+        report["host_syncs_per_step"] = count_host_syncs(setup, optimizer, source, args)
+        if report["host_syncs_per_step"] is not None:
+            _progress(start, f"host synchronisations in one step: {report['host_syncs_per_step']}")
+    except Exception as error:
+        report["errors"]["host_syncs"] = _error_text(error)
     peak, peak_label = (args.peak_tflops, "--peak_tflops") if args.peak_tflops else peak_bf16_tflops(report["device"])
     report.update(peak_tflops=peak, peak_tflops_source=peak_label)
     variants = report["variants"]
@@ -475,6 +519,8 @@ def format_table(report: dict) -> str:
                      f"{_fmt(result.get('peak_memory_gib'), '.2f'):>10}{_percent(result.get('mfu')):>8}")
     if report["views_seconds_per_batch"] is not None:
         lines.append(f"views alone ({report['views']}): {report['views_seconds_per_batch'] * 1e3:.1f} ms per batch")
+    if report["host_syncs_per_step"] is not None:
+        lines.append(f"host synchronisations in one step: {_syncs_text(report['host_syncs_per_step'])}")
     if report["parity"]:
         lines.append(f"{'parity (max abs)':<36}{'encoder':>10}{'pooled':>10}{'loss':>10}")
         for name, row in _parity_rows(report["parity"]):
@@ -485,6 +531,11 @@ def format_table(report: dict) -> str:
         lines.append(f"note: {report['views_note']}")
     lines += [f"error ({phase}): {text}" for phase, text in report["errors"].items()]
     return "\n".join(lines)
+
+
+def _syncs_text(syncs: dict) -> str:
+    sites = ", ".join(f"{site} ×{n}" for site, n in syncs["sites"].items())
+    return f"{syncs['count']}" + (f" ({sites})" if sites else "")
 
 
 def _parity_rows(parity: dict) -> list[tuple[str, dict]]:
@@ -521,6 +572,8 @@ def format_markdown(report: dict, command: str) -> str:
                      f"{_percent(result.get('mfu_of_matmul'))} |")
     if report["views_seconds_per_batch"] is not None:
         lines += ["", f"Views alone ({report['views']}): {report['views_seconds_per_batch'] * 1e3:.1f} ms per batch."]
+    if report["host_syncs_per_step"] is not None:
+        lines += ["", f"Host synchronisations in one step: {_syncs_text(report['host_syncs_per_step'])}."]
     if report["parity"]:
         lines += ["", "| parity (max abs difference) | encoder output | pooled | loss |", "|---|---|---|---|"]
         lines += [f"| {name} | {row['encoder_max_abs']:.1e} | {row['pooled_max_abs']:.1e} | {row['loss_abs']:.1e} |"

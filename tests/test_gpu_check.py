@@ -46,6 +46,7 @@ def test_cpu_smoke_host_views_report_parity_and_markdown(tmp_path):
     assert {"device", "torch", "transformers", "model", "tokens_per_view", "batch_size", "gflop_per_clip", "variants",
             "parity", "views", "views_seconds_per_batch", "peak_tflops", "wall_seconds"} <= set(report)
     assert report["device"] == "cpu (smoke)" and report["views"] == "host" and report["batch_size"] == 4
+    assert report["host_syncs_per_step"] is None  # torch's sync debug mode is CUDA's
     assert report["tokens_per_view"] == [3, 5]  # 4 x 2 patch grid: time keeps 2 of 4 rows, frequency 1 of 2 columns
     assert report["views_seconds_per_batch"] > 0 and report["gflop_per_clip"] > 0
     for impl in ("eager", "sdpa"):
@@ -167,3 +168,21 @@ def test_step_flops_count_forward_and_backward():
     patch_embedding = 2 * 2 * (2 * 512 * 256 * width)  # two views, forward + weight gradient
     assert flops == pytest.approx(blocks + attention + patch_embedding, rel=0.02)
     assert all(p.grad is None for p in model.parameters())  # counting leaves no gradients behind
+
+
+def test_host_synchronisations_are_counted_by_source_line():
+    """On CUDA the check counts the step's synchronisations from torch's sync debug mode warnings; their parsing and
+    report lines, with warnings worded as torch words them."""
+    import warnings
+
+    from modeling_audiomosaic.gpu_check import _syncs_text, sync_sites
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for line in (10, 10, 20):
+            warnings.warn_explicit("called a synchronizing CUDA operation", UserWarning, "/x/masking.py", line)
+        warnings.warn_explicit("something else", UserWarning, "/x/other.py", 1)
+    syncs = sync_sites(caught)
+    assert syncs == {"count": 3, "sites": {"masking.py:10": 2, "masking.py:20": 1}}
+    assert _syncs_text(syncs) == "3 (masking.py:10 ×2, masking.py:20 ×1)"
+    assert _syncs_text({"count": 0, "sites": {}}) == "0"
