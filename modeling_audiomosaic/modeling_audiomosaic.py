@@ -163,8 +163,11 @@ def drop_all_real_mask(token_mask: torch.Tensor | None, read_on_host: bool = Fal
     """`None` for a `token_mask` of real tokens only (attention and pooling then take their mask-free paths, e.g.
     flash attention), else `token_mask`. Deciding reads the mask on the host, which on an accelerator waits for the
     device: done for CPU masks and where `read_on_host` (inference, whose outputs are read anyway); in a training step
-    on an accelerator the mask is kept (the same values up to rounding; omit `attention_mask` for unpadded batches)."""
-    if token_mask is not None and (token_mask.device.type == "cpu" or read_on_host) and bool(token_mask.all()):
+    on an accelerator, and under torch.compile / export (where a read breaks the graph and specialises it on the
+    values), the mask is kept: the same values up to rounding (omit `attention_mask` for unpadded batches)."""
+    if token_mask is None or torch.compiler.is_compiling():  # a read would break (and specialise) a compiled graph
+        return token_mask
+    if (token_mask.device.type == "cpu" or read_on_host) and bool(token_mask.all()):
         return None
     return token_mask
 
@@ -369,7 +372,9 @@ class AudioMosaicEmbeddings(nn.Module):
             ids_keep = ids_keep.to(input_values.device)
             if ids_keep.numel():  # checked on the device (no host read, no graph break under torch.compile)
                 in_range = ((ids_keep >= 0) & (ids_keep < num_patches)).all()
-                check_on_device(in_range, f"ids_keep must index the {num_patches} patch tokens of the input.")
+                # under torch.compile a message formatted from the frame count would specialise the graph on it
+                count = "" if torch.compiler.is_compiling() else f"{num_patches} "
+                check_on_device(in_range, f"ids_keep must index the {count}patch tokens of the input.")
             positions = torch.gather(positions, 1, ids_keep.unsqueeze(-1).expand(-1, -1, positions.shape[-1]))
         patches = self.patch_embeddings(input_values, ids_keep=ids_keep) + positions
         cls_tokens = (self.cls_token + self.position_embeddings[:, :1]).expand(batch, -1, -1)

@@ -198,7 +198,8 @@ def test_run_pretrain_with_a_clap_teacher_and_views_on_device(tmp_path):
     np.testing.assert_allclose(losses["true"], losses["false"], rtol=1e-4)
     # resumed after step 1, step 2 sees the same views and teacher targets
     resumed = run_pretrain.main([
-        "--config", str(recipe), "--train_path", str(tmp_path / "train.json"), "--output_dir", str(tmp_path / "run_true"),
+        "--config", str(recipe), "--train_path", str(tmp_path / "train.json"),
+        "--output_dir", str(tmp_path / "run_true"),
         "--objective", "distill", "--masking_mode", "random", "--mask_ratio", "0.8", "--teacher_name_or_path",
         str(tmp_path / "clap"), "--views_on_device", "true", "--max_steps", "2", "--save_steps", "1",
         "--resume_from_checkpoint", str(tmp_path / "run_true" / "checkpoint-1"),

@@ -73,6 +73,47 @@ def test_pretraining_graph_breaks_only_at_the_masking():
     assert classifier.graph_break_count == 0
 
 
+def test_synchronised_batchnorm_keeps_the_compiled_step_whole(monkeypatch):
+    """The paper recipe's multi-GPU runs synchronise the projector's BatchNorm: its collectives are traced, so the
+    step still breaks only at the masking (an eager island there broke the graph inside the per-view loop, where
+    dynamo cannot resume: the whole forward after the masking ran eagerly). A one-process gloo group stands in for the
+    processes (its all-reduces are identities), with the world size read as 2 so that the collectives run."""
+    import socket
+
+    import torch.distributed as dist
+
+    from modeling_audiomosaic import distributed, modeling_pretraining
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(modeling_pretraining, "distributed_world_size", lambda: 2)
+        monkeypatch.setattr(distributed, "world_size", lambda: 2)
+        config = AudioMosaicConfig.from_preset("speechcommands", projection_hidden_size=16, projection_dim=8,
+                                               gather_distributed=False, drop_path_rate=0.0, **TINY)
+        torch.manual_seed(0)
+        model = AudioMosaicForPreTraining(config).train()
+        model.synchronize_batchnorm()
+        x = torch.randn(2, 2, 128, 128)
+        explanation = torch._dynamo.explain(model)(x, generator=torch.Generator().manual_seed(0))
+        assert explanation.graph_break_count == 1, [str(b.reason)[:200] for b in explanation.break_reasons]
+        assert "draw_masks" in str(explanation.break_reasons[0].reason)
+        # and the compiled synchronised step equals the eager one
+        eager = copy.deepcopy(model)
+        out_c = torch.compile(model, backend="aot_eager")(x, generator=torch.Generator().manual_seed(1))
+        out_e = eager(x, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(out_c.loss, out_e.loss, rtol=1e-5, atol=1e-5)
+        out_c.loss.backward()
+        out_e.loss.backward()
+        grad_c = model.projector[1].weight.grad
+        torch.testing.assert_close(grad_c, eager.projector[1].weight.grad, rtol=1e-4, atol=1e-5)
+    finally:
+        dist.destroy_process_group()
+        torch._dynamo.reset()
+
+
 onnx = pytest.importorskip("onnxruntime")
 
 
