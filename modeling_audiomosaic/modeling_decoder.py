@@ -95,6 +95,10 @@ class AudioMosaicDecoder(nn.Module):
                 f"got {num_patches}."
             )
         x = self.decoder_embed(hidden_states)
+        # the residual stream in the parameters' dtype, as the encoder's (and timm's MAE decoder, whose float32 mask
+        # tokens and positions promote it): float32 under autocast, bf16 only where the parameters are (FSDP2's
+        # mixed precision, a bf16 model)
+        x = x.to(torch.promote_types(x.dtype, self.mask_token.dtype))
         cls, visible = x[:, :1], x[:, 1:]
         batch, width = x.shape[0], x.shape[-1]
         if ids_keep is None:

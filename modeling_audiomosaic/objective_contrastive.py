@@ -139,7 +139,10 @@ def local_intrinsic_dimension(features: torch.Tensor, k: int = 32) -> tuple[torc
         zero = torch.zeros((), device=features.device)
         return zero, zero
     with torch.autocast(device_type=features.device.type, enabled=False):
-        dist = torch.cdist(features, reference).topk(k + 1, dim=1, largest=False, sorted=True).values
+        # centred first: cdist's matrix-product form (|x|^2 + |y|^2 - 2 x.y) loses the small distances of features
+        # that share a large offset (pooled residual-stream features do: LID off by 3e-4 at offset / spread 30)
+        shift = reference.mean(dim=0, keepdim=True)
+        dist = torch.cdist(features - shift, reference - shift).topk(k + 1, dim=1, largest=False, sorted=True).values
     m = dist[:, 1:k].mean(dim=1)
     lid = m / (dist[:, k] - m).clamp_min(1e-12)
     return lid.mean(), lid.var(unbiased=False)

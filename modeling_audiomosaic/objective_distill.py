@@ -23,6 +23,7 @@ Imports only torch, transformers and sibling modules (copied next to saved model
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -107,7 +108,8 @@ class DistillationTeacher(nn.Module):
                 "teacher_feature_extractor."
             )
         if self.kind == "clap":
-            out = self.model(**inputs, return_dict=True)
+            fused = bool(getattr(self.model.config, "enable_fusion", False))
+            out = (_eager_forward if fused else _forward)(self.model, inputs)
             return out.last_hidden_state.permute(0, 3, 2, 1).float()  # (B, D, freq, time) -> (B, time, freq, D)
         out = self.model(**inputs, output_hidden_states=self.layer != -1, return_dict=True)
         tokens = out.last_hidden_state if self.layer == -1 else out.hidden_states[self.layer]
@@ -124,6 +126,19 @@ class DistillationTeacher(nn.Module):
         if self.freq_major:
             return tokens.reshape(tokens.shape[0], grid[1], grid[0], -1).transpose(1, 2).float()
         return tokens.reshape(tokens.shape[0], grid[0], grid[1], -1).float()
+
+
+def _forward(model: nn.Module, inputs: dict) -> Any:
+    return model(**inputs, return_dict=True)
+
+
+@torch.compiler.disable
+def _eager_forward(model: nn.Module, inputs: dict) -> Any:
+    """A CLAP teacher with feature fusion, eagerly under torch.compile: its forward selects the clips marked
+    `is_longer` with `torch.where` (a data-dependent size), which broke the compiled step into 5 graphs and recompiled
+    it as that count changed between batches; eager, next to the masking's break, the step keeps its 2 graphs and
+    never recompiles (`tests/test_clap_device.py`)."""
+    return model(**inputs, return_dict=True)
 
 
 @dataclass

@@ -206,3 +206,48 @@ def test_run_pretrain_with_a_clap_teacher_and_views_on_device(tmp_path):
     ])
     again = [h["distill_loss"] for h in resumed["log_history"] if "distill_loss" in h]
     np.testing.assert_allclose(again[-1], losses["true"][-1], rtol=1e-6)
+
+
+def test_a_fused_clap_teacher_runs_eagerly_under_torch_compile():
+    """transformers' CLAP with feature fusion selects the `is_longer` clips with a data-dependent `torch.where`: traced
+    inside the student's compiled step it broke it into 5 graphs and recompiled as the count of longer clips changed.
+    It runs eagerly instead (one break); the compiled step equals the eager one whatever the count."""
+    import copy
+
+    from transformers import ClapAudioConfig, ClapAudioModel
+
+    from modeling_audiomosaic import AudioMosaicConfig, AudioMosaicForPreTraining
+    from modeling_audiomosaic.objective_distill import DistillationTeacher
+
+    torch.manual_seed(0)
+    clap = ClapAudioModel(ClapAudioConfig(depths=[1, 1], num_attention_heads=[2, 2], patch_embeds_hidden_size=16,
+                                          hidden_size=32, window_size=4, spec_size=64, num_mel_bins=64,
+                                          projection_dim=8, enable_fusion=True))
+    config = AudioMosaicConfig.from_preset(
+        "speechcommands", hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+        objective="distill", masking_mode="random", mask_ratio=0.8, distill_teacher_hidden_size=32,
+        decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+        decoder_intermediate_size=32, drop_path_rate=0.0)
+    model = AudioMosaicForPreTraining(config).train()
+    model.set_distillation_teacher(DistillationTeacher(clap))
+    eager = copy.deepcopy(model)
+    eager.set_distillation_teacher(DistillationTeacher(clap))
+    graphs_per_step = []
+
+    def counting_backend(graph_module, example_inputs):  # runs the captured graphs as they are
+        graphs_per_step[-1] += 1
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend=counting_backend)
+    x = torch.randn(3, 128, 128)
+    for step, longer in enumerate(([True, False, False], [True, True, False], [True, True, True])):
+        graphs_per_step.append(0)
+        teacher_inputs = {"input_features": torch.randn(3, 4, 63, 64), "is_longer": torch.tensor(longer)[:, None]}
+        got = compiled(x, teacher_inputs=teacher_inputs, generator=torch.Generator().manual_seed(step))
+        want = eager(x, teacher_inputs=teacher_inputs, generator=torch.Generator().manual_seed(step))
+        torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=1e-6)
+    torch._dynamo.reset()
+    # graphs compiled at each step: those of the first only (2: before the teacher, and after it and the masking,
+    # both eager); the traced teacher made 4 and recompiled at the next count
+    assert graphs_per_step == [2, 0, 0], graphs_per_step

@@ -123,6 +123,22 @@ def test_decoder_places_visible_tokens_and_mask_tokens():
         torch.testing.assert_close(out[b, dropped], decoder.norm(decoder.mask_token[0, 0] + pos[1 + dropped]))
 
 
+def test_decoder_stream_in_the_parameters_dtype_under_autocast():
+    """Under autocast the decoder's residual stream stays float32 (its float32 mask tokens and positions promote the
+    bf16 embedding, as the encoder's stream and timm's MAE decoder); a bf16 decoder computes in bf16."""
+    config = tiny_config(objective="mae")
+    decoder = AudioMosaicDecoder(config).eval()
+    hidden = torch.randn(2, 1 + 5, config.hidden_size)
+    ids_keep = torch.tensor([[0, 3, 9, 20, 63], [1, 2, 5, 40, 62]])
+    seen = []
+    hook = decoder.layers[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        decoder(hidden, ids_keep, 64)
+    decoder.to(torch.bfloat16)(hidden.bfloat16(), ids_keep, 64)
+    hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+
+
 def test_mae_model_loss_equals_formula_and_trains_decoder():
     torch.manual_seed(0)
     model = AudioMosaicForPreTraining(tiny_config(objective="mae", norm_pix_loss=True)).train()

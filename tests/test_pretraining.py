@@ -244,6 +244,11 @@ def test_metrics_are_float32_under_autocast_and_lid_matches_its_definition():
     lid = m / (sorted_distances[:, k] - m)
     torch.testing.assert_close(plain[2].double(), lid.mean(), rtol=1e-5, atol=0)
     torch.testing.assert_close(plain[3].double(), lid.var(unbiased=False), rtol=1e-4, atol=0)
+    # features sharing a large offset (pooled residual streams do): the same LID, the distances being translation
+    # invariant (cdist's matrix-product form on the raw features was off by ~1e-3 here)
+    shifted = local_intrinsic_dimension(features * 0.05 + 3.0 * torch.randn(1, 24, generator=g))
+    scaled = local_intrinsic_dimension(features * 0.05)
+    torch.testing.assert_close(shifted[0], scaled[0], rtol=1e-5, atol=0)
 
 
 def test_learnable_temperature():
