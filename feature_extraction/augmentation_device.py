@@ -34,7 +34,7 @@ import torch
 from .augmentation_chain import sample_roll_parameters
 from .feature_extraction_audiomosaic import _no_autocast
 
-__all__ = ["HostTensors", "sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
+__all__ = ["HostTensors", "padded_rows", "sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
 
 #: A second-order section that passes its input through (pads cascades of different lengths).
 _IDENTITY_SECTION = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
@@ -90,6 +90,16 @@ class HostTensors:
 
     def __repr__(self) -> str:
         return f"HostTensors({', '.join(f'{k}: {tuple(v.shape)}' for k, v in self.tensors.items())})"
+
+
+def padded_rows(rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1-D clips (numpy arrays or tensors) as one float32 ``(B, longest)`` tensor, zero after each clip, and their
+    lengths ``(B,)`` int64: what the collators send to the device."""
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+    padded = torch.zeros(len(rows), int(lengths.max()), dtype=torch.float32)
+    for out, row in zip(padded, rows):
+        out[: len(row)] = torch.as_tensor(row)
+    return padded, lengths
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:

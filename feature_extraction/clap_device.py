@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .audio_io import TARGET_SAMPLING_RATE, resample_audio
-from .augmentation_device import HostTensors, _to_device
+from .augmentation_device import HostTensors, _to_device, padded_rows
 from .feature_extraction_audiomosaic import _no_autocast
 
 __all__ = ["ClapFeaturesOnDevice", "is_clap_feature_extractor"]
@@ -134,10 +134,7 @@ class ClapFeaturesOnDevice:
             longer.append(is_longer)
         if self.truncation == "fusion" and not any(longer):  # the extractor marks one clip at random
             longer[rng.randint(0, len(longer))] = True
-        lengths = torch.tensor([wave.shape[0] for wave in prepared], dtype=torch.long)
-        padded = torch.zeros(len(prepared), int(lengths.max()), dtype=torch.float32)
-        for row, wave in zip(padded, prepared):
-            row[: wave.shape[0]] = torch.from_numpy(np.ascontiguousarray(wave))
+        padded, lengths = padded_rows(prepared)
         plan = {"kind": torch.tensor(kinds, dtype=torch.long), "chunks": torch.tensor(offsets, dtype=torch.long),
                 "is_longer": torch.tensor(longer, dtype=torch.bool), "lengths": lengths}
         return {"teacher_waveforms": padded, "teacher_plan": HostTensors(plan)}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .audio_io import TARGET_SAMPLING_RATE, resample_audio
-from .augmentation_device import HostTensors
+from .augmentation_device import HostTensors, padded_rows
 from .clap_device import ClapFeaturesOnDevice, is_clap_feature_extractor
 from .labels import LabelVocabulary
 
@@ -216,10 +216,7 @@ class PretrainingViewsCollator:
     def _device_view_inputs(self, waves: list[np.ndarray], generator: torch.Generator) -> dict[str, Any]:
         """The cropped clips as one zero-padded tensor, their lengths and the views' random parameters."""
         clips = self.view_generator._clips(waves)  # the host path's validation: 1-D, finite, at least one frame
-        lengths = torch.tensor([clip.shape[0] for clip in clips], dtype=torch.long)
-        padded = torch.zeros(len(clips), int(lengths.max()), dtype=torch.float32)
-        for row, clip in zip(padded, clips):
-            row[: clip.shape[0]] = clip
+        padded, lengths = padded_rows(clips)
         parameters = self.view_generator.sample_view_parameters(lengths, generator)
         # the parameters and a copy of the lengths stay on the host through pinning and device placement: the views'
         # control flow reads them there (`HostTensors`)

@@ -132,13 +132,11 @@ def _forward(model: nn.Module, inputs: dict) -> Any:
     return model(**inputs, return_dict=True)
 
 
-@torch.compiler.disable
-def _eager_forward(model: nn.Module, inputs: dict) -> Any:
-    """A CLAP teacher with feature fusion, eagerly under torch.compile: its forward selects the clips marked
-    `is_longer` with `torch.where` (a data-dependent size), which broke the compiled step into 5 graphs and recompiled
-    it as that count changed between batches; eager, next to the masking's break, the step keeps its 2 graphs and
-    never recompiles (`tests/test_clap_device.py`)."""
-    return model(**inputs, return_dict=True)
+# A CLAP teacher with feature fusion runs eagerly under torch.compile: its forward selects the clips marked `is_longer`
+# with `torch.where` (a data-dependent size), which broke the compiled step into 5 graphs and recompiled it as that
+# count changed between batches; eager, next to the masking's break, the step keeps its 2 graphs and never
+# recompiles (`tests/test_clap_device.py`).
+_eager_forward = torch.compiler.disable(_forward)
 
 
 @dataclass
