@@ -16,6 +16,8 @@ the encoder dispatches on `config._attn_implementation`, switched with `model.se
 * host synchronisations: the points of one training step (views, forward, backward, AdamW) where the host waits
   for the GPU (`torch.cuda.set_sync_debug_mode("warn")`: `.item()`, `bool()`, `.nonzero()`, copies to the host, ...),
   counted with their source lines; the views and the model are written to make none;
+* MAM-CLAP's teacher front end: the time of a CLAP teacher's spectrogram for one batch on the device
+  (`ClapFeaturesOnDevice`, the default `ClapFeatureExtractor`: 10 s at 48 kHz, `fusion`);
 * parity: the max abs difference of the encoder output (last hidden states of both views), the pooled output and the
   loss of every implementation against eager, in fp32 and in bf16 autocast (flash attention runs in bf16 only), on the
   same weights, inputs and masks; plus bf16 eager vs fp32 eager, the size of bf16 rounding itself.
@@ -301,6 +303,29 @@ def count_host_syncs(setup: CheckSetup, optimizer: torch.optim.Optimizer, source
     return sync_sites(caught)
 
 
+def time_clap_teacher(setup: CheckSetup, repeats: int = 3) -> float:
+    """Seconds for a CLAP teacher's ``input_features`` of one batch of 10.24 s clips on the device (the fastest of
+    `repeats` after a warm-up call), from its host plan (`ClapFeaturesOnDevice`)."""
+    import numpy as np  # noqa: PLC0415
+    from transformers import ClapFeatureExtractor  # noqa: PLC0415
+
+    from .feature_extraction.clap_device import ClapFeaturesOnDevice  # noqa: PLC0415
+
+    front_end = ClapFeaturesOnDevice(ClapFeatureExtractor())
+    clips = torch.randn(setup.batch_size, 163840, generator=torch.Generator().manual_seed(0)) * 0.1
+    host = front_end.plan(list(clips.numpy()), np.random.RandomState(0))
+    waves = host["teacher_waveforms"].to(setup.device)
+    best = float("inf")
+    for index in range(repeats + 1):
+        _sync(setup.device)
+        start = time.perf_counter()
+        front_end(waves, host["teacher_plan"])
+        _sync(setup.device)
+        if index:
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
 def sync_sites(caught: list[warnings.WarningMessage]) -> dict:
     """``{"count", "sites"}`` of the synchronisation warnings among `caught` (torch's sync debug mode words them
     "called a synchronizing CUDA operation")."""
@@ -379,8 +404,8 @@ def run_check(args: argparse.Namespace) -> dict:
         "precision": args.precision, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
         "mask_grid": args.mask_grid, "checkpointed_blocks": None, "views": args.views, "views_requested": args.views,
         "views_note": None, "views_seconds_per_batch": None, "gflop_per_clip": None, "peak_tflops": None,
-        "peak_tflops_source": None, "matmul_tflops": None, "host_syncs_per_step": None, "variants": {}, "parity": None,
-        "errors": {},
+        "peak_tflops_source": None, "matmul_tflops": None, "host_syncs_per_step": None,
+        "clap_teacher_seconds_per_batch": None, "variants": {}, "parity": None, "errors": {},
     }
     try:
         _run_phases(args, device, report, start)
@@ -448,6 +473,10 @@ def _run_phases(args: argparse.Namespace, device: torch.device, report: dict, st
             setup.views = "none"
             source = make_view_source(setup, args.seed)
     report.update(views=setup.views, views_note=setup.views_note)
+    try:
+        report["clap_teacher_seconds_per_batch"] = time_clap_teacher(setup)
+    except Exception as error:
+        report["errors"]["clap_teacher"] = _error_text(error)
     try:
         report["host_syncs_per_step"] = count_host_syncs(setup, optimizer, source, args)
         if report["host_syncs_per_step"] is not None:
@@ -521,6 +550,8 @@ def format_table(report: dict) -> str:
         lines.append(f"views alone ({report['views']}): {report['views_seconds_per_batch'] * 1e3:.1f} ms per batch")
     if report["host_syncs_per_step"] is not None:
         lines.append(f"host synchronisations in one step: {_syncs_text(report['host_syncs_per_step'])}")
+    if report["clap_teacher_seconds_per_batch"] is not None:
+        lines.append(f"CLAP teacher spectrogram: {_clap_text(report)}")
     if report["parity"]:
         lines.append(f"{'parity (max abs)':<36}{'encoder':>10}{'pooled':>10}{'loss':>10}")
         for name, row in _parity_rows(report["parity"]):
@@ -531,6 +562,12 @@ def format_table(report: dict) -> str:
         lines.append(f"note: {report['views_note']}")
     lines += [f"error ({phase}): {text}" for phase, text in report["errors"].items()]
     return "\n".join(lines)
+
+
+def _clap_text(report: dict) -> str:
+    seconds = report["clap_teacher_seconds_per_batch"]
+    per_clip = seconds * 1e3 / report["batch_size"]
+    return f"{seconds * 1e3:.1f} ms per batch of {report['batch_size']} ({per_clip:.2f} ms per clip)"
 
 
 def _syncs_text(syncs: dict) -> str:
@@ -574,6 +611,8 @@ def format_markdown(report: dict, command: str) -> str:
         lines += ["", f"Views alone ({report['views']}): {report['views_seconds_per_batch'] * 1e3:.1f} ms per batch."]
     if report["host_syncs_per_step"] is not None:
         lines += ["", f"Host synchronisations in one step: {_syncs_text(report['host_syncs_per_step'])}."]
+    if report["clap_teacher_seconds_per_batch"] is not None:
+        lines += ["", f"MAM-CLAP teacher spectrogram on the device (`ClapFeaturesOnDevice`): {_clap_text(report)}."]
     if report["parity"]:
         lines += ["", "| parity (max abs difference) | encoder output | pooled | loss |", "|---|---|---|---|"]
         lines += [f"| {name} | {row['encoder_max_abs']:.1e} | {row['pooled_max_abs']:.1e} | {row['loss_abs']:.1e} |"

@@ -47,6 +47,8 @@ def test_cpu_smoke_host_views_report_parity_and_markdown(tmp_path):
             "parity", "views", "views_seconds_per_batch", "peak_tflops", "wall_seconds"} <= set(report)
     assert report["device"] == "cpu (smoke)" and report["views"] == "host" and report["batch_size"] == 4
     assert report["host_syncs_per_step"] is None  # torch's sync debug mode is CUDA's
+    assert report["clap_teacher_seconds_per_batch"] > 0 and "clap_teacher" not in report["errors"]
+    assert "CLAP teacher spectrogram: " in proc.stdout
     assert report["tokens_per_view"] == [3, 5]  # 4 x 2 patch grid: time keeps 2 of 4 rows, frequency 1 of 2 columns
     assert report["views_seconds_per_batch"] > 0 and report["gflop_per_clip"] > 0
     for impl in ("eager", "sdpa"):
