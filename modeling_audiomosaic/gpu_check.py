@@ -315,12 +315,17 @@ def time_clap_teacher(setup: CheckSetup, repeats: int = 3) -> float:
     clips = torch.randn(setup.batch_size, 163840, generator=torch.Generator().manual_seed(0)) * 0.1
     host = front_end.plan(list(clips.numpy()), np.random.RandomState(0))
     waves = host["teacher_waveforms"].to(setup.device)
+    return _fastest_seconds(lambda index: front_end(waves, host["teacher_plan"]), setup.device, repeats)
+
+
+def _fastest_seconds(call: Callable[[int], Any], device: torch.device, repeats: int) -> float:
+    """The fastest of `repeats` timed ``call(index)``s after one warm-up call, the device synchronised around each."""
     best = float("inf")
     for index in range(repeats + 1):
-        _sync(setup.device)
+        _sync(device)
         start = time.perf_counter()
-        front_end(waves, host["teacher_plan"])
-        _sync(setup.device)
+        call(index)
+        _sync(device)
         if index:
             best = min(best, time.perf_counter() - start)
     return best
@@ -337,16 +342,8 @@ def time_views(setup: CheckSetup, source: Callable[[int], torch.Tensor], repeats
     """Seconds to make one batch of views (the fastest of `repeats`, after one warm-up call), or None for `none`."""
     if setup.views == "none":
         return None
-    best = float("inf")
     with torch.no_grad():
-        for index in range(repeats + 1):
-            _sync(setup.device)
-            start = time.perf_counter()
-            source(10_000 + index)
-            _sync(setup.device)
-            if index:
-                best = min(best, time.perf_counter() - start)
-    return best
+        return _fastest_seconds(lambda index: source(10_000 + index), setup.device, repeats)
 
 
 def available_implementations(requested: list[str], device: torch.device) -> tuple[list[str], dict[str, str]]:
