@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 
 from .augmentation_chain import sample_roll_parameters
 from .feature_extraction_audiomosaic import _no_autocast
@@ -94,12 +95,25 @@ class HostTensors:
 
 def padded_rows(rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
     """1-D clips (numpy arrays or tensors) as one float32 ``(B, longest)`` tensor, zero after each clip, and their
-    lengths ``(B,)`` int64: what the collators send to the device."""
+    lengths ``(B,)`` int64: what the collators send to the device.
+
+    In a DataLoader worker the tensor is made in shared memory, as torch's `default_collate` makes its batches: the
+    batch then reaches the training process without the extra copy torch makes of a private tensor (a 512-clip
+    batch of 10 s clips is 320 MiB, about as long to copy as to decode it from 16 kHz WAV)."""
     lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
-    padded = torch.zeros(len(rows), int(lengths.max()), dtype=torch.float32)
+    padded = _empty_batch_tensor(len(rows), int(lengths.max()))
     for out, row in zip(padded, rows):
         out[: len(row)] = torch.as_tensor(row)
+        out[len(row):] = 0.0
     return padded, lengths
+
+
+def _empty_batch_tensor(rows: int, columns: int) -> torch.Tensor:
+    """An uninitialised float32 ``(rows, columns)`` tensor, in shared memory inside a DataLoader worker."""
+    if get_worker_info() is None or rows * columns == 0:
+        return torch.empty(rows, columns, dtype=torch.float32)
+    storage = torch.UntypedStorage._new_shared(rows * columns * 4)  # what default_collate does in a worker
+    return torch.empty(0, dtype=torch.float32).set_(storage, 0, (rows, columns), (columns, 1))
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -26,7 +26,7 @@ Views (`--views`): `device` computes augmentation + fbank on the GPU inside the 
 of `ContrastiveViewGenerator`, issue 17 point 2), `host` computes them with the CPU generator in the training process
 (no DataLoader workers: the host cost per clip, not a loader's throughput), `none` feeds precomputed random features
 (the model alone). For reading the numbers (issue 17; README "Checking a GPU node"): two masked ViT-B views cost
-about 236 GFLOP per clip, so an H100 at 40 % of its bf16 peak makes about 1,500 clips/s.
+about 246 GFLOP per clip (counted), so an H100 at 40 % of its bf16 peak makes about 1,600 clips/s.
 
 Without CUDA (and without `--cpu_smoke`) it prints a line starting ``no CUDA device:`` and exits 0. `--cpu_smoke`
 runs the whole procedure on the CPU with a tiny model and batch (for CI).
@@ -280,24 +280,32 @@ def time_implementation(setup: CheckSetup, optimizer: torch.optim.Optimizer, sou
 
 def count_host_syncs(setup: CheckSetup, optimizer: torch.optim.Optimizer, source: Callable[[int], torch.Tensor],
                      args: argparse.Namespace) -> dict | None:
-    """The host synchronisations of one training step on CUDA, counted by torch's sync debug mode: ``{"count": n,
-    "sites": {"file:line": n, ...}}`` (the ten most frequent); None off CUDA (the mode exists for CUDA only)."""
+    """The host synchronisations of one training step on CUDA (SDPA attention, after one untimed step that builds the
+    optimizer state and the cached constants), counted by torch's sync debug mode: ``{"count": n, "sites":
+    {"file:line": n, ...}}`` (the ten most frequent); None off CUDA (the mode exists for CUDA only). A lower bound:
+    the mode reports the synchronising calls torch knows of, not a non-blocking copy from pageable host memory."""
     device = setup.device
     if device.type != "cuda":
         return None
+    set_attention(setup.model, "sdpa")  # the same step whatever the parity check left set
     setup.model.train()
+
+    def step(index: int) -> None:
+        with torch.no_grad():
+            features = source(index)
+        with _autocast(device, args.precision):
+            out = setup.model(features)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step(20_000)
     previous = torch.cuda.get_sync_debug_mode()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            with torch.no_grad():
-                features = source(20_000)
-            with _autocast(device, args.precision):
-                out = setup.model(features)
-            out.loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            step(20_001)
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     return sync_sites(caught)
@@ -372,7 +380,7 @@ def _versions() -> dict[str, str | None]:
             "flash_attn": flash, "python": platform.python_version()}
 
 
-def measure_matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 10) -> float:
+def measure_matmul_tflops(device: torch.device, size: int = 8192, repeats: int = 100) -> float:
     """Dense bf16 matrix-product throughput of this device (TFLOP/s, ``size``³ products, after 3 warm-ups): what the
     card reaches in practice, often below its specification's peak (MFU is reported against both)."""
     a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
@@ -607,7 +615,8 @@ def format_markdown(report: dict, command: str) -> str:
     if report["views_seconds_per_batch"] is not None:
         lines += ["", f"Views alone ({report['views']}): {report['views_seconds_per_batch'] * 1e3:.1f} ms per batch."]
     if report["host_syncs_per_step"] is not None:
-        lines += ["", f"Host synchronisations in one step: {_syncs_text(report['host_syncs_per_step'])}."]
+        lines += ["", "Host synchronisations in one step (SDPA, after a warm-up step; torch's sync debug mode, a lower "
+                  f"bound): {_syncs_text(report['host_syncs_per_step'])}."]
     if report["clap_teacher_seconds_per_batch"] is not None:
         lines += ["", f"MAM-CLAP teacher spectrogram on the device (`ClapFeaturesOnDevice`): {_clap_text(report)}."]
     if report["parity"]:

@@ -20,6 +20,14 @@ os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="hf_modules_")
 # edit of the test suite: the command-line scripts, so that tests can import their modules (`import run_demo`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
 
+# datasets sleeps SLEEP_TIME_ON_THREADS_SHUTDOWN (5 s) at the end of every pass over interleaved parquet shards (the
+# shuffle's `max_buffer_input_shards`), a guard against an Arrow crash at exit with read-ahead threads still running.
+# The tests' streams end a pass every step or two (about 45 s of sleeping in the suite); half a second is plenty for
+# their tiny files. tests/dist_scripts/record_stream_batches.py does the same in the launched processes.
+from datasets import config as datasets_config  # noqa: E402 (after the environment above, which datasets reads)
+
+datasets_config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0.5
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running test (run with RUN_SLOW=1 or -m slow)")

@@ -61,23 +61,26 @@ keep_float32_parts_in_ieee(args)
 print(torch.backends.cuda.matmul.fp32_precision)
 """
 
-
-@pytest.mark.parametrize("flags, tf32_after", [
+TF32_CASES = [
     ([], "ieee"),  # the paper recipe: bf16 + torch_compile, --tf32 unset: transformers' TF32 is turned back off
     (["--tf32", "true"], "tf32"),  # asked for: kept
     (["--bf16", "false"], "tf32"),  # a float32 run: transformers' choice kept (its matmuls gain from TF32)
     (["--torch_compile", "false"], "none"),  # transformers left TF32 alone: so does the run
-])
-def test_paper_recipe_keeps_the_float32_head_out_of_tf32(flags, tf32_after):
+]
+
+
+def test_paper_recipe_keeps_the_float32_head_out_of_tf32():
     """TrainingArguments turns TF32 on globally for torch_compile with bf16 (on a TF32-capable GPU, which the probe's
     patch stands for); the pre-training run turns it back off unless asked, so that the fp32 projector, NT-Xent logits
-    and device views stay IEEE float32. In a fresh process: the flags are process-wide."""
+    and device views stay IEEE float32. Each case in a fresh process (the flags are process-wide), all at once."""
     recipe = str(REPO / "run_scripts" / "recipes" / "pretrain_paper.yaml")
-    done = subprocess.run([sys.executable, "-c", TF32_PROBE, recipe, *flags], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    set_by_transformers = "none" if "--torch_compile" in flags else "tf32"
-    assert done.stdout.split() == [set_by_transformers, tf32_after]  # what transformers set, then the run's
+    probes = [subprocess.Popen([sys.executable, "-c", TF32_PROBE, recipe, *flags], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for flags, _ in TF32_CASES]
+    for proc, (flags, tf32_after) in zip(probes, TF32_CASES):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (flags, err[-3000:])
+        set_by_transformers = "none" if "--torch_compile" in flags else "tf32"
+        assert out.split() == [set_by_transformers, tf32_after], flags  # what transformers set, then the run's
 
 
 def test_batches_are_copied_to_a_gpu_without_blocking():

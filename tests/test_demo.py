@@ -51,7 +51,12 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     assert "license:" in (out / "audiomosaic-demo-encoder" / "README.md").read_text()
     assert "| keywords |" in (out / "report.md").read_text()
 
-    # the same command on a loaded machine writes the same report (no wall-clock decision, no timings in it)
+
+@pytest.mark.slow  # two demo runs, the second at half speed (about 150 s on 2 cores)
+def test_demo_writes_the_same_report_on_a_loaded_machine(tmp_path):
+    """The same command on a loaded machine writes the same report (no wall-clock decision, no timings in it)."""
+    out = tmp_path / "outputs"
+    _run_demo(out, tmp_path / "c", ("--no_progress",))
     burners = _cpu_burners(2)  # both cores busy
     try:
         _run_demo(tmp_path / "outputs_loaded", tmp_path / "c", ("--no_progress",))

@@ -225,6 +225,34 @@ def test_host_tensors_read_like_a_dict_and_views_on_device_refuse_batch_dispatch
                          "--views_on_device", "true", "--accelerator_config", '{"dispatch_batches": true}'])
 
 
+def _padded_in_worker(rows):
+    from modeling_audiomosaic.feature_extraction.augmentation_device import padded_rows
+
+    padded, lengths = padded_rows(rows)
+    return padded, lengths, padded.is_shared()
+
+
+def test_padded_rows_are_made_in_shared_memory_in_a_worker_and_zero_padded(monkeypatch):
+    """In a DataLoader worker the batch tensor is allocated in shared memory (torch then sends it without copying it
+    again), its padding is zeros though the memory is allocated uninitialised, and the main process gets the same
+    values as a collation in the main process."""
+    from torch.utils.data import DataLoader
+
+    from modeling_audiomosaic.feature_extraction import augmentation_device
+    from modeling_audiomosaic.feature_extraction.augmentation_device import padded_rows
+
+    rows = [np.full(5, 1.5, dtype=np.float32), np.arange(3, dtype=np.float32), torch.full((7,), -2.0)]
+    expected = torch.tensor([[1.5] * 5 + [0.0] * 2, [0.0, 1.0, 2.0] + [0.0] * 4, [-2.0] * 7])
+    padded, lengths = padded_rows(rows)  # main process: a private tensor
+    assert torch.equal(padded, expected) and lengths.tolist() == [5, 3, 7] and not padded.is_shared()
+    loader = DataLoader([rows] * 3, batch_size=None, num_workers=1, collate_fn=_padded_in_worker)
+    for padded, lengths, shared_in_worker in loader:
+        assert shared_in_worker and torch.equal(padded, expected) and lengths.tolist() == [5, 3, 7]
+    # the memory is not zeroed when allocated: padded_rows writes the padding itself
+    monkeypatch.setattr(augmentation_device, "_empty_batch_tensor", lambda r, c: torch.full((r, c), float("nan")))
+    assert torch.equal(padded_rows(rows)[0], expected)
+
+
 def test_device_views_without_roll_and_errors(fe):
     views = ContrastiveViewGenerator(fe, augmentation="original", roll_and_gain=False, num_views=3)
     clips = _clips(torch.Generator().manual_seed(4), [21000, 15000])
