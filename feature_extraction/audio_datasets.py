@@ -11,6 +11,7 @@ is not prepared by accelerate.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -227,9 +228,22 @@ class AudioIterableDataset(torch.utils.data.IterableDataset):
         new.set_epoch(self._epoch)
         return new
 
-    def shuffle(self, seed: int | None = None, buffer_size: int = 1000) -> AudioIterableDataset:
-        """Shuffle the shard order and, through a buffer of ``buffer_size`` raw records, the examples."""
-        return self._derive(self.raw.shuffle(seed=seed, buffer_size=buffer_size))
+    def shuffle(self, seed: int | None = None, buffer_size: int = 1000,
+                max_input_shards: int | None = None) -> AudioIterableDataset:
+        """Shuffle the shard order and, through a buffer of ``buffer_size`` raw records, the examples.
+
+        ``max_input_shards``: how many shards feed the buffer at once in each worker (datasets'
+        ``max_buffer_input_shards``; None: its default, 10). Each open shard holds about two row groups of encoded
+        rows, and with more than one datasets pauses 5 s at the end of every pass; 1 reads the shards one by one."""
+        if max_input_shards is None:
+            return self._derive(self.raw.shuffle(seed=seed, buffer_size=buffer_size))
+        if max_input_shards < 1:
+            raise ValueError(f"max_input_shards must be >= 1, got {max_input_shards}")
+        if "max_buffer_input_shards" not in inspect.signature(self.raw.shuffle).parameters:
+            raise ValueError("this datasets version has no IterableDataset.shuffle(max_buffer_input_shards=...): "
+                             "upgrade datasets, or leave --shuffle_input_shards unset")
+        return self._derive(self.raw.shuffle(seed=seed, buffer_size=buffer_size,
+                                             max_buffer_input_shards=max_input_shards))
 
     def repeat(self, num_times: int | None = None) -> AudioIterableDataset:
         """Repeat ``num_times`` times (``None``: forever -- keeps ranks stepping with ``max_steps``)."""

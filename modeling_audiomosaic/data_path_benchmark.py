@@ -15,7 +15,10 @@ at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_au
 * **MAM-CLAP teacher** (``clap_teacher``): the same two collations with a CLAP teacher's features
   (`ClapFeatureExtractor`, 10 s at 48 kHz, ``fusion`` and ``rand_trunc``): on the host path the extractor's numpy
   spectrogram runs in the worker; on the device path the worker only resamples, pads and draws
-  (`ClapFeaturesOnDevice.plan`) and the spectrogram is device work (measured here on the CPU, one thread).
+  (`ClapFeaturesOnDevice.plan`) and the spectrogram is device work (measured here on the CPU, one thread);
+* **worker hand-over** (``worker_transfer``): a DataLoader worker process building the device path's padded waveform
+  batch (128 clips of 10.255 s, 80 MiB) and handing it to the training process, made in shared memory as
+  `padded_rows` does in a worker vs a private tensor, which torch copies into shared memory to send it.
 
 Reported: milliseconds per clip for each stage and format, and "host cores needed per 1,000 clips/s" (= ms per clip
 on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
@@ -119,6 +122,7 @@ def bench_data_path(args: Any) -> dict:
         "ms_per_clip": {name: round(value, 3) for name, value in ms.items()},
         "views_only_ratio": round(ms["collate_device_views"] / ms["collate_host_views"], 4),
         "clap_teacher": _clap_teacher_report(ms),
+        "worker_transfer": worker_transfer(repeats=max(repeats, 3)),
         "clips": f"{batch} x 10 s per batch, two views of 1024 x 128, augmentation 'original', one worker thread",
         "repeats": repeats,
     }
@@ -159,3 +163,39 @@ def _clap_teacher_report(ms: dict[str, float]) -> dict[str, Any]:
             "device_part_on_cpu_1_thread_ms": round(ms[f"clap_{truncation}_device_part_on_cpu_1_thread"], 3),
         }
     return report
+
+
+def worker_transfer(repeats: int = 10, clips: int = 128) -> dict[str, Any]:
+    """Milliseconds per clip for a DataLoader worker process to build the padded waveform batch of the device path
+    (`padded_rows`, 10.255 s clips) and hand it to this process: made in shared memory (what `padded_rows` does in a
+    worker) vs a private tensor (torch then copies it into shared memory as it sends it). The median time between
+    batches over ``repeats`` batches after two, with one worker and nothing else to do here."""
+    import time  # noqa: PLC0415
+
+    from torch.utils.data import DataLoader  # noqa: PLC0415
+
+    from .feature_extraction import augmentation_device  # noqa: PLC0415
+
+    rows = [np.random.default_rng(i).standard_normal(164080).astype(np.float32) for i in range(clips)]
+    shared = augmentation_device._empty_batch_tensor
+
+    def private(count: int, length: int) -> torch.Tensor:
+        return torch.empty(count, length, dtype=torch.float32)
+
+    def ms_per_clip(allocate: Any) -> float:
+        augmentation_device._empty_batch_tensor = allocate  # read by the forked worker
+        try:
+            loader = DataLoader(range(repeats + 2), batch_size=None, num_workers=1, prefetch_factor=1,
+                                collate_fn=lambda _: augmentation_device.padded_rows(rows)[0],
+                                multiprocessing_context="fork")
+            stamps = [time.perf_counter()]
+            for _ in loader:
+                stamps.append(time.perf_counter())
+        finally:
+            augmentation_device._empty_batch_tensor = shared
+        return 1000.0 * float(np.median(np.diff(stamps)[2:])) / clips
+
+    private_ms = min(ms_per_clip(private), ms_per_clip(private))
+    shared_ms = min(ms_per_clip(shared), ms_per_clip(shared))
+    return {"clips_per_batch": clips, "private_then_copied_ms": round(private_ms, 3),
+            "shared_memory_ms": round(shared_ms, 3), "ratio": round(shared_ms / private_ms, 3)}

@@ -100,6 +100,11 @@ class DataArguments:
     )
     streaming: bool = field(default=False)
     shuffle_buffer_size: int = field(default=1000)
+    shuffle_input_shards: int | None = field(
+        default=None, metadata={"help": "streaming: shards feeding the shuffle buffer at once per worker (datasets' "
+                                        "max_buffer_input_shards; default its 10); 1 holds one shard open at a time "
+                                        "and skips datasets' 5 s pause at the end of every pass"},
+    )
     crop_seconds: float | None = field(
         default=None, metadata={"help": "random window cut from longer clips (default: the spectrogram length)"}
     )
@@ -225,6 +230,9 @@ def build_model(model_args: ModelArguments, config: AudioMosaicConfig, teacher=N
 def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     # no cropping here: the collator cuts long clips with a generator seeded by (seed, epoch, ids), so resumed runs
     # see exactly the same windows
+    if data_args.shuffle_input_shards is not None and not data_args.streaming:
+        raise ValueError("--shuffle_input_shards applies to streamed datasets only: add --streaming true, or leave "
+                         "it unset (a map-style dataset is shuffled whole every epoch)")
     common = dict(label_column=data_args.label_column, streaming=data_args.streaming)
     if data_args.audio_column != "auto":
         common["audio_column"] = data_args.audio_column
@@ -238,7 +246,8 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     else:
         raise ValueError("give --train_path (local audio) or --dataset_name (datasets.load_dataset)")
     if data_args.streaming:
-        dataset = dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size)
+        dataset = dataset.shuffle(seed=training_args.seed, buffer_size=data_args.shuffle_buffer_size,
+                                  max_input_shards=data_args.shuffle_input_shards)
         if data_args.max_train_samples:
             dataset = dataset.take(data_args.max_train_samples)
         # a real `datasets.IterableDataset`, so that accelerate (dispatch_batches=False) gives each rank its own

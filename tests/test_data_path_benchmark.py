@@ -39,3 +39,6 @@ def test_data_path_report_has_every_stage_and_format():
     for truncation, row in result["clap_teacher"].items():
         assert row["device_views_ms"] < row["host_views_ms"], truncation
         assert row["teacher_host_ms"]["device_path"] < row["teacher_host_ms"]["host_path"], truncation
+    # a worker's batch made in shared memory reaches the training process without torch's extra copy
+    transfer = result["worker_transfer"]
+    assert transfer["shared_memory_ms"] < transfer["private_then_copied_ms"], transfer

@@ -105,6 +105,36 @@ def test_streaming_loader_reads_the_shards_and_counts_the_bad_items(shards, fmt)
     assert sorted(i for e in examples for i in e["skipped_ids"]) == summary["bad_ids"][fmt]
 
 
+def test_shuffle_input_shards_reads_one_shard_at_a_time_without_the_pass_end_pause(shards, recipe, tmp_path,
+                                                                                   monkeypatch):
+    """`--shuffle_input_shards 1` (datasets' `max_buffer_input_shards`): the buffer is fed by one shard at a time
+    (each shard's rows come out together), and the pass ends without datasets' pause (its sleep guarding Arrow's
+    read-ahead threads, taken when several shards are interleaved: the default). Refused without streaming."""
+    import datasets.iterable_dataset as iterable_module
+
+    from modeling_audiomosaic.pretraining_run import run_pretraining
+
+    out, summary = shards
+    shard_of = {c["parquet_id"]: c["shard"] for c in summary["clips"]}
+    sleeps = []
+    monkeypatch.setattr(iterable_module.time, "sleep", sleeps.append)
+    stream = load_audio_dataset(dataset_name=str(out / "parquet"), streaming=True)
+    one = [shard_of[e["id"]] for e in stream.shuffle(seed=0, buffer_size=1, max_input_shards=1)]
+    assert sorted(one) == sorted(shard_of[i] for i in shard_of if i not in summary["bad_ids"]["parquet"])
+    assert [s for i, s in enumerate(one) if i == 0 or s != one[i - 1]] == sorted(set(one), key=one.index)  # runs
+    assert sleeps == []
+    mixed = [shard_of[e["id"]] for e in stream.shuffle(seed=0, buffer_size=1)]
+    assert sorted(mixed) == sorted(one) and len(set(mixed[:4])) > 1  # the default interleaves the shards
+    assert sleeps  # and pauses at the pass end
+    with pytest.raises(ValueError, match="max_input_shards must be >= 1"):
+        stream.shuffle(seed=0, max_input_shards=0)
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="--shuffle_input_shards applies to streamed datasets only"):
+        run_pretraining(["--config", str(recipe), "--train_path", str(tmp_path / "audio"), "--output_dir",
+                         str(tmp_path / "o"), "--shuffle_input_shards", "1"])
+
+
 def test_make_clip_from_a_folder_source_and_the_decoder_timer(tmp_path):
     rng = np.random.default_rng(0)
     for i in range(3):
