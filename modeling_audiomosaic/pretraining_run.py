@@ -38,6 +38,7 @@ from .multinode import (
 )
 from .pretraining_trainer import AudioMosaicPretrainingTrainer
 from .recipe_arguments import parse_with_recipe
+from .stream_position import tag_stream_order
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +253,9 @@ def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
             dataset = dataset.take(data_args.max_train_samples)
         # a real `datasets.IterableDataset`, so that accelerate (dispatch_batches=False) gives each rank its own
         # shards instead of every rank decoding everything; rows carry `num_skipped` (bad items dropped before them)
-        return dataset.hf_dataset
+        return tag_stream_order(dataset.hf_dataset, shuffle_buffer_size=data_args.shuffle_buffer_size,
+                                shuffle_input_shards=data_args.shuffle_input_shards,
+                                max_train_samples=data_args.max_train_samples)
     if data_args.max_train_samples:
         dataset = dataset.select(range(min(data_args.max_train_samples, len(dataset))))
     return EpochTaggedDataset(dataset)

@@ -29,6 +29,18 @@ from transformers import TrainerCallback
 POSITION_FILE = "stream_position_{rank}.json"
 """Per-rank position file written into every checkpoint of a streaming run."""
 
+ORDER_SETTINGS = "audiomosaic_stream_order"
+"""Attribute of a stream holding the run's settings that fix its order (besides the seed and the DataLoader workers),
+saved in the position files and compared when a run resumes (`tag_stream_order`)."""
+
+
+def tag_stream_order(stream: Any, **settings: Any) -> Any:
+    """Record on ``stream`` the flags that fix the order of its rows (``--shuffle_buffer_size``,
+    ``--shuffle_input_shards``, ``--max_train_samples``): a run resumed with other values would skip other batches
+    than it trained on. Returns ``stream``."""
+    setattr(stream, ORDER_SETTINGS, dict(settings))
+    return stream
+
 
 def is_streaming_dataset(dataset: Any) -> bool:
     """A dataset without a length (an iterable stream), for which Trainer cannot place a resumed step in an epoch."""
@@ -123,6 +135,20 @@ class StreamPositionCallback(TrainerCallback):
                 f"those that follow would not be the uninterrupted run's. Resume with --dataloader_num_workers "
                 f"{saved_workers} (or --ignore_data_skip true to start the pass over without skipping)."
             )
+        saved_order = position.get("order")  # absent in older checkpoints
+        order = getattr(self.trainer.train_dataset, ORDER_SETTINGS, None)
+        if skip_data and saved_order is not None and order is not None and saved_order != order:
+            def shown(value: Any) -> str:
+                return "unset" if value is None else str(value)
+
+            changed = [f"--{key} {shown(order.get(key))} (it was written with {shown(saved_order.get(key))})"
+                       for key in sorted(set(order) | set(saved_order)) if order.get(key) != saved_order.get(key)]
+            raise ValueError(
+                f"cannot resume the streaming run from {checkpoint} with {', '.join(changed)}: these flags fix the "
+                "order of the stream's rows, so the batches skipped and those that follow would not be the "
+                "uninterrupted run's. Resume with the values it was written with (or --ignore_data_skip true to start "
+                "the pass over without skipping)."
+            )
         epoch, batches = int(position["epoch"]), int(position["batches"]) if skip_data else 0
         self._resume = (epoch, batches)
         return epoch, batches
@@ -161,17 +187,20 @@ class StreamPositionCallback(TrainerCallback):
         folder.mkdir(parents=True, exist_ok=True)
         rank = int(getattr(args, "process_index", 0))
         position = {"epoch": self.epoch, "batches": self.batches, "global_step": state.global_step,
-                    "dataloader_num_workers": int(args.dataloader_num_workers)}
+                    "dataloader_num_workers": int(args.dataloader_num_workers),
+                    "order": getattr(self.trainer.train_dataset, ORDER_SETTINGS, None)}
         tmp = folder / (POSITION_FILE.format(rank=rank) + ".tmp")
         tmp.write_text(json.dumps(position))
         os.replace(tmp, folder / POSITION_FILE.format(rank=rank))  # never half a file
 
 
 __all__ = [
+    "ORDER_SETTINGS",
     "POSITION_FILE",
     "StreamPositionCallback",
     "check_streaming_curriculum",
     "check_streaming_layout",
     "is_streaming_dataset",
     "stream_position_problems",
+    "tag_stream_order",
 ]

@@ -314,6 +314,13 @@ def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
     with pytest.raises(ValueError, match="--dataloader_num_workers 2: it was written with 0"):
         run_pretraining(common + ["--max_steps", "2", "--resume_from_checkpoint", str(checkpoint),
                                   "--dataloader_num_workers", "2"])
+    # so is the order of its rows: the shuffle buffer, the shards feeding it, a take()
+    assert json.loads((checkpoint / "stream_position_0.json").read_text())["order"] == {
+        "shuffle_buffer_size": 1000, "shuffle_input_shards": None, "max_train_samples": None}
+    with pytest.raises(ValueError, match=r"--shuffle_buffer_size 50 \(it was written with 1000\), "
+                                         r"--shuffle_input_shards 1 \(it was written with unset\)"):
+        run_pretraining(common + ["--max_steps", "2", "--resume_from_checkpoint", str(checkpoint),
+                                  "--shuffle_input_shards", "1", "--shuffle_buffer_size", "50"])
     (checkpoint / "stream_position_0.json").unlink()
     assert checkpoint_problems(checkpoint, 1) == []  # a map-style run does not need it
     assert any("stream positions of ranks [0]" in p for p in checkpoint_problems(checkpoint, 1, streaming=True))
