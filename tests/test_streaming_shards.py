@@ -229,7 +229,8 @@ def test_two_process_streaming_shards_skips_and_mid_epoch_resume(shards, recipe,
 
     resume_at = 3  # epoch 1, one of its two batches done
     position = json.loads((tmp_path / "full" / f"checkpoint-{resume_at}" / "stream_position_1.json").read_text())
-    assert position == {"epoch": 1, "batches": 1, "global_step": resume_at, "dataloader_num_workers": 0}
+    assert position == {"epoch": 1, "batches": 1, "global_step": resume_at, "dataloader_num_workers": 0,
+                        "order": {"shuffle_buffer_size": 1000, "shuffle_input_shards": None, "max_train_samples": None}}
     resumed = _launch(common + ["--save_steps", "100", "--resume_from_checkpoint",
                                 str(tmp_path / "full" / f"checkpoint-{resume_at}")],
                       tmp_path / "resumed", tmp_path / "rec_resumed", tmp_path / "resumed.log")
