@@ -234,7 +234,9 @@ class AudioIterableDataset(torch.utils.data.IterableDataset):
 
         ``max_input_shards``: how many shards feed the buffer at once in each worker (datasets'
         ``max_buffer_input_shards``; None: its default, 10). Each open shard holds about two row groups of encoded
-        rows, and with more than one datasets pauses 5 s at the end of every pass; 1 reads the shards one by one."""
+        rows; when it interleaves parquet shards, datasets pauses 5 s at the end of each worker's stream (a guard
+        against an Arrow crash at exit), and a DataLoader, which delivers batches in order, waits for that worker.
+        1 reads the shards one after another (`run_pretrain.py`'s default)."""
         if max_input_shards is None:
             return self._derive(self.raw.shuffle(seed=seed, buffer_size=buffer_size))
         if max_input_shards < 1:

@@ -18,7 +18,11 @@ at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_au
   (`ClapFeaturesOnDevice.plan`) and the spectrogram is device work (measured here on the CPU, one thread);
 * **worker hand-over** (``worker_transfer``): a DataLoader worker process building the device path's padded waveform
   batch (128 clips of 10.255 s, 80 MiB) and handing it to the training process, made in shared memory as
-  `padded_rows` does in a worker vs a private tensor, which torch copies into shared memory to send it.
+  `padded_rows` does in a worker vs a private tensor, which torch copies into shared memory to send it;
+* **end of a stream's pass** (``stream_pass``): the seconds of one pass over 8 parquet shards with 2 DataLoader
+  workers when each worker interleaves its shards into its shuffle buffer (datasets' default) vs reads them one after
+  another (`--shuffle_input_shards 1`, the runs' default): datasets sleeps at the end of an interleaved parquet stream
+  and the DataLoader, which delivers batches in order, waits for that worker.
 
 Reported: milliseconds per clip for each stage and format, and "host cores needed per 1,000 clips/s" (= ms per clip
 on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
@@ -123,6 +127,7 @@ def bench_data_path(args: Any) -> dict:
         "views_only_ratio": round(ms["collate_device_views"] / ms["collate_host_views"], 4),
         "clap_teacher": _clap_teacher_report(ms),
         "worker_transfer": worker_transfer(repeats=max(repeats, 3)),
+        "stream_pass": stream_pass(),
         "clips": f"{batch} x 10 s per batch, two views of 1024 x 128, augmentation 'original', one worker thread",
         "repeats": repeats,
     }
@@ -199,3 +204,32 @@ def worker_transfer(repeats: int = 10, clips: int = 128) -> dict[str, Any]:
     shared_ms = min(ms_per_clip(shared), ms_per_clip(shared))
     return {"clips_per_batch": clips, "private_then_copied_ms": round(private_ms, 3),
             "shared_memory_ms": round(shared_ms, 3), "ratio": round(shared_ms / private_ms, 3)}
+
+
+def stream_pass(workers: int = 2) -> dict[str, Any]:
+    """Seconds of one pass (batches of 4) over 8 parquet shards of 1 s clips (6 bad items) with `workers` DataLoader
+    workers: each worker's shards interleaved into its shuffle buffer (datasets' ``max_buffer_input_shards`` default)
+    vs read one after another (1); and datasets' pause at the end of an interleaved parquet stream
+    (``datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN``)."""
+    import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from datasets import config as datasets_config  # noqa: PLC0415
+    from torch.utils.data import DataLoader  # noqa: PLC0415
+
+    from .feature_extraction.audioset_shards import write_audioset_shards  # noqa: PLC0415
+    from .feature_extraction.loading import load_audio_dataset  # noqa: PLC0415
+
+    report: dict[str, Any] = {"workers": workers, "shards": 8,
+                              "datasets_pause_s": float(datasets_config.SLEEP_TIME_ON_THREADS_SHUTDOWN)}
+    with tempfile.TemporaryDirectory() as folder:
+        write_audioset_shards(folder, 48, 8, seconds=1.0, bad_indices=(0, 7, 13, 22, 23, 40), seed=1,
+                              formats=["parquet"])
+        for name, inputs in (("interleaved_s", None), ("one_shard_at_a_time_s", 1)):
+            stream = load_audio_dataset(dataset_name=f"{folder}/parquet", streaming=True)
+            stream = stream.shuffle(seed=0, buffer_size=8, max_input_shards=inputs).hf_dataset
+            loader = DataLoader(stream, batch_size=4, num_workers=workers, collate_fn=len, drop_last=True)
+            begin = time.perf_counter()
+            report["batches"] = sum(1 for _ in loader)
+            report[name] = round(time.perf_counter() - begin, 3)
+    return report

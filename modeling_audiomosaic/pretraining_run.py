@@ -101,10 +101,12 @@ class DataArguments:
     )
     streaming: bool = field(default=False)
     shuffle_buffer_size: int = field(default=1000)
-    shuffle_input_shards: int | None = field(
-        default=None, metadata={"help": "streaming: shards feeding the shuffle buffer at once per worker (datasets' "
-                                        "max_buffer_input_shards; default its 10); 1 holds one shard open at a time "
-                                        "and skips datasets' 5 s pause at the end of every pass"},
+    shuffle_input_shards: int = field(
+        default=1, metadata={"help": "streaming: shards feeding each worker's shuffle buffer at once (datasets' "
+                                     "max_buffer_input_shards). 1: one shard after another (shard order reshuffled "
+                                     "every pass). datasets' own default, 10, mixes rows of 10 shards but holds 10 "
+                                     "open readers per worker, and with parquet its pause at the end of a worker's "
+                                     "stream (5 s) holds up the whole DataLoader, which delivers batches in order"},
     )
     crop_seconds: float | None = field(
         default=None, metadata={"help": "random window cut from longer clips (default: the spectrogram length)"}
@@ -231,9 +233,6 @@ def build_model(model_args: ModelArguments, config: AudioMosaicConfig, teacher=N
 def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
     # no cropping here: the collator cuts long clips with a generator seeded by (seed, epoch, ids), so resumed runs
     # see exactly the same windows
-    if data_args.shuffle_input_shards is not None and not data_args.streaming:
-        raise ValueError("--shuffle_input_shards applies to streamed datasets only: add --streaming true, or leave "
-                         "it unset (a map-style dataset is shuffled whole every epoch)")
     common = dict(label_column=data_args.label_column, streaming=data_args.streaming)
     if data_args.audio_column != "auto":
         common["audio_column"] = data_args.audio_column

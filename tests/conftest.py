@@ -20,10 +20,10 @@ os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="hf_modules_")
 # edit of the test suite: the command-line scripts, so that tests can import their modules (`import run_demo`).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "run_scripts"))
 
-# datasets sleeps SLEEP_TIME_ON_THREADS_SHUTDOWN (5 s) at the end of every pass over interleaved parquet shards (the
-# shuffle's `max_buffer_input_shards`), a guard against an Arrow crash at exit with read-ahead threads still running.
-# The tests' streams end a pass every step or two (about 45 s of sleeping in the suite); half a second is plenty for
-# their tiny files. tests/dist_scripts/record_stream_batches.py does the same in the launched processes.
+# datasets sleeps SLEEP_TIME_ON_THREADS_SHUTDOWN (5 s) at the end of every pass over interleaved parquet shards (its
+# shuffle's default `max_buffer_input_shards`; the pre-training runs read one shard at a time, `--shuffle_input_shards
+# 1`), a guard against an Arrow crash at exit with read-ahead threads still running. The tests of datasets' own
+# streams end a pass every few rows; half a second is plenty for their tiny files.
 from datasets import config as datasets_config  # noqa: E402 (after the environment above, which datasets reads)
 
 datasets_config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0.5

@@ -42,3 +42,8 @@ def test_data_path_report_has_every_stage_and_format():
     # a worker's batch made in shared memory reaches the training process without torch's extra copy
     transfer = result["worker_transfer"]
     assert transfer["shared_memory_ms"] < transfer["private_then_copied_ms"], transfer
+    # a stream whose workers interleave parquet shards stalls at a worker's end (datasets' pause, shortened to
+    # 0.5 s in the tests by conftest.py); one shard after another does not pause
+    stream = result["stream_pass"]
+    assert stream["datasets_pause_s"] == 0.5 and stream["batches"] == 10, stream
+    assert stream["interleaved_s"] > stream["one_shard_at_a_time_s"] + 0.4, stream

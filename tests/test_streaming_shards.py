@@ -105,14 +105,11 @@ def test_streaming_loader_reads_the_shards_and_counts_the_bad_items(shards, fmt)
     assert sorted(i for e in examples for i in e["skipped_ids"]) == summary["bad_ids"][fmt]
 
 
-def test_shuffle_input_shards_reads_one_shard_at_a_time_without_the_pass_end_pause(shards, recipe, tmp_path,
-                                                                                   monkeypatch):
-    """`--shuffle_input_shards 1` (datasets' `max_buffer_input_shards`): the buffer is fed by one shard at a time
-    (each shard's rows come out together), and the pass ends without datasets' pause (its sleep guarding Arrow's
-    read-ahead threads, taken when several shards are interleaved: the default). Refused without streaming."""
+def test_shuffle_input_shards_reads_one_shard_at_a_time_without_the_pass_end_pause(shards, monkeypatch):
+    """`--shuffle_input_shards 1` (datasets' `max_buffer_input_shards`, the runs' default): the buffer is fed by one
+    shard at a time (each shard's rows come out together), and the pass ends without datasets' pause (its sleep
+    guarding Arrow's read-ahead threads, taken when several shards are interleaved: datasets' default)."""
     import datasets.iterable_dataset as iterable_module
-
-    from modeling_audiomosaic.pretraining_run import run_pretraining
 
     out, summary = shards
     shard_of = {c["parquet_id"]: c["shard"] for c in summary["clips"]}
@@ -128,11 +125,6 @@ def test_shuffle_input_shards_reads_one_shard_at_a_time_without_the_pass_end_pau
     assert sleeps  # and pauses at the pass end
     with pytest.raises(ValueError, match="max_input_shards must be >= 1"):
         stream.shuffle(seed=0, max_input_shards=0)
-    (tmp_path / "audio").mkdir()
-    sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
-    with pytest.raises(ValueError, match="--shuffle_input_shards applies to streamed datasets only"):
-        run_pretraining(["--config", str(recipe), "--train_path", str(tmp_path / "audio"), "--output_dir",
-                         str(tmp_path / "o"), "--shuffle_input_shards", "1"])
 
 
 def test_make_clip_from_a_folder_source_and_the_decoder_timer(tmp_path):
@@ -230,7 +222,7 @@ def test_two_process_streaming_shards_skips_and_mid_epoch_resume(shards, recipe,
     resume_at = 3  # epoch 1, one of its two batches done
     position = json.loads((tmp_path / "full" / f"checkpoint-{resume_at}" / "stream_position_1.json").read_text())
     assert position == {"epoch": 1, "batches": 1, "global_step": resume_at, "dataloader_num_workers": 0,
-                        "order": {"shuffle_buffer_size": 1000, "shuffle_input_shards": None, "max_train_samples": None}}
+                        "order": {"shuffle_buffer_size": 1000, "shuffle_input_shards": 1, "max_train_samples": None}}
     resumed = _launch(common + ["--save_steps", "100", "--resume_from_checkpoint",
                                 str(tmp_path / "full" / f"checkpoint-{resume_at}")],
                       tmp_path / "resumed", tmp_path / "rec_resumed", tmp_path / "resumed.log")
@@ -264,7 +256,9 @@ def test_two_process_stream_with_uneven_shares_trains_full_batches(recipe, tmp_p
 
 def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp_path, monkeypatch):
     """One process over the WebDataset shards (16 good clips: 4 batches per epoch): resuming mid-epoch 0 (step 2), at
-    the end of it (step 4) and mid-epoch 1 (step 5) continues with the uninterrupted run's batches and losses."""
+    the end of it (step 4) and mid-epoch 1 (step 5) continues with the uninterrupted run's batches and losses. With
+    datasets' interleaving of the shards into the shuffle buffer (`--shuffle_input_shards 4`; the runs' default, one
+    shard at a time, is resumed in the two-process test)."""
     from dist_scripts.record_stream_batches import record_batches  # tests/ is on pytest's path
 
     from modeling_audiomosaic.pretraining_run import run_pretraining
@@ -272,7 +266,7 @@ def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp
     out, summary = shards
     steps = 6
     common = ["--config", str(recipe), "--dataset_name", str(out / "webdataset"), "--streaming", "true",
-              "--max_steps", str(steps)]
+              "--max_steps", str(steps), "--shuffle_input_shards", "4"]
     record_batches(tmp_path / "rec_full", monkeypatch.setattr)
     full = run_pretraining(common + ["--save_steps", "1", "--output_dir", str(tmp_path / "full")])
     rows = _records(tmp_path / "rec_full")[0]
@@ -317,11 +311,11 @@ def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
                                   "--dataloader_num_workers", "2"])
     # so is the order of its rows: the shuffle buffer, the shards feeding it, a take()
     assert json.loads((checkpoint / "stream_position_0.json").read_text())["order"] == {
-        "shuffle_buffer_size": 1000, "shuffle_input_shards": None, "max_train_samples": None}
+        "shuffle_buffer_size": 1000, "shuffle_input_shards": 1, "max_train_samples": None}
     with pytest.raises(ValueError, match=r"--shuffle_buffer_size 50 \(it was written with 1000\), "
-                                         r"--shuffle_input_shards 1 \(it was written with unset\)"):
+                                         r"--shuffle_input_shards 10 \(it was written with 1\)"):
         run_pretraining(common + ["--max_steps", "2", "--resume_from_checkpoint", str(checkpoint),
-                                  "--shuffle_input_shards", "1", "--shuffle_buffer_size", "50"])
+                                  "--shuffle_input_shards", "10", "--shuffle_buffer_size", "50"])
     (checkpoint / "stream_position_0.json").unlink()
     assert checkpoint_problems(checkpoint, 1) == []  # a map-style run does not need it
     assert any("stream positions of ranks [0]" in p for p in checkpoint_problems(checkpoint, 1, streaming=True))

@@ -13,8 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-from datasets import config as datasets_config
-
 from modeling_audiomosaic.feature_extraction.collators import PretrainingViewsCollator
 from modeling_audiomosaic.pretraining_trainer import AudioMosaicPretrainingTrainer
 
@@ -52,7 +50,6 @@ if __name__ == "__main__":
     from modeling_audiomosaic.pretraining_run import run_pretraining
 
     record_batches(os.environ["RECORD_BATCHES_DIR"])
-    datasets_config.SLEEP_TIME_ON_THREADS_SHUTDOWN = 0.5  # as tests/conftest.py: a pause per pass, not 5 s
     run_pretraining(sys.argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()
