@@ -76,11 +76,16 @@ def test_paper_recipe_keeps_the_float32_head_out_of_tf32():
     recipe = str(REPO / "run_scripts" / "recipes" / "pretrain_paper.yaml")
     probes = [subprocess.Popen([sys.executable, "-c", TF32_PROBE, recipe, *flags], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True) for flags, _ in TF32_CASES]
-    for proc, (flags, tf32_after) in zip(probes, TF32_CASES):
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, (flags, err[-3000:])
-        set_by_transformers = "none" if "--torch_compile" in flags else "tf32"
-        assert out.split() == [set_by_transformers, tf32_after], flags  # what transformers set, then the run's
+    try:
+        for proc, (flags, tf32_after) in zip(probes, TF32_CASES):
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, (flags, err[-3000:])
+            set_by_transformers = "none" if "--torch_compile" in flags else "tf32"
+            assert out.split() == [set_by_transformers, tf32_after], flags  # what transformers set, then the run's
+    finally:
+        for proc in probes:  # none left running after a failed case
+            proc.kill()
+            proc.communicate()
 
 
 def test_batches_are_copied_to_a_gpu_without_blocking():
