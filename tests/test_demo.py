@@ -52,7 +52,7 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     assert "| keywords |" in (out / "report.md").read_text()
 
 
-@pytest.mark.slow  # two demo runs, the second at half speed (about 150 s on 2 cores)
+@pytest.mark.slow  # two demo runs, the second at half speed (3-5 min on 2 cores)
 def test_demo_writes_the_same_report_on_a_loaded_machine(tmp_path):
     """The same command on a loaded machine writes the same report (no wall-clock decision, no timings in it)."""
     out = tmp_path / "outputs"
