@@ -20,6 +20,7 @@ import sys
 from modeling_audiomosaic.feature_extraction.offline_corpus import (
     ALL_TASKS,
     DEFAULT_PATHS,
+    POOL,
     SIZES,
     SKIPPABLE,
     SPEECH_POOL,
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated subset of " + ", ".join(ALL_TASKS)
-                    + f" (or {SPEECH_POOL}: everything plus the speech pool)")
+                    + f" ({POOL} is made of the three tasks' clips and builds them too; {SPEECH_POOL}: everything "
+                    "plus the speech pool)")
     ap.add_argument("--speech-pool", action="store_true", help=f"also build the optional {SPEECH_POOL}")
     ap.add_argument("--skip", default="", help="comma-separated components to leave out: " + ", ".join(SKIPPABLE))
     ap.add_argument("--path", action="append", default=[], metavar="KEY=PATH",

@@ -164,6 +164,21 @@ def test_pool_has_no_test_clip(corpus):
     assert not {p["group"] for p in pool} & test_groups
 
 
+def test_the_pool_alone_builds_the_tasks_it_is_made_of(corpus, tmp_path):
+    """`--tasks pretrain_pool` wrote an empty pool (train.csv a header only) and marked it complete: the pool is the
+    three tasks' train/validation clips plus its own, and it now builds them (here all cached: nothing rendered)."""
+    root = tmp_path / "a"
+    shutil.copytree(corpus, root)
+    messages = []
+    builder.build_corpus(root, size="tiny", seed=0, workers=2, skip=SKIP, progress=False, log=messages.append,
+                         tasks="pretrain_pool")
+    assert not any(m.startswith(("rendering", "pretrain_pool: configuration changed")) for m in messages), messages
+    pool = (root / "pretrain_pool" / "train.json").read_bytes()
+    assert pool == (corpus / "pretrain_pool" / "train.json").read_bytes()
+    assert len(json.loads(pool)["data"]) > 3 * len(TASKS)
+    assert json.loads((root / "build_config.json").read_text())["tasks"] == list(builder.ALL_TASKS)
+
+
 @pytest.fixture(scope="module")
 def speech_corpus(corpus, tmp_path_factory) -> Path:
     """A copy of the module's corpus with the optional speech pool added (the rest comes from the cache)."""

@@ -97,8 +97,9 @@ def build_corpus(
         clips_per_class: override the size's clips per class (total over the three splits, >= 3).
         seed: everything random derives from it.
         workers: processes (``multiprocessing`` fork pool); 1 runs in this process.
-        tasks: any of ``keywords``, ``esc``, ``instruments``, ``pretrain_pool``; ``pretrain_pool_speech`` (the optional
-            speech-heavier pool) builds all of them plus that pool.
+        tasks: any of ``keywords``, ``esc``, ``instruments``, ``pretrain_pool``. The pool is made of the three tasks'
+            clips, so ``pretrain_pool`` builds all four; ``pretrain_pool_speech`` (the optional speech-heavier pool)
+            builds all of them plus that pool.
         skip: engines (``espeak mbrola pico flite festival piper kokoro``), recording sources (``ufoai wesnoth
             hedgewars sonicpi``) or SoundFonts (``FluidR3_GM TimGM6mb MuseScore_General_Lite sf_GMbank``) to leave
             out; anything needed and not skipped must be installed.
@@ -117,8 +118,14 @@ def build_corpus(
     bad = [t for t in tasks if t not in KNOWN_TASKS]
     if bad or not tasks:
         raise ValueError(f"unknown tasks {bad}; choose from {KNOWN_TASKS}")
-    # the speech pool extends the full default pool: it needs every task
-    tasks = KNOWN_TASKS if SPEECH_POOL in tasks else tuple(t for t in ALL_TASKS if t in tasks)
+    # a pool is made of the three tasks' train/validation clips plus its own: asking for one builds every task it
+    # needs (alone, the default pool would be written empty); the speech pool extends the full default pool
+    if SPEECH_POOL in tasks:
+        tasks = KNOWN_TASKS
+    elif POOL in tasks:
+        tasks = ALL_TASKS
+    else:
+        tasks = tuple(t for t in ALL_TASKS if t in tasks)
     if audio_format not in ("wav", "flac"):
         raise ValueError("audio_format must be 'wav' or 'flac'")
     skip_set = _normalise_skip(skip)
