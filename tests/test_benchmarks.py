@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import run_benchmarks
 import torch
@@ -15,6 +17,12 @@ def test_features_benchmark_json_contract(capsys):
     result = results[0]
     assert {"name", "ratio", "target", "passed", "machine"} <= set(result)
     assert result["max_abs_diff"] < 1e-3
+    # the CPU is named (not just "x86_64"), with torch's capability: bf16 and speed ratios depend on both
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")]
+    if names:
+        assert result["machine"]["cpu"].startswith(names[0]), result["machine"]
+    assert result["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert capsys.readouterr().out.strip().startswith('{"name": "features_vs_ast"')
 
 
