@@ -10,13 +10,15 @@ import time
 
 import torch
 
+from .cpu_bf16 import cpuinfo
+
 __all__ = ["fastest", "interleaved", "machine", "saved_activation_bytes"]
 
 
 def machine() -> dict:
     """What a benchmark ran on: the CPU's model name and family / model numbers (``/proc/cpuinfo``; the processor
     architecture where that is missing), its torch capability (``AVX2``, ``AVX512``, ...), cores, threads, versions."""
-    info = _cpuinfo()
+    info = cpuinfo()
     family = f" (family {info['cpu family']} model {info['model']})" if "cpu family" in info and "model" in info else ""
     return {
         "cpu": (info.get("model name") or platform.processor() or platform.machine()) + family,
@@ -26,20 +28,6 @@ def machine() -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-
-
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
-    except OSError:
-        return {}
-    info = {}
-    for line in text.split("\n\n", 1)[0].splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            info[key.strip()] = value.strip()
-    return info
 
 
 def interleaved(fns: dict, repeats: int, warmup: int = 1, burst: int = 2) -> dict[str, list[float]]:

@@ -9,8 +9,8 @@ contrastive projector and NT-Xent are kept in fp32 explicitly: `AudioMosaicForPr
 How fast that is depends on the CPU (docs/RESULTS.md, "bf16 pre-training on CPU", has the measurements):
 
 * **AMX-BF16 or AVX512-BF16** (Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later): oneDNN's native
-  bf16 kernels; this is where bf16 pays off (a ViT-B pre-training step 1.74-1.91x faster than fp32 in three runs on a 2-core
-  Zen 4 with AVX512-BF16, no AMX).
+  bf16 kernels; this is where bf16 pays off (a ViT-B pre-training step 1.74-1.91x faster than fp32 in three runs on
+  a 2-core Zen 4 with AVX512-BF16, no AMX).
 * **AVX-512 without bf16 instructions**: oneDNN converts to fp32 around its kernels; expect no gain (not measured
   here). A warning is logged.
 * **No AVX-512 (AVX2 only)**: torch has no oneDNN bf16 path, and the bf16 matmuls of autocast (the backward's above
@@ -54,15 +54,23 @@ def _torch_probe(name: str, fallback: bool) -> bool:
         return fallback
 
 
-def _cpuinfo_flags() -> set[str]:
+def cpuinfo() -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (``model name``, ``cpu family``, ``flags``,
+    ...); empty where there is no such file."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        return {}
+    info = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def _cpuinfo_flags() -> set[str]:
+    return set(cpuinfo().get("flags", "").split())
 
 
 SLOW_MESSAGE = (
