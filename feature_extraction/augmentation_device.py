@@ -30,10 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import get_worker_info
 
 from .augmentation_chain import sample_roll_parameters
-from .feature_extraction_audiomosaic import _no_autocast
+from .feature_extraction_audiomosaic import _no_autocast, empty_batch_float32
 
 __all__ = ["HostTensors", "padded_rows", "sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
 
@@ -111,10 +110,7 @@ def padded_rows(rows: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _empty_batch_tensor(rows: int, columns: int) -> torch.Tensor:
     """An uninitialised float32 ``(rows, columns)`` tensor, in shared memory inside a DataLoader worker."""
-    if get_worker_info() is None or rows * columns == 0:
-        return torch.empty(rows, columns, dtype=torch.float32)
-    storage = torch.UntypedStorage._new_shared(rows * columns * 4)  # what default_collate does in a worker
-    return torch.empty(0, dtype=torch.float32).set_(storage, 0, (rows, columns), (columns, 1))
+    return empty_batch_float32((rows, columns))
 
 
 def _to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:

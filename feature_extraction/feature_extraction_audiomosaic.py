@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import get_worker_info
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.utils import PaddingStrategy, TensorType, logging
@@ -171,6 +172,19 @@ def _window_function(window_type: str, window_size: int) -> np.ndarray:
 # contiguous bands: filters are split into this many groups, each multiplying only the FFT bins it covers. With 128
 # bins this needs ~8x fewer multiply-adds than one dense (514 x 128) product.
 _MEL_GROUPS = 8
+
+
+def empty_batch_float32(shape: Sequence[int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """An uninitialised float32 tensor of `shape` on `device`. On the CPU inside a DataLoader worker it is made in
+    shared memory, as torch's `default_collate` makes its batches: a batch then reaches the training process without
+    the copy torch makes of a private tensor as it sends it (a 512-clip batch of host views is 512 MiB; of the device
+    path's waveforms 320 MiB)."""
+    shape = tuple(int(size) for size in shape)
+    numel = math.prod(shape)
+    if torch.device(device).type != "cpu" or numel == 0 or get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.float32, device=device)
+    storage = torch.UntypedStorage._new_shared(numel * 4)  # what default_collate does in a worker
+    return torch.empty(0, dtype=torch.float32).set_(storage, 0, shape)
 
 
 def _no_autocast(device: torch.device):
@@ -1204,7 +1218,8 @@ class AudioMosaicFeatureExtractor(SequenceFeatureExtractor):
                 mel_groups=mel_groups, num_mel_bins=int(self.num_mel_bins), preemphasis_coefficient=0.97,
                 remove_dc_offset=True, shift=shift, scale=scale,
             )
-            features = torch.empty(batch, target, int(self.num_mel_bins), dtype=torch.float32, device=device)
+            # every value is written below; in a DataLoader worker the tensor is made in shared memory
+            features = empty_batch_float32((batch, target, int(self.num_mel_bins)), device)
             if vectorized is None:
                 vectorized = device.type != "cpu"
             longest = int(valid_frames.max())

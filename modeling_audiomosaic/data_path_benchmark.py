@@ -16,9 +16,10 @@ at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_au
   (`ClapFeatureExtractor`, 10 s at 48 kHz, ``fusion`` and ``rand_trunc``): on the host path the extractor's numpy
   spectrogram runs in the worker; on the device path the worker only resamples, pads and draws
   (`ClapFeaturesOnDevice.plan`) and the spectrogram is device work (measured here on the CPU, one thread);
-* **worker hand-over** (``worker_transfer``): a DataLoader worker process building the device path's padded waveform
-  batch (128 clips of 10.255 s, 80 MiB) and handing it to the training process, made in shared memory as
-  `padded_rows` does in a worker vs a private tensor, which torch copies into shared memory to send it;
+* **worker hand-over** (``worker_transfer``): a DataLoader worker process building a batch and handing it to the
+  training process, made in shared memory as the library does in a worker vs a private tensor, which torch copies
+  into shared memory to send it: the device path's padded waveforms (128 clips of 10.255 s, 80 MiB) and the host
+  path's views (128 clips x 2 views x 1024 x 128, 128 MiB);
 * **end of a stream's pass** (``stream_pass``): the seconds of one pass over 8 parquet shards with 2 DataLoader
   workers when each worker interleaves its shards into its shuffle buffer (datasets' default) vs reads them one after
   another (`--shuffle_input_shards 1`, the runs' default): datasets sleeps at the end of an interleaved parquet stream
@@ -171,39 +172,59 @@ def _clap_teacher_report(ms: dict[str, float]) -> dict[str, Any]:
 
 
 def worker_transfer(repeats: int = 10, clips: int = 128) -> dict[str, Any]:
-    """Milliseconds per clip for a DataLoader worker process to build the padded waveform batch of the device path
-    (`padded_rows`, 10.255 s clips) and hand it to this process: made in shared memory (what `padded_rows` does in a
-    worker) vs a private tensor (torch then copies it into shared memory as it sends it). The median time between
-    batches over ``repeats`` batches after two, with one worker and nothing else to do here."""
+    """Milliseconds per clip for a DataLoader worker process to build a batch and hand it to this process, made in
+    shared memory (what the library does in a worker) vs a private tensor (torch then copies it into shared memory as
+    it sends it), for the two paths' batches of ``clips`` clips:
+
+    * ``device_views``: the device path's padded waveforms (`padded_rows`, 10.255 s clips: 80 MiB at 128 clips);
+    * ``host_views``: the host path's views, two ``1024 x 128`` float32 spectrograms per clip (128 MiB at 128 clips),
+      allocated as `AudioMosaicFeatureExtractor.batch_features` allocates them and filled (the views' computation
+      itself is timed by the collations above).
+
+    The median time between batches over ``repeats`` batches after two, with one worker and nothing else to do here.
+    """
     import time  # noqa: PLC0415
 
     from torch.utils.data import DataLoader  # noqa: PLC0415
 
     from .feature_extraction import augmentation_device  # noqa: PLC0415
+    from .feature_extraction.feature_extraction_audiomosaic import empty_batch_float32  # noqa: PLC0415
 
     rows = [np.random.default_rng(i).standard_normal(164080).astype(np.float32) for i in range(clips)]
     shared = augmentation_device._empty_batch_tensor
+    views_shape = (clips * 2, 1024, 128)
 
     def private(count: int, length: int) -> torch.Tensor:
         return torch.empty(count, length, dtype=torch.float32)
 
-    def ms_per_clip(allocate: Any) -> float:
-        augmentation_device._empty_batch_tensor = allocate  # read by the forked worker
-        try:
-            loader = DataLoader(range(repeats + 2), batch_size=None, num_workers=1, prefetch_factor=1,
-                                collate_fn=lambda _: augmentation_device.padded_rows(rows)[0],
-                                multiprocessing_context="fork")
-            stamps = [time.perf_counter()]
-            for _ in loader:
-                stamps.append(time.perf_counter())
-        finally:
-            augmentation_device._empty_batch_tensor = shared
+    def ms_per_clip(collate: Any) -> float:
+        loader = DataLoader(range(repeats + 2), batch_size=None, num_workers=1, prefetch_factor=1, collate_fn=collate,
+                            multiprocessing_context="fork")
+        stamps = [time.perf_counter()]
+        for _ in loader:
+            stamps.append(time.perf_counter())
         return 1000.0 * float(np.median(np.diff(stamps)[2:])) / clips
 
-    private_ms = min(ms_per_clip(private), ms_per_clip(private))
-    shared_ms = min(ms_per_clip(shared), ms_per_clip(shared))
-    return {"clips_per_batch": clips, "private_then_copied_ms": round(private_ms, 3),
-            "shared_memory_ms": round(shared_ms, 3), "ratio": round(shared_ms / private_ms, 3)}
+    def waveforms(allocate: Any) -> float:
+        augmentation_device._empty_batch_tensor = allocate  # read by the forked worker
+        try:
+            return ms_per_clip(lambda _: augmentation_device.padded_rows(rows)[0])
+        finally:
+            augmentation_device._empty_batch_tensor = shared
+
+    def views(shared_memory: bool) -> float:
+        if shared_memory:
+            return ms_per_clip(lambda _: empty_batch_float32(views_shape).fill_(0.5))
+        return ms_per_clip(lambda _: torch.empty(views_shape, dtype=torch.float32).fill_(0.5))
+
+    report: dict[str, Any] = {"clips_per_batch": clips}
+    for name, measure, (as_private, as_shared) in (("device_views", waveforms, (private, shared)),
+                                                   ("host_views", views, (False, True))):
+        private_ms = min(measure(as_private), measure(as_private))
+        shared_ms = min(measure(as_shared), measure(as_shared))
+        report[name] = {"private_then_copied_ms": round(private_ms, 3), "shared_memory_ms": round(shared_ms, 3),
+                        "ratio": round(shared_ms / private_ms, 3)}
+    return report
 
 
 def stream_pass(workers: int = 2) -> dict[str, Any]:

@@ -253,6 +253,36 @@ def test_padded_rows_are_made_in_shared_memory_in_a_worker_and_zero_padded(monke
     assert torch.equal(padded_rows(rows)[0], expected)
 
 
+def _host_views_in_worker(collator, examples):
+    values = collator(examples)["input_values"]
+    return values, values.is_shared()
+
+
+def test_host_views_are_made_in_shared_memory_in_a_worker(fe, monkeypatch):
+    """The host path's views (the feature extractor's `batch_features` output, 512 MiB at 512 clips) are allocated in
+    shared memory in a DataLoader worker, as the device path's waveforms are: torch sends them without copying them
+    again. Same values as a collation in this process, and every value is written (a NaN-filled allocation gives the
+    same views: the short clip's padding frames included)."""
+    import functools
+
+    from torch.utils.data import DataLoader
+
+    from modeling_audiomosaic.feature_extraction import feature_extraction_audiomosaic
+
+    collator = PretrainingViewsCollator(ContrastiveViewGenerator(fe, augmentation="original"), seed=3)
+    clips = _clips(torch.Generator().manual_seed(6), [30000, 9000])
+    examples = [{"audio": clip, "id": i} for i, clip in enumerate(clips)]
+    expected = collator(examples)["input_values"]
+    assert not expected.is_shared() and expected.shape == (2, 2, 128, 128)
+    loader = DataLoader([examples] * 2, batch_size=None, num_workers=1,
+                        collate_fn=functools.partial(_host_views_in_worker, collator))
+    for values, shared_in_worker in loader:
+        assert shared_in_worker and torch.equal(values, expected)
+    monkeypatch.setattr(feature_extraction_audiomosaic, "empty_batch_float32",
+                        lambda shape, device="cpu": torch.full(tuple(shape), float("nan"), device=device))
+    assert torch.equal(collator(examples)["input_values"], expected)
+
+
 def test_device_views_without_roll_and_errors(fe):
     views = ContrastiveViewGenerator(fe, augmentation="original", roll_and_gain=False, num_views=3)
     clips = _clips(torch.Generator().manual_seed(4), [21000, 15000])
