@@ -9,7 +9,8 @@
 * The data layer, one concern per module: `audio_io` (read / decode / resample / crop audio), `skips` (skip reasons
   and counting of bad items), `labels` (label fields, vocabulary, the label-CSV reader), `records` (`DecodeOptions`
   and the record → example decoder), `sources` (local folders, manifests, CSV files), `audio_datasets` (map-style and
-  streaming datasets, rank sharding) and `loading` (`load_audio_dataset`, `wrap_hf_dataset`).
+  streaming datasets, rank sharding), `loading` (`load_audio_dataset`, `wrap_hf_dataset`) and `stream_rows` (positions
+  in a stream's records: a resumed run passes over what it trained on without decoding it).
 * `collators`: pre-training views and classification batches, and the epoch-tagging dataset wrapper.
 * On the accelerator (views on the device): `augmentation_device` (the view chain as batched torch operations) and
   `clap_device` (a CLAP distillation teacher's spectrogram).

@@ -175,9 +175,13 @@ class AudioIterableDataset(torch.utils.data.IterableDataset):
         # built now (map is lazy) so that set_epoch reaches persistent DataLoader workers through datasets' shared
         # epoch counter
         columns = raw.column_names
+        # with each record's index in its worker's pass (``stream_row``): a resumed run passes over the records it
+        # already trained on without decoding them (`ExampleDecoder.skip_rows`)
         self._hf = raw.map(
-            decoder, batched=True, batch_size=decode_batch_size, remove_columns=list(columns) if columns else None
+            decoder, batched=True, batch_size=decode_batch_size, with_indices=True,
+            remove_columns=list(columns) if columns else None,
         )
+        setattr(self._hf, STREAM_DECODER, decoder)
 
     @property
     def skip_counter(self) -> SkipCounter:
@@ -185,7 +189,9 @@ class AudioIterableDataset(torch.utils.data.IterableDataset):
 
     @property
     def hf_dataset(self) -> Any:
-        """The decoded `datasets.IterableDataset` (columns ``audio``, ``labels``, ``id``, ``group``)."""
+        """The decoded `datasets.IterableDataset` (columns ``audio``, ``labels``, ``id``, ``group``, and
+        ``num_skipped``, ``skipped_ids``, ``stream_row``: see `ExampleDecoder.__call__`); `stream_decoder` gives its
+        decoder back."""
         return self._hf
 
     @property
@@ -262,6 +268,18 @@ class AudioIterableDataset(torch.utils.data.IterableDataset):
 
     def __repr__(self) -> str:
         return f"AudioIterableDataset(name={self.name!r}, n_shards={self.n_shards}, {self.skip_counter.summary()})"
+
+
+STREAM_DECODER = "audiomosaic_stream_decoder"
+"""Attribute of an `AudioIterableDataset.hf_dataset` holding its [`ExampleDecoder`] (the ``map`` function that every
+copy of the stream, accelerate's per-rank shard and the DataLoader workers' included, calls)."""
+
+
+def stream_decoder(dataset: Any) -> ExampleDecoder | None:
+    """The decoder of a stream made by `AudioIterableDataset` (its ``hf_dataset`` or the wrapper), else ``None``."""
+    if isinstance(dataset, AudioIterableDataset):
+        return dataset.decoder
+    return getattr(dataset, STREAM_DECODER, None)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -358,4 +376,4 @@ def stream_sharding_problem(n_shards: int, world_size: int, num_workers: int = 0
 
 
 __all__ = ["AudioDataset", "AudioIterableDataset", "get_rank_and_world_size", "require_datasets", "shard_for_rank",
-           "stream_sharding_problem"]
+           "stream_decoder", "stream_sharding_problem"]

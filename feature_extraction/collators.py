@@ -27,23 +27,7 @@ from .audio_io import TARGET_SAMPLING_RATE, resample_audio
 from .augmentation_device import HostTensors, padded_rows
 from .clap_device import ClapFeaturesOnDevice, is_clap_feature_extractor
 from .labels import LabelVocabulary
-
-
-class SharedEpoch:
-    """An epoch number in shared memory: set in the main process, read by DataLoader workers (persistent ones too).
-
-    A plain attribute is copied into each worker when the worker starts, so a persistent worker would keep reading
-    the epoch it started in (and a resumed run would then see other epochs than the uninterrupted one)."""
-
-    def __init__(self, epoch: int = 0) -> None:
-        self._value = torch.zeros((), dtype=torch.int64).share_memory_()
-        self.set(epoch)
-
-    def set(self, epoch: int) -> None:
-        self._value.fill_(int(epoch))
-
-    def get(self) -> int:
-        return int(self._value.item())
+from .stream_rows import SharedEpoch, worker_index
 
 
 def _skip_counter(dataset: Any) -> Any:
@@ -112,7 +96,8 @@ def batch_seed(seed: int, epoch: int, ids: Sequence[Any]) -> int:
 
 class PretrainingViewsCollator:
     """Build the views of a batch: ``{"input_values": (B, V, frames, mel), "num_skipped": int}`` (+ ``labels`` with a
-    ``label_vocabulary``, + ``teacher_inputs`` with a ``teacher_feature_extractor``).
+    ``label_vocabulary``, + ``teacher_inputs`` with a ``teacher_feature_extractor``; + ``stream_rows``, ``[worker, raw
+    records of its pass up to the batch's last]``, for examples of a stream: see `.stream_rows`).
 
     Clips longer than ``crop_samples`` (default: the samples the spectrogram length needs,
     ``view_generator.num_samples``) are first cut to a random window of that length, drawn from the same generator.
@@ -201,6 +186,9 @@ class PretrainingViewsCollator:
             "num_skipped": int(sum(int(example.get("num_skipped", 0)) for example in examples)),
             "skipped_ids": [str(i) for example in examples for i in (example.get("skipped_ids") or ())],
         })
+        rows = [example["stream_row"] for example in examples if example.get("stream_row") is not None]
+        if rows:  # a stream: where in this worker's raw records the batch ends (`stream_rows.py`)
+            batch["stream_rows"] = [worker_index(), int(max(rows)) + 1]
         if self.label_vocabulary is not None:
             batch["labels"] = self._labels(examples)
         if self.teacher_feature_extractor is not None:

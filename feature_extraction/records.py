@@ -36,6 +36,7 @@ from .audio_io import (
 )
 from .labels import DEFAULT_LABEL_KEYS, normalize_labels
 from .skips import AudioDecodeError, SkipCounter
+from .stream_rows import RowSkip
 
 AUTO = "auto"
 """Column value meaning "find the field": see [`DecodeOptions`]."""
@@ -198,6 +199,7 @@ class ExampleDecoder:
         self.skip_counter = skip_counter if skip_counter is not None else SkipCounter()
         self._rng: np.random.Generator | None = None
         self._rng_owner: tuple[int, int | None] | None = None
+        self.row_skip: RowSkip | None = None  # records passed over undecoded in a resumed pass (`skip_rows`)
 
     @property
     def output_columns(self) -> list[str]:
@@ -306,16 +308,48 @@ class ExampleDecoder:
         self.skip_counter.record_ok()
         return {"audio": wave, "labels": labels, "id": example_id, "group": group}
 
-    def __call__(self, batch: Mapping[str, list]) -> dict[str, list]:
-        """Batched ``datasets.map`` function: decodes every row and drops the bad ones."""
+    @property
+    def skips_rows_exactly(self) -> bool:
+        """Whether passing over records undecoded leaves the following ones as they would have been: not with random
+        crops of long files, drawn from one generator per worker in record order."""
+        return not (self.max_samples is not None and self.options.crop == "random")
+
+    def skip_rows(self, epoch: int, rows_per_worker: Sequence[int]) -> None:
+        """Resume a stream: in pass ``epoch`` DataLoader worker ``w`` passes over its first ``rows_per_worker[w]``
+        records (``stream_row`` below that) without decoding or counting them (see `.stream_rows`). Call it before
+        the DataLoader starts its workers, and `set_epoch` at the start of every pass."""
+        if not self.skips_rows_exactly:
+            raise ValueError(
+                "this decoder crops long files at random positions drawn in record order, so records passed over "
+                "undecoded would change the crops of the following ones: skip by decoding instead"
+            )
+        self.row_skip = RowSkip(epoch, rows_per_worker)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The stream's pass now starting (only a resumed stream's `skip_rows` reads it)."""
+        if self.row_skip is not None:
+            self.row_skip.set_epoch(epoch)
+
+    def __call__(self, batch: Mapping[str, list], indices: Sequence[int] | None = None) -> dict[str, list]:
+        """Batched ``datasets.map`` function: decodes every row and drops the bad ones.
+
+        With ``indices`` (``with_indices=True``: each record's index in this worker's pass) the rows carry it as
+        ``stream_row``, and the records before `skip_rows`' position are passed over undecoded."""
         keys = list(batch.keys())
         size = len(batch[keys[0]]) if keys else 0
         out: dict[str, list] = {name: [] for name in self.output_columns}
         # bad items dropped since the previous emitted row, and their ids (so streams can report skips)
         out["num_skipped"] = []
         out["skipped_ids"] = []
+        if indices is not None:
+            out["stream_row"] = []
+        first = 0
+        if indices is not None and self.row_skip is not None and size:
+            below = self.row_skip.rows_to_skip()
+            while first < size and int(indices[first]) < below:
+                first += 1
         pending: list[str] = list(getattr(self, "_pending_skip_ids", []))
-        for i in range(size):
+        for i in range(first, size):
             example = self.decode({k: batch[k][i] for k in keys})
             if example is None:
                 pending.append(self.skip_counter.recent_ids[-1])  # `decode` recorded exactly this one skip
@@ -324,6 +358,8 @@ class ExampleDecoder:
                 out[name].append(example[name])
             out["num_skipped"].append(len(pending))
             out["skipped_ids"].append(pending)
+            if indices is not None:
+                out["stream_row"].append(int(indices[i]))
             pending = []
         self._pending_skip_ids = pending
         return out

@@ -23,7 +23,11 @@ at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_au
 * **end of a stream's pass** (``stream_pass``): the seconds of one pass over 8 parquet shards with 2 DataLoader
   workers when each worker interleaves its shards into its shuffle buffer (datasets' default) vs reads them one after
   another (`--shuffle_input_shards 1`, the runs' default): datasets sleeps at the end of an interleaved parquet stream
-  and the DataLoader, which delivers batches in order, waits for that worker.
+  and the DataLoader, which delivers batches in order, waits for that worker;
+* **resuming a stream** (``stream_resume``): getting past the trained part of a pass of 10 s clips (the mirrors' FLAC
+  and MP3) with 2 DataLoader workers before the resumed step trains, skipping its batches by iterating (decoded, host
+  views collated, dropped: what `skip_first_batches` does) vs the workers passing over the trained records undecoded
+  (`ExampleDecoder.skip_rows`, what a resumed streaming run does): wall ms per clip.
 
 Reported: milliseconds per clip for each stage and format, and "host cores needed per 1,000 clips/s" (= ms per clip
 on one core), for each path. ``ratio`` = host cost of the device-view path / host cost of the host-view path, decode
@@ -129,6 +133,7 @@ def bench_data_path(args: Any) -> dict:
         "clap_teacher": _clap_teacher_report(ms),
         "worker_transfer": worker_transfer(repeats=max(repeats, 3)),
         "stream_pass": stream_pass(),
+        "stream_resume": stream_resume(clips=(8, 24), repeats=1) if getattr(args, "quick", False) else stream_resume(),
         "clips": f"{batch} x 10 s per batch, two views of 1024 x 128, augmentation 'original', one worker thread",
         "repeats": repeats,
     }
@@ -253,4 +258,54 @@ def stream_pass(workers: int = 2) -> dict[str, Any]:
             begin = time.perf_counter()
             report["batches"] = sum(1 for _ in loader)
             report[name] = round(time.perf_counter() - begin, 3)
+    return report
+
+
+def stream_resume(workers: int = 2, clips: tuple[int, int] = (16, 64), repeats: int = 3) -> dict[str, Any]:
+    """Getting past the trained part of a stream's pass (parquet, 10 s FLAC / MP3 clips at 32-48 kHz, batches of 4,
+    host views) with ``workers`` DataLoader workers: iterating the DataLoader and dropping its batches vs the workers
+    passing over the records undecoded (`ExampleDecoder.skip_rows`). Wall milliseconds per clip beyond the pass's
+    fixed cost (starting the workers, opening the shards): the difference of passes over ``clips[1]`` and
+    ``clips[0]`` clips, fastest of ``repeats``."""
+    import tempfile  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from torch.utils.data import DataLoader  # noqa: PLC0415
+
+    from .feature_extraction import AudioMosaicFeatureExtractor, ContrastiveViewGenerator  # noqa: PLC0415
+    from .feature_extraction.audioset_shards import write_audioset_shards  # noqa: PLC0415
+    from .feature_extraction.collators import PretrainingViewsCollator  # noqa: PLC0415
+    from .feature_extraction.loading import load_audio_dataset  # noqa: PLC0415
+
+    views = ContrastiveViewGenerator(AudioMosaicFeatureExtractor.from_preset("audioset"), augmentation="original")
+    collator = PretrainingViewsCollator(views, seed=0)
+    report: dict[str, Any] = {"workers": workers, "clips": list(clips), "batch": 4}
+
+    def seconds(folder: str, skip: bool) -> tuple[float, int]:
+        stream = load_audio_dataset(dataset_name=f"{folder}/parquet", streaming=True)
+        stream = stream.shuffle(seed=0, buffer_size=8, max_input_shards=1)
+        if skip:  # more records than any worker has: the whole pass
+            stream.decoder.skip_rows(0, [max(clips)] * workers)
+        loader = DataLoader(stream.hf_dataset, batch_size=4, num_workers=workers, collate_fn=collator, drop_last=True)
+        begin = time.perf_counter()
+        count = sum(1 for _ in loader)
+        return time.perf_counter() - begin, count
+
+    with tempfile.TemporaryDirectory() as root:
+        folders = {}
+        for n in clips:
+            folders[n] = f"{root}/{n}"
+            write_audioset_shards(folders[n], n, 2 * workers, seed=2, formats=["parquet"])
+        best: dict[tuple[int, bool], float] = {}
+        for _ in range(repeats):
+            for n in clips:
+                for skip in (False, True):
+                    took, count = seconds(folders[n], skip)
+                    best[n, skip] = min(best.get((n, skip), took), took)
+                    report[f"batches_{'left' if skip else 'of_the_pass'}_{n}"] = count
+    small, large = clips
+    for skip, name in ((False, "iterating"), (True, "passing_over")):
+        report[f"{name}_s"] = {n: round(best[n, skip], 3) for n in clips}
+        report[f"{name}_ms_per_clip"] = round(1000.0 * (best[large, skip] - best[small, skip]) / (large - small), 3)
+    report["ratio"] = round(report["passing_over_ms_per_clip"] / report["iterating_ms_per_clip"], 3)
     return report

@@ -42,7 +42,7 @@ from transformers.utils import logging
 from .checkpoints import ProcessLayoutCallback, RunCountersCallback, restore_run_counters, single_checkpoint_risk
 from .distributed import gather_objects
 from .distributed import world_size as process_count
-from .feature_extraction.audio_datasets import stream_sharding_problem
+from .feature_extraction.audio_datasets import stream_decoder, stream_sharding_problem
 from .finetuning import no_weight_decay_parameters
 from .stream_position import (
     StreamPositionCallback,
@@ -106,6 +106,15 @@ class _WindowEnd(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.trainer._skipped_in_window = 0
         self.trainer._batches_in_window = 0
+
+
+def _off_the_global_generator(loader: Any, seed: int) -> Any:
+    """Give a (prepared) DataLoader a generator of its own for its workers' seeds if it has none (see
+    `AudioMosaicPretrainingTrainer.get_train_dataloader`); accelerate's copies (e.g. `skip_first_batches`) share it."""
+    base = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps the torch DataLoader
+    if getattr(base, "generator", None) is None:
+        base.generator = torch.Generator().manual_seed(int(seed))
+    return loader
 
 
 def decay_parameter_names(model: nn.Module) -> list[str]:
@@ -304,10 +313,16 @@ class AudioMosaicPretrainingTrainer(Trainer):
         a partial batch of its own size: the contrastive loss's all-gathers need the same batch size on every rank
         (a crash on gloo, a hang or wrong negatives on NCCL). accelerate keeps the loader's ``drop_last`` when it
         shards the stream.
+
+        Either loader draws the seed of its workers from a generator of its own, not from torch's global one, whose
+        stream draws the masks: with ``dataloader_persistent_workers`` a run resumed mid-pass makes one DataLoader
+        more than the uninterrupted run (Trainer's skip of the trained batches), whose first pass would draw once
+        more from the global generator, so every mask of the following passes differed from the uninterrupted run's.
+        The workers' seeds do not reach the data: the views, crops and shuffles have seeds of their own.
         """
         dataset = self.train_dataset
         if not isinstance(dataset, torch.utils.data.IterableDataset) or not self.args.dataloader_drop_last:
-            return super().get_train_dataloader()
+            return _off_the_global_generator(super().get_train_dataloader(), self.args.seed)
         args = self.args
         loader = torch.utils.data.DataLoader(
             dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator, drop_last=True,
@@ -315,6 +330,7 @@ class AudioMosaicPretrainingTrainer(Trainer):
             persistent_workers=args.dataloader_persistent_workers,
             multiprocessing_context=args.dataloader_multiprocessing_context,
             prefetch_factor=args.dataloader_prefetch_factor, in_order=args.dataloader_in_order,
+            generator=torch.Generator().manual_seed(int(args.seed)),
         )
         return self.accelerator.prepare(loader)
 
@@ -329,8 +345,39 @@ class AudioMosaicPretrainingTrainer(Trainer):
             self._skipped_at_train_start = self.nonfinite_losses  # `mean_training_loss` is of this call's batches
         if self._stream_position is not None and resume_from_checkpoint is not None:
             epochs, batches = self._stream_position.load(resume_from_checkpoint, not self.args.ignore_data_skip)
-            batches = min(batches, num_update_steps_per_epoch * self.args.gradient_accumulation_steps)
+            capped = min(batches, num_update_steps_per_epoch * self.args.gradient_accumulation_steps)
+            if capped != batches:  # the positions are those of all the batches
+                self._stream_position.resume_plan = None
+            batches = capped
+            self._arm_row_skip(epochs, batches)
         return epochs, batches
+
+    def _arm_row_skip(self, epoch: int, batches: int) -> None:
+        """Have each DataLoader worker of the resumed pass pass over the records already trained on without decoding
+        them (`stream_position.WorkerRows`); `get_resumed_dataloader` then skips the rest by iterating."""
+        plan, decoder = self._stream_position.resume_plan, stream_decoder(self.train_dataset)
+        self._batches_left_to_skip = None
+        if batches == 0:
+            return
+        if plan is None or decoder is None or not decoder.skips_rows_exactly:
+            why = ("no per-worker positions in the checkpoint" if plan is None else
+                   "the stream has no AudioMosaic decoder" if decoder is None else "random crops in the decoder")
+            logger.info(f"resuming the stream by decoding and skipping its trained batches ({why})")
+            return
+        rows, then_skip = plan
+        decoder.skip_rows(epoch, rows)
+        self._batches_left_to_skip = then_skip
+        logger.info(f"resuming the stream: DataLoader workers pass over {rows} records undecoded, then {then_skip} "
+                    "batch(es) skipped by iterating")
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """Trainer's skip of the batches trained on in the resumed pass; for a stream whose workers already pass over
+        their records undecoded (`_arm_row_skip`), only the few batches left."""
+        left = getattr(self, "_batches_left_to_skip", None)
+        if left is None:
+            return super().get_resumed_dataloader(dataloader, num_batches)
+        self._batches_left_to_skip = None
+        return super().get_resumed_dataloader(dataloader, left) if left else dataloader
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return decay_parameter_names(model)
@@ -403,6 +450,9 @@ class AudioMosaicPretrainingTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         skipped = inputs.pop("num_skipped", 0)
         skipped_ids = inputs.pop("skipped_ids", None) or []
+        stream_rows = inputs.pop("stream_rows", None)
+        if model.training and self._stream_position is not None:
+            self._stream_position.batch_trained(stream_rows)
         if "waveforms" in inputs:
             inputs["input_values"] = self.device_views(inputs)
         if "teacher_waveforms" in inputs:

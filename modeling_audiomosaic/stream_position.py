@@ -11,20 +11,30 @@ tell it at the start of a pass.
 [`StreamPositionCallback`] keeps, per rank, the data epoch in progress and the batches of it consumed; it writes them
 to ``stream_position_<rank>.json`` in every checkpoint, tells the dataset and the collator the epoch at the start of
 every pass, and gives `AudioMosaicPretrainingTrainer` the ``(epoch, batches)`` to resume from. Trainer then restarts
-that pass with the same shuffle and skips exactly the batches already trained on (by iterating: skipped examples are
-decoded and collated again, about as costly as the steps' data loading), so the resumed run sees the uninterrupted
-run's batches, views and losses (``tests/test_streaming_shards.py``).
+that pass with the same shuffle and skips exactly the batches already trained on, so the resumed run sees the
+uninterrupted run's batches, views and losses (``tests/test_streaming_shards.py``).
+
+Skipping without decoding: each batch of a stream says which DataLoader worker made it and where in that worker's raw
+records it ends (``stream_rows``, `feature_extraction/stream_rows.py`); `WorkerRows` keeps them and saves them with the
+position. A DataLoader delivers a stream's batches round by round (worker 0, 1, ..., each while it has batches), and a
+fresh one starts at worker 0: so a resumed run has every worker pass over, undecoded, its records up to the end of the
+round before the last trained batch's (`ExampleDecoder.skip_rows`), and Trainer skips by iterating only the batches of
+that last round trained already (fewer than the workers). Without positions (another collator, an older checkpoint, a
+decoder with random crops) every batch is skipped by iterating: decoded and collated again, about as costly as the
+steps' data loading.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sized
+from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from .feature_extraction.audio_datasets import stream_decoder
 
 POSITION_FILE = "stream_position_{rank}.json"
 """Per-rank position file written into every checkpoint of a streaming run."""
@@ -97,6 +107,72 @@ def check_streaming_curriculum(config: Any) -> None:
         )
 
 
+class WorkerRows:
+    """Per DataLoader worker, the batches of the pass in progress trained on and where in the worker's raw records the
+    last two of them end (``stream_rows`` of the batches), for a resume that passes over the records undecoded.
+
+    Args:
+        num_workers: the DataLoader's ``num_workers`` (0: one stream, in the main process).
+    """
+
+    def __init__(self, num_workers: int) -> None:
+        workers = max(int(num_workers), 1)
+        self.batches = [0] * workers
+        self.rows = [0] * workers  # records up to the end of each worker's last batch
+        self.rows_before = [0] * workers  # ... and up to the end of its batch before that
+        self.last_worker: int | None = None
+        self.unplaced = 0  # batches without ``stream_rows``
+
+    def add(self, position: Sequence[int] | None) -> None:
+        """A batch trained on: ``[worker, records up to its last]`` (``None``: a batch that did not say)."""
+        if position is None:
+            self.unplaced += 1
+            return
+        worker, rows = int(position[0]), int(position[1])
+        if not 0 <= worker < len(self.batches):
+            raise ValueError(f"a batch from DataLoader worker {worker} with {len(self.batches)} worker(s)")
+        self.rows_before[worker], self.rows[worker] = self.rows[worker], rows
+        self.batches[worker] += 1
+        self.last_worker = worker
+
+    def state(self) -> dict[str, Any]:
+        return {"batches": self.batches, "rows": self.rows, "rows_before": self.rows_before,
+                "last_worker": self.last_worker, "unplaced": self.unplaced}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> WorkerRows:
+        new = cls(len(state["batches"]))
+        new.batches = [int(b) for b in state["batches"]]
+        new.rows = [int(r) for r in state["rows"]]
+        new.rows_before = [int(r) for r in state["rows_before"]]
+        new.last_worker = None if state["last_worker"] is None else int(state["last_worker"])
+        new.unplaced = int(state.get("unplaced", 0))
+        return new
+
+    def resume_plan(self, batches: int) -> tuple[list[int], int] | None:
+        """``(records each worker passes over undecoded, batches then skipped by iterating)`` for resuming after
+        ``batches`` trained batches of the pass, or ``None`` (skip them all by iterating) when the batches did not all
+        say where they end or were not delivered round by round.
+
+        The last trained batch is of round ``R`` (its worker's ``R + 1``-th). When that round is complete every worker
+        passes over all it gave. Otherwise a fresh DataLoader delivers round ``R`` again from worker 0, so the workers
+        that already gave a batch of round ``R`` stop before it (and Trainer skips those batches by iterating), the
+        others after their last batch (a worker whose records ended earlier: after all it gave, what follows in it
+        makes no batch)."""
+        if self.last_worker is None or self.unplaced or sum(self.batches) != int(batches):
+            return None
+        last_round = self.batches[self.last_worker] - 1
+        if max(self.batches) > last_round + 1:  # not round by round (e.g. ``dataloader_in_order`` off)
+            return None
+        if all(count < last_round for count in self.batches[self.last_worker + 1:]):
+            # the round is complete (the workers after the last one gave no batch in the round before: their records
+            # ended): the fresh DataLoader's first round is the next one
+            return list(self.rows), 0
+        in_last_round = [count == last_round + 1 for count in self.batches]
+        rows = [before if again else after for before, after, again in zip(self.rows_before, self.rows, in_last_round)]
+        return rows, sum(in_last_round)
+
+
 class StreamPositionCallback(TrainerCallback):
     """Tracks ``(data epoch, batches consumed in it)`` of this rank, saves it per checkpoint and restores it.
 
@@ -109,7 +185,17 @@ class StreamPositionCallback(TrainerCallback):
         self.trainer = trainer
         self.epoch = -1  # the pass in progress (-1: none started)
         self.batches = 0  # batches of it consumed by this rank
+        self.workers = WorkerRows(self._num_workers())  # where in each worker's records they end
         self._resume: tuple[int, int] | None = None
+        self._resume_workers: WorkerRows | None = None
+        self.resume_plan: tuple[list[int], int] | None = None  # see `WorkerRows.resume_plan`
+
+    def _num_workers(self) -> int:
+        return int(getattr(getattr(self.trainer, "args", None), "dataloader_num_workers", 0) or 0)
+
+    def batch_trained(self, stream_rows: Sequence[int] | None) -> None:
+        """A batch of this rank's stream went into a training step (``stream_rows``: its ``[worker, records]``)."""
+        self.workers.add(stream_rows)
 
     def load(self, checkpoint: str | os.PathLike, skip_data: bool = True) -> tuple[int, int]:
         """Read this rank's position from ``checkpoint``: ``(epoch, batches to skip)`` for Trainer's resumption
@@ -151,6 +237,9 @@ class StreamPositionCallback(TrainerCallback):
             )
         epoch, batches = int(position["epoch"]), int(position["batches"]) if skip_data else 0
         self._resume = (epoch, batches)
+        saved = position.get("workers") if batches else None  # absent in older checkpoints
+        self._resume_workers = WorkerRows.from_state(saved) if saved else None
+        self.resume_plan = self._resume_workers.resume_plan(batches) if self._resume_workers is not None else None
         return epoch, batches
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -160,10 +249,13 @@ class StreamPositionCallback(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         if self._resume is not None:
             self.epoch, self.batches = self._resume
-            self._resume = None
+            self.workers = self._resume_workers or WorkerRows(self._num_workers())
+            self._resume, self._resume_workers = None, None
         else:
             self.epoch, self.batches = self.epoch + 1, 0
-        for target in (self.trainer.train_dataset, self.trainer.data_collator):
+            self.workers = WorkerRows(self._num_workers())
+        dataset = self.trainer.train_dataset
+        for target in (dataset, self.trainer.data_collator, stream_decoder(dataset)):
             if hasattr(target, "set_epoch"):
                 target.set_epoch(self.epoch)
 
@@ -188,7 +280,8 @@ class StreamPositionCallback(TrainerCallback):
         rank = int(getattr(args, "process_index", 0))
         position = {"epoch": self.epoch, "batches": self.batches, "global_step": state.global_step,
                     "dataloader_num_workers": int(args.dataloader_num_workers),
-                    "order": getattr(self.trainer.train_dataset, ORDER_SETTINGS, None)}
+                    "order": getattr(self.trainer.train_dataset, ORDER_SETTINGS, None),
+                    "workers": self.workers.state()}
         tmp = folder / (POSITION_FILE.format(rank=rank) + ".tmp")
         tmp.write_text(json.dumps(position))
         os.replace(tmp, folder / POSITION_FILE.format(rank=rank))  # never half a file
@@ -198,6 +291,7 @@ __all__ = [
     "ORDER_SETTINGS",
     "POSITION_FILE",
     "StreamPositionCallback",
+    "WorkerRows",
     "check_streaming_curriculum",
     "check_streaming_layout",
     "is_streaming_dataset",

@@ -51,3 +51,8 @@ def test_data_path_report_has_every_stage_and_format():
     stream = result["stream_pass"]
     assert stream["datasets_pause_s"] == 0.5 and stream["batches"] == 10, stream
     assert stream["interleaved_s"] > stream["one_shard_at_a_time_s"] + 0.4, stream
+    # a resumed stream: the workers pass over the trained records undecoded and leave no batch of the pass
+    resume = result["stream_resume"]
+    for n in resume["clips"]:
+        assert resume[f"batches_of_the_pass_{n}"] == n // 4 and resume[f"batches_left_{n}"] == 0, resume
+    assert resume["iterating_ms_per_clip"] > 0, resume

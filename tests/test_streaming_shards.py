@@ -221,8 +221,11 @@ def test_two_process_streaming_shards_skips_and_mid_epoch_resume(shards, recipe,
 
     resume_at = 3  # epoch 1, one of its two batches done
     position = json.loads((tmp_path / "full" / f"checkpoint-{resume_at}" / "stream_position_1.json").read_text())
+    workers = position.pop("workers")  # where the batch ends in the worker's records: 4 good ones and the bad before
     assert position == {"epoch": 1, "batches": 1, "global_step": resume_at, "dataloader_num_workers": 0,
                         "order": {"shuffle_buffer_size": 1000, "shuffle_input_shards": 1, "max_train_samples": None}}
+    assert workers["batches"] == [1] and workers["last_worker"] == 0 and workers["rows_before"] == [0], workers
+    assert 4 <= workers["rows"][0] <= 6, workers
     resumed = _launch(common + ["--save_steps", "100", "--resume_from_checkpoint",
                                 str(tmp_path / "full" / f"checkpoint-{resume_at}")],
                       tmp_path / "resumed", tmp_path / "rec_resumed", tmp_path / "resumed.log")
@@ -284,6 +287,60 @@ def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp
         b = _losses(resumed["log_history"])
         for step in range(resume_at + 1, steps + 1):
             assert abs(a[step] - b[step]) <= 1e-6, (resume_at, step, a[step], b[step])
+
+
+def test_streaming_resume_with_workers_passes_over_the_trained_records_undecoded(shards, recipe, tmp_path,
+                                                                                  monkeypatch):
+    """Two persistent DataLoader workers, two parquet shards each: a pass is 4 batches of 4, delivered by workers 0,
+    1, 0, 1. Resumed after step 2 (round 0 complete) or step 3 (round 1 started by worker 0), the workers pass over
+    the records of the rounds done without decoding them (Trainer skips step 3's batch by iterating), read the next
+    pass whole, and the run continues with the uninterrupted run's batches and losses."""
+    from dist_scripts.record_stream_batches import record_batches
+
+    from modeling_audiomosaic.feature_extraction.records import ExampleDecoder
+    from modeling_audiomosaic.pretraining_run import run_pretraining
+
+    decode = ExampleDecoder.decode
+
+    def logged_decode(self, record):  # DataLoader workers are forked: they write what they decode, and in which pass
+        example = decode(self, record)
+        if example is not None and self.row_skip is not None and self.row_skip.pass_in_progress == 0:
+            with open(tmp_path / f"decoded-{os.getpid()}.txt", "a") as handle:
+                handle.write(example["id"] + "\n")
+        return example
+
+    def decoded_ids():
+        found = [i for p in tmp_path.glob("decoded-*.txt") for i in p.read_text().split()]
+        for p in tmp_path.glob("decoded-*.txt"):
+            p.unlink()
+        return found
+
+    monkeypatch.setattr(ExampleDecoder, "decode", logged_decode)
+    out, _ = shards
+    common = ["--config", str(recipe), "--dataset_name", str(out / "parquet"), "--streaming", "true",
+              "--max_steps", "6", "--dataloader_num_workers", "2", "--dataloader_persistent_workers", "true",
+              "--dataloader_multiprocessing_context", "fork"]
+    record_batches(tmp_path / "rec_full", monkeypatch.setattr)
+    full = run_pretraining(common + ["--save_steps", "1", "--output_dir", str(tmp_path / "full")])
+    rows = _records(tmp_path / "rec_full")[0]
+    assert [r["epoch"] for r in rows] == [0, 0, 0, 0, 1, 1]
+    a = _losses(full["log_history"])
+    for resume_at, then_iterated in ((2, 0), (3, 1)):
+        position = json.loads((tmp_path / "full" / f"checkpoint-{resume_at}" / "stream_position_0.json").read_text())
+        assert position["workers"]["batches"] == [(resume_at + 1) // 2, resume_at // 2], position
+        record_batches(tmp_path / f"rec{resume_at}", monkeypatch.setattr)
+        resumed = run_pretraining(common + [
+            "--save_steps", "100", "--output_dir", str(tmp_path / f"resumed{resume_at}"),
+            "--resume_from_checkpoint", str(tmp_path / "full" / f"checkpoint-{resume_at}"),
+        ])
+        assert _batches(_records(tmp_path / f"rec{resume_at}")[0]) == _batches(rows[resume_at:]), resume_at
+        b = _losses(resumed["log_history"])
+        for step in range(resume_at + 1, 7):
+            assert abs(a[step] - b[step]) <= 1e-6, (resume_at, step, a[step], b[step])
+        decoded = decoded_ids()  # in the resumed pass
+        passed_over = [i for r in rows[: resume_at - then_iterated] for i in r["ids"]]
+        assert not set(passed_over) & set(decoded), resume_at  # the rounds done: not decoded again
+        assert sorted(decoded) == sorted(i for r in rows[resume_at - then_iterated: 4] for i in r["ids"]), resume_at
 
 
 def test_streaming_resume_needs_the_stream_positions(shards, recipe, tmp_path):
