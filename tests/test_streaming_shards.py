@@ -257,6 +257,24 @@ def test_two_process_stream_with_uneven_shares_trains_full_batches(recipe, tmp_p
     assert sorted([r["epoch"] for r in rows] for rows in records.values()) == [[0, 0, 1, 1], [0, 1, 2, 3]]
 
 
+def _resume_in_process(common, tmp_path, monkeypatch, resume_at, rows, losses):
+    """Resume ``common``'s run (the uninterrupted one in ``tmp_path / "full"``, its trained batches ``rows`` and
+    ``losses``) from its checkpoint at ``resume_at``: the same batches and losses until the end."""
+    from dist_scripts.record_stream_batches import record_batches
+
+    from modeling_audiomosaic.pretraining_run import run_pretraining
+
+    record_batches(tmp_path / f"rec{resume_at}", monkeypatch.setattr)
+    resumed = run_pretraining(common + [
+        "--save_steps", "100", "--output_dir", str(tmp_path / f"resumed{resume_at}"),
+        "--resume_from_checkpoint", str(tmp_path / "full" / f"checkpoint-{resume_at}"),
+    ])
+    assert _batches(_records(tmp_path / f"rec{resume_at}")[0]) == _batches(rows[resume_at:]), resume_at
+    b = _losses(resumed["log_history"])  # the checkpoint's history, then the resumed steps
+    for step in range(resume_at + 1, len(rows) + 1):
+        assert abs(losses[step] - b[step]) <= 1e-6, (resume_at, step, losses[step], b[step])
+
+
 def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp_path, monkeypatch):
     """One process over the WebDataset shards (16 good clips: 4 batches per epoch): resuming mid-epoch 0 (step 2), at
     the end of it (step 4) and mid-epoch 1 (step 5) continues with the uninterrupted run's batches and losses. With
@@ -278,15 +296,7 @@ def test_one_process_streaming_resume_in_epoch_0_and_epoch_1(shards, recipe, tmp
     assert sorted(i for r in rows[:4] for i in r["ids"]) == good
     a = _losses(full["log_history"])
     for resume_at in (2, 4, 5):
-        record_batches(tmp_path / f"rec{resume_at}", monkeypatch.setattr)
-        resumed = run_pretraining(common + [
-            "--save_steps", "100", "--output_dir", str(tmp_path / f"resumed{resume_at}"),
-            "--resume_from_checkpoint", str(tmp_path / "full" / f"checkpoint-{resume_at}"),
-        ])
-        assert _batches(_records(tmp_path / f"rec{resume_at}")[0]) == _batches(rows[resume_at:]), resume_at
-        b = _losses(resumed["log_history"])
-        for step in range(resume_at + 1, steps + 1):
-            assert abs(a[step] - b[step]) <= 1e-6, (resume_at, step, a[step], b[step])
+        _resume_in_process(common, tmp_path, monkeypatch, resume_at, rows, a)
 
 
 def test_streaming_resume_with_workers_passes_over_the_trained_records_undecoded(shards, recipe, tmp_path,
@@ -328,15 +338,7 @@ def test_streaming_resume_with_workers_passes_over_the_trained_records_undecoded
     for resume_at, then_iterated in ((2, 0), (3, 1)):
         position = json.loads((tmp_path / "full" / f"checkpoint-{resume_at}" / "stream_position_0.json").read_text())
         assert position["workers"]["batches"] == [(resume_at + 1) // 2, resume_at // 2], position
-        record_batches(tmp_path / f"rec{resume_at}", monkeypatch.setattr)
-        resumed = run_pretraining(common + [
-            "--save_steps", "100", "--output_dir", str(tmp_path / f"resumed{resume_at}"),
-            "--resume_from_checkpoint", str(tmp_path / "full" / f"checkpoint-{resume_at}"),
-        ])
-        assert _batches(_records(tmp_path / f"rec{resume_at}")[0]) == _batches(rows[resume_at:]), resume_at
-        b = _losses(resumed["log_history"])
-        for step in range(resume_at + 1, 7):
-            assert abs(a[step] - b[step]) <= 1e-6, (resume_at, step, a[step], b[step])
+        _resume_in_process(common, tmp_path, monkeypatch, resume_at, rows, a)
         decoded = decoded_ids()  # in the resumed pass
         passed_over = [i for r in rows[: resume_at - then_iterated] for i in r["ids"]]
         assert not set(passed_over) & set(decoded), resume_at  # the rounds done: not decoded again
