@@ -34,7 +34,21 @@ import torch
 from .augmentation_chain import sample_roll_parameters
 from .feature_extraction_audiomosaic import _no_autocast, empty_batch_float32
 
-__all__ = ["HostTensors", "padded_rows", "sample_view_parameters", "sosfilt_steady", "views_from_parameters"]
+__all__ = ["HostTensors", "device_views_problem", "padded_rows", "sample_view_parameters", "sosfilt_steady",
+           "views_from_parameters"]
+
+#: Device types without float64 tensors, which the filters' states and the noise levels need (Apple's MPS).
+NO_FLOAT64_DEVICES = frozenset({"mps"})
+
+
+def device_views_problem(device: torch.device | str) -> str | None:
+    """Why the views cannot be computed on ``device``, or ``None``: the IIR filters' states and the noise levels are
+    float64 (the host path's precision), and Apple's MPS has no float64 tensors."""
+    kind = torch.device(device).type
+    if kind in NO_FLOAT64_DEVICES:
+        return (f"the {kind} device has no float64 tensors, which the views' IIR filter states and noise levels "
+                "need; compute the views on the host (--views_on_device false, the default there)")
+    return None
 
 #: A second-order section that passes its input through (pads cascades of different lengths).
 _IDENTITY_SECTION = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
@@ -367,6 +381,9 @@ def views_from_parameters(
         float32 ``(B, num_views, max_length, num_mel_bins)`` on the device of `waveforms`. Autocast is disabled inside.
     """
     device = waveforms.device
+    problem = device_views_problem(device)
+    if problem is not None:
+        raise ValueError(f"cannot compute the views on {device}: {problem}.")
     batch = waveforms.shape[0]
     if isinstance(parameters, HostTensors):
         parameters = parameters.tensors

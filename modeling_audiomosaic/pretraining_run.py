@@ -24,6 +24,7 @@ from .configuration_audiomosaic import AudioMosaicConfig
 from .cpu_bf16 import check_cpu_bf16
 from .feature_extraction import AudioMosaicFeatureExtractor
 from .feature_extraction.augmentation import ContrastiveViewGenerator
+from .feature_extraction.augmentation_device import device_views_problem
 from .feature_extraction.collators import EpochTaggedDataset, PretrainingViewsCollator
 from .feature_extraction.labels import build_label_vocabulary
 from .feature_extraction.loading import load_audio_dataset
@@ -116,8 +117,9 @@ class DataArguments:
     views_on_device: bool | None = field(
         default=None, metadata={"help": "data workers only decode and crop; augmentation + fbank run batched on the "
                                         "model's device in the training step (default: on when training on an "
-                                        "accelerator, off on CPU; the views are the same for the same seeds); "
-                                        "a CLAP distillation teacher's spectrogram moves to the device with them"},
+                                        "accelerator, off on CPU and on Apple's MPS, which has no float64; the views "
+                                        "are the same for the same seeds); a CLAP distillation teacher's spectrogram "
+                                        "moves to the device with them"},
     )
     max_train_samples: int | None = field(default=None)
     max_train_minutes: float | None = field(
@@ -228,6 +230,17 @@ def build_model(model_args: ModelArguments, config: AudioMosaicConfig, teacher=N
     if model_args.checkpointing_fraction > 0:
         model.audiomosaic.set_activation_checkpointing(True, model_args.checkpointing_fraction)
     return model
+
+
+def resolve_views_on_device(requested: bool | None, device: torch.device | str) -> bool:
+    """``--views_on_device``: unset, on for an accelerator that can compute them (not the CPU; not Apple's MPS, which
+    has no float64); asked for where they cannot run, a `ValueError` naming the device and the fix."""
+    problem = device_views_problem(device)
+    if requested is None:
+        return torch.device(device).type != "cpu" and problem is None
+    if requested and problem is not None:
+        raise ValueError(f"--views_on_device true: {problem}.")
+    return bool(requested)
 
 
 def build_dataset(data_args: DataArguments, training_args: TrainingArguments):
@@ -359,9 +372,7 @@ def run_pretraining(argv: list[str] | None = None, callbacks: list[TrainerCallba
         feature_extractor, augmentation=data_args.augmentation, num_views=config.pretraining_num_views,
         roll_and_gain=data_args.roll_and_gain,
     )
-    views_on_device = data_args.views_on_device
-    if views_on_device is None:
-        views_on_device = training_args.device.type != "cpu"
+    views_on_device = resolve_views_on_device(data_args.views_on_device, training_args.device)
     logger.info("views computed on %s", f"the device ({training_args.device})" if views_on_device else "the host")
     accelerator_config = training_args.accelerator_config
     if views_on_device and (accelerator_config.dispatch_batches or accelerator_config.split_batches):

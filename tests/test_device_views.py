@@ -225,6 +225,20 @@ def test_host_tensors_read_like_a_dict_and_views_on_device_refuse_batch_dispatch
                          "--views_on_device", "true", "--accelerator_config", '{"dispatch_batches": true}'])
 
 
+def test_views_on_device_default_and_devices_without_float64():
+    """Unset, views go to an accelerator, not to the CPU nor to Apple's MPS (no float64 tensors: the filter states
+    and noise levels need them); asked for on MPS, an error naming the device and the fix, before any training."""
+    from modeling_audiomosaic.feature_extraction.augmentation_device import device_views_problem
+    from modeling_audiomosaic.pretraining_run import resolve_views_on_device
+
+    assert [resolve_views_on_device(None, d) for d in ("cpu", "cuda:1", "xpu", "mps")] == [False, True, True, False]
+    assert resolve_views_on_device(True, "cpu") and not resolve_views_on_device(False, "cuda")
+    with pytest.raises(ValueError, match="mps device has no float64.*--views_on_device false"):
+        resolve_views_on_device(True, torch.device("mps"))
+    assert device_views_problem("cpu") is None and device_views_problem("cuda") is None
+    assert "no float64" in device_views_problem(torch.device("mps"))
+
+
 def _padded_in_worker(rows):
     from modeling_audiomosaic.feature_extraction.augmentation_device import padded_rows
 
