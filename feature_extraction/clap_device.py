@@ -6,11 +6,16 @@ one host thread per 10 s clip at 48 kHz, ~5x the cost of both contrastive views,
 x 64 float32 with ``truncation="fusion"``) are 1 MB per clip to copy to the device. With views on the device the host
 side keeps only what is cheap and random, and the spectrogram runs batched on the model's device:
 
-* in the DataLoader worker, :meth:`ClapFeaturesOnDevice.plan` resamples the student's crop to the teacher's rate
-  (the project's one resampler), applies the extractor's padding (``repeatpad`` / ``repeat`` / ``pad``) and
-  ``rand_trunc`` window, and draws the extractor's random choices (the ``rand_trunc`` offset, the three ``fusion``
-  chunk offsets, the clip marked ``is_longer`` when none is) from a `numpy.random.RandomState`, in the extractor's
-  own order: given the same seed, the same draws as `ClapFeatureExtractor` makes from numpy's global generator;
+* in the DataLoader worker, :meth:`ClapFeaturesOnDevice.plan` draws the extractor's random choices (the
+  ``rand_trunc`` offset, the three ``fusion`` chunk offsets, the clip marked ``is_longer`` when none is) from a
+  `numpy.random.RandomState`, in the extractor's own order (given the same seed, the same draws as
+  `ClapFeatureExtractor` makes from numpy's global generator), and describes the extractor's padding (``repeatpad`` /
+  ``repeat`` / ``pad``) and ``rand_trunc`` window of each clip at the teacher's rate;
+* in the training step, :meth:`ClapFeaturesOnDevice.teacher_waveforms` resamples the student's crops, already on the
+  device for the views, to the teacher's rate and lays them out as the plan says. The resampling is the project's one
+  resampler (`resample_audio`, soxr): for an integer ratio (16 -> 48 kHz) it is a linear, shift-invariant filter, so
+  its impulse response, measured from it once, applied as an FFT convolution gives its output (within 1e-6; checked
+  when the object is made, else the workers resample and send the teacher's waveforms, 2 MB per 10 s clip);
 * in the training step, :meth:`ClapFeaturesOnDevice.__call__` computes the extractor's spectrogram (centred,
   reflect-padded, periodic Hann window, power spectrum, HTK or Slaney mel filters, ``10 log10`` with a 1e-10 floor)
   in float64, rounding the STFT through complex64 as transformers' `spectrogram` stores it, and assembles the
@@ -91,9 +96,70 @@ class ClapFeaturesOnDevice:
         self.chunk_frames = self.max_samples // self.hop + 1
         self.dtype = dtype
         self._constants: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._kernels: dict[tuple[int, str], tuple[int, torch.Tensor]] = {}
+
+    def resampling_kernel(self, sampling_rate: int) -> tuple[int, np.ndarray] | None:
+        """``(factor, impulse response)`` of `resample_audio` from ``sampling_rate`` to the teacher's rate when the
+        teacher's rate is an integer multiple of it and the resampler is that filter (checked on a random clip: its
+        output within 1e-6, and ``factor`` times as long); else ``None``."""
+        if self.sampling_rate % int(sampling_rate):
+            return None
+        factor = self.sampling_rate // int(sampling_rate)
+        if factor == 1:
+            return 1, np.ones(1)
+        probe = np.zeros(8192, dtype=np.float32)
+        probe[4096] = 1.0
+        response = resample_audio(probe, sampling_rate, self.sampling_rate).astype(np.float64)
+        centre = factor * 4096
+        if response.shape[0] != factor * probe.shape[0]:
+            return None
+        support = np.nonzero(np.abs(response) > 1e-12 * np.abs(response).max())[0]
+        half = int(max(centre - support.min(), support.max() - centre))
+        if half >= centre - factor:  # not a short filter around the impulse
+            return None
+        kernel = response[centre - half : centre + half + 1]
+        clip = np.random.default_rng(0).standard_normal(3001).astype(np.float32) * 0.1
+        expected = resample_audio(clip, sampling_rate, self.sampling_rate).astype(np.float64)
+        got = _upsample(torch.from_numpy(clip)[None], factor, torch.from_numpy(kernel), torch.float64)[0].numpy()
+        if expected.shape != got.shape or float(np.abs(expected - got).max()) > 1e-6:
+            return None
+        return factor, kernel
+
+    def teacher_waveforms(self, waveforms: torch.Tensor, plan: Any) -> torch.Tensor:
+        """The teacher's input waveforms ``(B, max(plan lengths))`` float32 on ``waveforms``' device, from the
+        student's crops ``(B, W)`` (zero after each clip, e.g. the batch's ``waveforms`` for the views) and a
+        :meth:`plan` made without waveforms: resampled to the teacher's rate, cut and padded as `plan` says."""
+        factor = int(plan["factor"])
+        device = waveforms.device
+        key = (factor, str(device))
+        if key not in self._kernels:
+            measured = self.resampling_kernel(self.sampling_rate // factor) if factor else None
+            if measured is None:
+                raise ValueError(
+                    f"the teacher's waveforms at {self.sampling_rate} Hz cannot be made on the device from the "
+                    "student's crops (no integer ratio, or the resampler is not a fixed filter there): plan with "
+                    "waveforms=True and pass its teacher_waveforms"
+                )
+            self._kernels[key] = _to_device(torch.from_numpy(measured[1]), device, self.dtype)
+        kernel = self._kernels[key]
+        lengths = plan["lengths"]
+        width = int(lengths.max())
+        start, period, valid = (_to_device(plan[name], device) for name in ("start", "period", "valid"))
+        out = torch.empty(waveforms.shape[0], width, dtype=torch.float32, device=device)
+        rows = max(1, _STFT_ELEMENTS // (factor * waveforms.shape[1] + kernel.numel()))
+        positions = torch.arange(width, device=device)
+        with torch.no_grad(), _no_autocast(device):
+            for first in range(0, waveforms.shape[0], rows):
+                part = slice(first, first + rows)
+                resampled = _upsample(waveforms[part], factor, kernel, self.dtype).to(torch.float32)
+                index = start[part, None] + torch.remainder(positions[None, :], period[part, None])
+                index = index.clamp(max=resampled.shape[1] - 1)
+                keep = positions[None, :] < valid[part, None]
+                out[part] = torch.where(keep, resampled.gather(1, index), torch.zeros((), device=device))
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_constants": {}}  # device tensors stay in the process that built them
+        return {**self.__dict__, "_constants": {}, "_kernels": {}}  # device tensors stay where they were built
 
     def num_frames(self, samples: int) -> int:
         """Frames of the extractor's centred spectrogram of `samples` samples."""
@@ -101,43 +167,56 @@ class ClapFeaturesOnDevice:
 
     # ------------------------------------------------------------------------------------------------------- host
     def plan(self, waves: list[np.ndarray], rng: np.random.RandomState,
-             sampling_rate: int = TARGET_SAMPLING_RATE) -> dict[str, Any]:
-        """The host part for a batch of 1-D float32 clips at `sampling_rate`: ``{"teacher_waveforms": (B, N)
-        float32 (zero after each clip), "teacher_plan": HostTensors}``, with the random draws of
-        `ClapFeatureExtractor.__call__` made from `rng` in its order."""
-        if sampling_rate != self.sampling_rate:
-            waves = [resample_audio(wave, sampling_rate, self.sampling_rate) for wave in waves]
-        prepared, kinds, offsets, longer = [], [], [], []
-        for wave in waves:
-            wave = np.asarray(wave, dtype=np.float32)
-            chunks = (0, 0, 0)
-            if wave.shape[0] > self.max_samples:
+             sampling_rate: int = TARGET_SAMPLING_RATE, waveforms: bool = True) -> dict[str, Any]:
+        """The host part for a batch of 1-D float32 clips at `sampling_rate`: ``{"teacher_plan": HostTensors}``, with
+        the random draws of `ClapFeatureExtractor.__call__` made from `rng` in its order, and where each clip's
+        waveform at the teacher's rate starts, repeats and ends (``start``, ``period``, ``valid``, ``lengths``).
+
+        With ``waveforms`` (needed when `resampling_kernel` is ``None``) also ``"teacher_waveforms"``: ``(B, N)``
+        float32, zero after each clip, resampled here; without, `teacher_waveforms` makes them on the device from the
+        student's crops."""
+        factor = self.sampling_rate // sampling_rate if self.sampling_rate % sampling_rate == 0 else 0
+        if waveforms or not factor:
+            resampled = [np.asarray(resample_audio(w, sampling_rate, self.sampling_rate), dtype=np.float32)
+                         for w in waves]
+            sizes = [w.shape[0] for w in resampled]
+        else:  # `resample_audio` gives `factor` samples per sample at an integer ratio (`resampling_kernel`)
+            resampled, sizes = None, [factor * len(w) for w in waves]
+        layout, kinds, offsets, longer = [], [], [], []
+        for size in sizes:
+            chunks, start, period, valid, length = (0, 0, 0), 0, size, size, size
+            if size > self.max_samples:
                 if self.truncation == "rand_trunc":
-                    start = rng.randint(0, wave.shape[0] - self.max_samples + 1)
-                    wave, kind, is_longer = wave[start : start + self.max_samples], SINGLE, True
-                elif self.num_frames(wave.shape[0]) == self.chunk_frames:  # fusion, under one hop longer: whole clip
+                    start = rng.randint(0, size - self.max_samples + 1)
+                    valid = length = self.max_samples
+                    kind, is_longer = SINGLE, True
+                elif self.num_frames(size) == self.chunk_frames:  # fusion, under one hop longer: whole clip
                     kind, is_longer = FUSION_COPIES, False
                 else:
-                    chunks = self._fusion_offsets(self.num_frames(wave.shape[0]), rng)
+                    chunks = self._fusion_offsets(self.num_frames(size), rng)
                     kind, is_longer = FUSION_CHUNKS, True
             else:
-                if wave.shape[0] < self.max_samples:
+                if size < self.max_samples:  # the extractor's padding: tiles of the clip, then zeros
                     if self.padding == "repeat":
-                        wave = np.tile(wave, int(self.max_samples / len(wave)) + 1)[: self.max_samples]
-                    if self.padding == "repeatpad":
-                        wave = np.tile(wave, int(self.max_samples / len(wave)))
-                    wave = np.pad(wave, (0, self.max_samples - wave.shape[0]))
+                        valid = self.max_samples
+                    elif self.padding == "repeatpad":
+                        valid = size * int(self.max_samples / size)
+                    length = self.max_samples
                 kind, is_longer = (FUSION_COPIES if self.truncation == "fusion" else SINGLE), False
-            prepared.append(wave)
+            layout.append((start, period, valid, length))
             kinds.append(kind)
             offsets.append(chunks)
             longer.append(is_longer)
         if self.truncation == "fusion" and not any(longer):  # the extractor marks one clip at random
             longer[rng.randint(0, len(longer))] = True
-        padded, lengths = padded_rows(prepared)
+        start, period, valid, lengths = (torch.tensor(column, dtype=torch.long) for column in zip(*layout))
         plan = {"kind": torch.tensor(kinds, dtype=torch.long), "chunks": torch.tensor(offsets, dtype=torch.long),
-                "is_longer": torch.tensor(longer, dtype=torch.bool), "lengths": lengths}
-        return {"teacher_waveforms": padded, "teacher_plan": HostTensors(plan)}
+                "is_longer": torch.tensor(longer, dtype=torch.bool), "lengths": lengths, "start": start,
+                "period": period, "valid": valid, "factor": torch.tensor(factor, dtype=torch.long)}
+        out: dict[str, Any] = {"teacher_plan": HostTensors(plan)}
+        if resampled is not None:
+            out["teacher_waveforms"] = _laid_out(resampled, plan)
+        return out
 
     def _fusion_offsets(self, total_frames: int, rng: np.random.RandomState) -> tuple[int, int, int]:
         """The three chunk starts `ClapFeatureExtractor._random_mel_fusion` draws (front, middle, back third)."""
@@ -200,6 +279,34 @@ class ClapFeaturesOnDevice:
             input_features = torch.stack(features)
         is_longer = _to_device(plan["is_longer"][:, None], device)
         return {"input_features": input_features, "is_longer": is_longer}
+
+
+def _laid_out(waves: list[np.ndarray], plan: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The extractor's layout of each clip (`ClapFeaturesOnDevice.plan`) on the host: ``(B, max length)`` float32 in
+    shared memory in a DataLoader worker (`padded_rows`)."""
+    rows = []
+    for wave, start, period, valid, length in zip(waves, *(plan[k].tolist() for k in ("start", "period", "valid",
+                                                                                      "lengths"))):
+        if valid > period:  # tiles of the clip
+            wave = np.tile(wave, -(-valid // period))
+        row = np.zeros(length, dtype=np.float32)
+        row[: min(valid, length)] = wave[start : start + min(valid, length)]
+        rows.append(row)
+    return padded_rows(rows)[0]
+
+
+def _upsample(waveforms: torch.Tensor, factor: int, kernel: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``factor`` x upsampling of ``(R, W)`` rows by an odd-length impulse response ``kernel`` centred on each input
+    sample (zero outside the rows, as the resampler does): ``(R, factor * W)`` in ``dtype`` (FFT convolution)."""
+    rows, width = waveforms.shape
+    if factor == 1:
+        return waveforms.to(dtype)
+    half = (kernel.numel() - 1) // 2
+    stuffed = torch.zeros(rows, factor * width, dtype=dtype, device=waveforms.device)
+    stuffed[:, ::factor] = waveforms.to(dtype)
+    size = factor * width + kernel.numel() - 1
+    spectrum = torch.fft.rfft(stuffed, n=size) * torch.fft.rfft(kernel.to(dtype), n=size)
+    return torch.fft.irfft(spectrum, n=size)[:, half : half + factor * width]
 
 
 def _complex_of(dtype: torch.dtype) -> torch.dtype:

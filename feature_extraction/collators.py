@@ -113,9 +113,10 @@ class PretrainingViewsCollator:
             ``ClapFeatureExtractor``): it gets the same cropped waveforms, resampled to its ``sampling_rate``, and its
             output goes under ``teacher_inputs``. Its random choices (e.g. CLAP's windows of clips longer than its 10
             s) come from a seed of ``(seed, epoch, ids)`` of their own. With ``views_on_device`` a
-            ``ClapFeatureExtractor``'s spectrogram runs on the device too: the batch carries ``teacher_waveforms``
-            and ``teacher_plan`` instead (`.clap_device.ClapFeaturesOnDevice`, equal features), which
-            `AudioMosaicPretrainingTrainer` turns into ``teacher_inputs`` in the training step.
+            ``ClapFeatureExtractor``'s spectrogram runs on the device too: the batch carries ``teacher_plan``
+            instead (`.clap_device.ClapFeaturesOnDevice`, equal features), from which and the views' ``waveforms``
+            `AudioMosaicPretrainingTrainer` makes ``teacher_inputs`` in the training step (the teacher's waveforms
+            are resampled there; ``teacher_waveforms`` travel only where the resampler is no fixed filter).
         views_on_device: return the cropped waveforms and the views' random parameters instead of the views:
             ``{"waveforms": (B, max samples) float32 (zero after each clip), "waveform_lengths": (B,),
             "view_parameters": HostTensors({..., "lengths"})}`` (drawn from the same generator, in the same order, as
@@ -141,6 +142,11 @@ class PretrainingViewsCollator:
         self.teacher_on_device = (
             ClapFeaturesOnDevice(teacher_feature_extractor)
             if self.views_on_device and is_clap_feature_extractor(teacher_feature_extractor) else None
+        )
+        # the teacher's waveforms made on the device from the views' crops (not resampled here and sent)
+        self.teacher_resampled_on_device = (
+            self.teacher_on_device is not None
+            and self.teacher_on_device.resampling_kernel(TARGET_SAMPLING_RATE) is not None
         )
         self.crop_samples = getattr(view_generator, "num_samples", 0) if crop_samples is None else int(crop_samples)
         self._epoch = SharedEpoch(0)  # used when examples carry no "epoch" (streams); see `set_epoch`
@@ -196,7 +202,8 @@ class PretrainingViewsCollator:
             # `generator` here, so its state after the views differs between the two paths
             teacher_seed = batch_seed(self.seed, epoch, ["teacher", *ids]) % 2**32
             if self.teacher_on_device is not None:
-                batch.update(self.teacher_on_device.plan(waves, np.random.RandomState(teacher_seed)))
+                batch.update(self.teacher_on_device.plan(waves, np.random.RandomState(teacher_seed),
+                                                         waveforms=not self.teacher_resampled_on_device))
             else:
                 batch["teacher_inputs"] = self._teacher_inputs(waves, teacher_seed)
         return batch

@@ -14,8 +14,8 @@ at 32 / 44.1 / 48 kHz, 16 kHz FLAC and WAV; the clips and encodings of `write_au
   takes over, measured here on the CPU with one thread and with all threads;
 * **MAM-CLAP teacher** (``clap_teacher``): the same two collations with a CLAP teacher's features
   (`ClapFeatureExtractor`, 10 s at 48 kHz, ``fusion`` and ``rand_trunc``): on the host path the extractor's numpy
-  spectrogram runs in the worker; on the device path the worker only resamples, pads and draws
-  (`ClapFeaturesOnDevice.plan`) and the spectrogram is device work (measured here on the CPU, one thread);
+  spectrogram runs in the worker; on the device path the worker only draws and lays out (`ClapFeaturesOnDevice.plan`)
+  and the resampling to 48 kHz and the spectrogram are device work (measured here on the CPU, one thread);
 * **worker hand-over** (``worker_transfer``): a DataLoader worker process building a batch and handing it to the
   training process, made in shared memory as the library does in a worker vs a private tensor, which torch copies
   into shared memory to send it: the device path's padded waveforms (128 clips of 10.255 s, 80 MiB) and the host
@@ -154,10 +154,17 @@ def _clap_teacher_fns(views: Any, examples: list[dict]) -> dict[str, Any]:
         fns[f"collate_host_views_clap_{truncation}"] = lambda host=host: host(examples)
         fns[f"collate_device_views_clap_{truncation}"] = lambda device=device: device(examples)
         fns[f"clap_{truncation}_device_part_on_cpu_1_thread"] = (
-            lambda device=device, batch=batch: device.teacher_on_device(batch["teacher_waveforms"],
-                                                                          batch["teacher_plan"])
+            lambda device=device, batch=batch: _device_teacher_inputs(device.teacher_on_device, batch)
         )
     return fns
+
+
+def _device_teacher_inputs(front_end: Any, batch: dict) -> dict:
+    """The training step's part of a CLAP teacher (`AudioMosaicPretrainingTrainer.device_teacher_inputs`)."""
+    waves = batch.get("teacher_waveforms")
+    if waves is None:  # resampled from the views' crops
+        waves = front_end.teacher_waveforms(batch["waveforms"], batch["teacher_plan"])
+    return front_end(waves, batch["teacher_plan"])
 
 
 def _clap_teacher_report(ms: dict[str, float]) -> dict[str, Any]:

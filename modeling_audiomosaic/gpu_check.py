@@ -313,7 +313,8 @@ def count_host_syncs(setup: CheckSetup, optimizer: torch.optim.Optimizer, source
 
 def time_clap_teacher(setup: CheckSetup, repeats: int = 3) -> float:
     """Seconds for a CLAP teacher's ``input_features`` of one batch of 10.24 s clips on the device (the fastest of
-    `repeats` after a warm-up call), from its host plan (`ClapFeaturesOnDevice`)."""
+    `repeats` after a warm-up call), from its host plan and the student's 16 kHz crops, resampled to 48 kHz on the
+    device as in training (`ClapFeaturesOnDevice`)."""
     import numpy as np  # noqa: PLC0415
     from transformers import ClapFeatureExtractor  # noqa: PLC0415
 
@@ -321,9 +322,10 @@ def time_clap_teacher(setup: CheckSetup, repeats: int = 3) -> float:
 
     front_end = ClapFeaturesOnDevice(ClapFeatureExtractor())
     clips = torch.randn(setup.batch_size, 163840, generator=torch.Generator().manual_seed(0)) * 0.1
-    host = front_end.plan(list(clips.numpy()), np.random.RandomState(0))
-    waves = host["teacher_waveforms"].to(setup.device)
-    return _fastest_seconds(lambda index: front_end(waves, host["teacher_plan"]), setup.device, repeats)
+    host = front_end.plan(list(clips.numpy()), np.random.RandomState(0), waveforms=False)
+    crops = clips.to(setup.device)
+    return _fastest_seconds(lambda index: front_end(front_end.teacher_waveforms(crops, host["teacher_plan"]),
+                                                    host["teacher_plan"]), setup.device, repeats)
 
 
 def _fastest_seconds(call: Callable[[int], Any], device: torch.device, repeats: int) -> float:

@@ -453,10 +453,10 @@ class AudioMosaicPretrainingTrainer(Trainer):
         stream_rows = inputs.pop("stream_rows", None)
         if model.training and self._stream_position is not None:
             self._stream_position.batch_trained(stream_rows)
+        if "teacher_plan" in inputs:  # first: it reads the views' waveforms, which `device_views` takes
+            inputs["teacher_inputs"] = self.device_teacher_inputs(inputs)
         if "waveforms" in inputs:
             inputs["input_values"] = self.device_views(inputs)
-        if "teacher_waveforms" in inputs:
-            inputs["teacher_inputs"] = self.device_teacher_inputs(inputs)
         if model.training:
             self.data_items_skipped += int(skipped)
             self.skipped_item_events.update(str(i) for i in skipped_ids)
@@ -534,16 +534,21 @@ class AudioMosaicPretrainingTrainer(Trainer):
         return generator.views_from_parameters(waveforms, lengths, parameters)
 
     def device_teacher_inputs(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """A CLAP teacher's ``teacher_inputs`` on the model's device from the collator's ``teacher_waveforms`` and
-        ``teacher_plan`` (pops them from `inputs`; `.clap_device.ClapFeaturesOnDevice`)."""
+        """A CLAP teacher's ``teacher_inputs`` on the model's device from the collator's ``teacher_plan`` and the
+        views' ``waveforms`` (the teacher's waveforms resampled there), or its ``teacher_waveforms`` when it sent
+        them (pops the teacher's entries from `inputs`; `.clap_device.ClapFeaturesOnDevice`)."""
         front_end = getattr(self.data_collator, "teacher_on_device", None)
         if front_end is None:
             raise ValueError(
-                "the batch carries teacher_waveforms (a CLAP teacher's spectrogram on the device) but the trainer's "
+                "the batch carries teacher_plan (a CLAP teacher's spectrogram on the device) but the trainer's "
                 "data collator has no teacher_on_device: use PretrainingViewsCollator(..., views_on_device=True, "
                 "teacher_feature_extractor=ClapFeatureExtractor(...))."
             )
-        return front_end(inputs.pop("teacher_waveforms"), inputs.pop("teacher_plan"))
+        plan = inputs.pop("teacher_plan")
+        waves = inputs.pop("teacher_waveforms", None)
+        if waves is None:
+            waves = front_end.teacher_waveforms(inputs["waveforms"], plan)
+        return front_end(waves, plan)
 
     @torch.no_grad()
     def _record_metrics(self, outputs) -> float:

@@ -103,28 +103,72 @@ def test_float32_spectrogram_differs_only_near_the_floor():
 
 def test_collator_host_and_device_paths_give_the_same_teacher_inputs():
     """The realistic shape: the student's 10.24 s crops at 16 kHz, the default CLAP extractor (10 s at 48 kHz,
-    fusion), so the clips are resampled and longer than the teacher's window."""
+    fusion), so the clips are resampled and longer than the teacher's window. The device path resamples the views'
+    crops on the device (no teacher waveforms in the batch): the teacher's waveforms equal the host's resampling within
+    1e-6, its features within 1e-3 dB above -40 dB (5e-3 above -60 dB); below, in the bands above the student's 8 kHz
+    where the clips have no sound, the two resamplings' float32 rounding noise differs."""
     fe = AudioMosaicFeatureExtractor()
     views = ContrastiveViewGenerator(fe, augmentation="none")
     extractor = ClapFeatureExtractor()
     examples = [{"audio": wave, "id": f"c{i}", "epoch": 3} for i, wave in enumerate(_waves([180000, 163840, 90000]))]
     host = PretrainingViewsCollator(views, seed=7, teacher_feature_extractor=extractor)(examples)
+    expected = host["teacher_inputs"]["input_features"]
     collator = PretrainingViewsCollator(views, seed=7, teacher_feature_extractor=extractor, views_on_device=True)
     collator = pickle.loads(pickle.dumps(collator))  # as a DataLoader worker gets it
+    assert collator.teacher_resampled_on_device
     batch = collator(examples)
-    assert "teacher_inputs" not in batch and set(batch["teacher_plan"]) == {"kind", "chunks", "is_longer", "lengths"}
+    assert "teacher_inputs" not in batch and "teacher_waveforms" not in batch
+    planned = {"kind", "chunks", "is_longer", "lengths", "start", "period", "valid", "factor"}
+    assert set(batch["teacher_plan"]) == planned
     trainer = AudioMosaicPretrainingTrainer.__new__(AudioMosaicPretrainingTrainer)  # needs only the collator
     trainer.data_collator = collator
     inputs = dict(batch)
     teacher_inputs = trainer.device_teacher_inputs(inputs)
-    assert "teacher_waveforms" not in inputs and "teacher_plan" not in inputs
-    assert teacher_inputs["input_features"].shape == (3, 4, 1001, 64)
-    torch.testing.assert_close(teacher_inputs["input_features"], host["teacher_inputs"]["input_features"],
-                               rtol=0, atol=1e-4)
+    assert "teacher_plan" not in inputs and "waveforms" in inputs  # the views still need their waveforms
+    got = teacher_inputs["input_features"]
+    assert got.shape == expected.shape == (3, 4, 1001, 64)
+    for level, tolerance in ((-40.0, 1e-3), (-60.0, 5e-3)):
+        sound = expected > level
+        assert sound.float().mean() > 0.5
+        torch.testing.assert_close(got[sound], expected[sound], rtol=0, atol=tolerance)
     assert torch.equal(teacher_inputs["is_longer"], host["teacher_inputs"]["is_longer"])
+    front_end = collator.teacher_on_device
+    crops = [row[:n].numpy() for row, n in zip(batch["waveforms"], batch["waveform_lengths"].tolist())]
+    sent = front_end.plan(crops, np.random.RandomState(0))
+    made = front_end.teacher_waveforms(batch["waveforms"], front_end.plan(crops, np.random.RandomState(0),
+                                                                          waveforms=False)["teacher_plan"])
+    torch.testing.assert_close(made, sent["teacher_waveforms"], rtol=0, atol=1e-6)
+    # where the resampler is no fixed filter the workers resample and send the waveforms: the host path's features
+    collator.teacher_resampled_on_device = False
+    sent_batch = collator(examples)
+    torch.testing.assert_close(trainer.device_teacher_inputs(dict(sent_batch))["input_features"], expected,
+                               rtol=0, atol=1e-4)
     # the teacher's randomness is a function of (seed, epoch, ids): another epoch draws other chunks
     later = collator([dict(example, epoch=4) for example in examples])
     assert not torch.equal(later["teacher_plan"]["chunks"], batch["teacher_plan"]["chunks"])
+
+
+@pytest.mark.parametrize("truncation, padding", [("fusion", "repeatpad"), ("fusion", "repeat"),
+                                                 ("rand_trunc", "pad"), ("rand_trunc", "repeatpad")])
+def test_teacher_waveforms_made_on_the_device_equal_the_resampled_ones(truncation, padding):
+    """Every layout (a window of a longer clip, the whole clip, repeated and / or zero-padded shorter clips) made on
+    the device from zero-padded 16 kHz crops equals the host's resampling (soxr) and layout within 1e-6."""
+    from modeling_audiomosaic.feature_extraction.augmentation_device import padded_rows
+    from modeling_audiomosaic.feature_extraction.feature_extraction_audiomosaic import resample_audio
+
+    device = ClapFeaturesOnDevice(ClapFeatureExtractor(truncation=truncation, padding=padding, max_length_s=1))
+    factor, kernel = device.resampling_kernel(16000)
+    assert factor == 3 and kernel.ndim == 1 and kernel.shape[0] % 2 == 1
+    waves = _waves([23000, 16000, 7000, 900, 16010])
+    crops, _ = padded_rows(waves)
+    for seed in (0, 1):
+        sent = device.plan(waves, np.random.RandomState(seed))
+        plan = device.plan(waves, np.random.RandomState(seed), waveforms=False)["teacher_plan"]
+        assert "teacher_waveforms" in sent and torch.equal(plan["start"], sent["teacher_plan"]["start"])
+        made = device.teacher_waveforms(crops, plan)
+        torch.testing.assert_close(made, sent["teacher_waveforms"], rtol=0, atol=1e-6)
+    resampled = resample_audio(waves[3], 16000, 48000)
+    assert resampled.shape[0] == 3 * 900 and device.resampling_kernel(44100) is None  # no integer ratio
 
 
 def test_device_features_read_no_device_value_on_the_host():
@@ -138,6 +182,15 @@ def test_device_features_read_no_device_value_on_the_host():
             out = device(waves, host["teacher_plan"])
     assert out["input_features"].device.type == "meta" and out["input_features"].shape == (5, 4, 101, 64)
     assert copies.blocking == [], "\n".join(copies.blocking)
+    # the teacher's waveforms made from the views' crops (a 48 kHz teacher: resampled on the device)
+    teacher = ClapFeaturesOnDevice(ClapFeatureExtractor(max_length_s=1))
+    plan = teacher.plan(_waves(LENGTHS), np.random.RandomState(0), waveforms=False)["teacher_plan"]
+    crops = torch.empty(len(LENGTHS), max(LENGTHS), device="meta")
+    for call in range(2):  # the first call also measures the resampler and moves its filter to the device
+        with BlockingHostToDevice() as copies:
+            made = teacher.teacher_waveforms(crops, plan)
+    assert made.device.type == "meta" and made.shape == (len(LENGTHS), 3 * max(LENGTHS))
+    assert copies.blocking == [], "\n".join(copies.blocking)
 
 
 def test_clear_errors():
@@ -149,6 +202,11 @@ def test_clear_errors():
     trainer.data_collator = None
     with pytest.raises(ValueError, match="has no teacher_on_device"):
         trainer.device_teacher_inputs({"teacher_waveforms": torch.zeros(1, 8), "teacher_plan": {}})
+    device = ClapFeaturesOnDevice(_small_extractor("fusion"))
+    plan = device.plan(_waves([900]), np.random.RandomState(0), sampling_rate=44100, waveforms=False)
+    assert "teacher_waveforms" in plan  # no integer ratio: resampled on the host whatever was asked
+    with pytest.raises(ValueError, match="cannot be made on the device"):
+        device.teacher_waveforms(torch.zeros(1, 900), {**plan["teacher_plan"], "factor": torch.tensor(0)})
     # views on the host: the extractor runs in the collator, as before
     views = ContrastiveViewGenerator(AudioMosaicFeatureExtractor.from_preset("speechcommands"), augmentation="none")
     assert PretrainingViewsCollator(views, teacher_feature_extractor=_small_extractor("fusion")).teacher_on_device \
