@@ -96,7 +96,7 @@ class ClapFeaturesOnDevice:
         self.chunk_frames = self.max_samples // self.hop + 1
         self.dtype = dtype
         self._constants: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._kernels: dict[tuple[int, str], tuple[int, torch.Tensor]] = {}
+        self._kernels: dict[tuple[int, str], torch.Tensor] = {}  # (factor, device) -> the resampler's filter
 
     def resampling_kernel(self, sampling_rate: int) -> tuple[int, np.ndarray] | None:
         """``(factor, impulse response)`` of `resample_audio` from ``sampling_rate`` to the teacher's rate when the
