@@ -114,9 +114,10 @@ class PretrainingViewsCollator:
             output goes under ``teacher_inputs``. Its random choices (e.g. CLAP's windows of clips longer than its 10
             s) come from a seed of ``(seed, epoch, ids)`` of their own. With ``views_on_device`` a
             ``ClapFeatureExtractor``'s spectrogram runs on the device too: the batch carries ``teacher_plan``
-            instead (`.clap_device.ClapFeaturesOnDevice`, equal features), from which and the views' ``waveforms``
-            `AudioMosaicPretrainingTrainer` makes ``teacher_inputs`` in the training step (the teacher's waveforms
-            are resampled there; ``teacher_waveforms`` travel only where the resampler is no fixed filter).
+            instead (`.clap_device.ClapFeaturesOnDevice`, equal features where there is sound), from which and the
+            views' ``waveforms`` `AudioMosaicPretrainingTrainer` makes ``teacher_inputs`` in the training step (the
+            teacher's waveforms are resampled there; ``teacher_waveforms`` travel only where the resampler is no
+            fixed filter).
         views_on_device: return the cropped waveforms and the views' random parameters instead of the views:
             ``{"waveforms": (B, max samples) float32 (zero after each clip), "waveform_lengths": (B,),
             "view_parameters": HostTensors({..., "lengths"})}`` (drawn from the same generator, in the same order, as
