@@ -359,9 +359,14 @@ class AudioMosaicPretrainingTrainer(Trainer):
         self._batches_left_to_skip = None
         if batches == 0:
             return
-        if plan is None or decoder is None or not decoder.skips_rows_exactly:
+        # fewer shards than processes: accelerate has every process read the whole stream and keep its slice of each
+        # global batch (`IterableDatasetShard`), so a process's records end inside a global batch, not at its end
+        shared = self.args.world_size > 1 and int(getattr(self.train_dataset, "n_shards", 0)) < self.args.world_size
+        if plan is None or decoder is None or not decoder.skips_rows_exactly or shared:
             why = ("no per-worker positions in the checkpoint" if plan is None else
-                   "the stream has no AudioMosaic decoder" if decoder is None else "random crops in the decoder")
+                   "the stream has no AudioMosaic decoder" if decoder is None else
+                   "random crops in the decoder" if not decoder.skips_rows_exactly else
+                   "every process reads the whole stream: fewer shards than processes")
             logger.info(f"resuming the stream by decoding and skipping its trained batches ({why})")
             return
         rows, then_skip = plan

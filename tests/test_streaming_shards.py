@@ -257,6 +257,30 @@ def test_two_process_stream_with_uneven_shares_trains_full_batches(recipe, tmp_p
     assert sorted([r["epoch"] for r in rows] for rows in records.values()) == [[0, 0, 1, 1], [0, 1, 2, 3]]
 
 
+@pytest.mark.dist
+def test_two_processes_on_fewer_shards_than_processes_resume_exactly(recipe, tmp_path):
+    """One shard for two processes: accelerate has both read the whole stream and keep their slices of each global
+    batch, so a process's records end inside a global batch and cannot be passed over undecoded. The resume skips by
+    decoding (said in the log) and continues with the uninterrupted run's batches and losses (passing over the
+    records gave other batches)."""
+    out = tmp_path / "one_shard"
+    write_audioset_shards(out, 24, 1, seconds=1.0, bad_indices=(3,), seed=5, formats=["parquet"])
+    common = ["--config", str(recipe), "--dataset_name", str(out / "parquet"), "--streaming", "true",
+              "--max_steps", "4"]
+    full = _launch(common + ["--save_steps", "1"], tmp_path / "full", tmp_path / "rec_full", tmp_path / "full.log")
+    records = _records(tmp_path / "rec_full")
+    resume_at = 3  # the second pass, one batch in
+    resumed = _launch(common + ["--save_steps", "100", "--resume_from_checkpoint",
+                                str(tmp_path / "full" / f"checkpoint-{resume_at}")],
+                      tmp_path / "resumed", tmp_path / "rec_resumed", tmp_path / "resumed.log")
+    assert (tmp_path / "resumed.log").read_text().count("fewer shards than processes") == 2  # one per process
+    again = _records(tmp_path / "rec_resumed")
+    for rank in (0, 1):
+        assert _batches(again[rank]) == _batches([r for r in records[rank] if r["step"] > resume_at]), rank
+    a, b = _losses(full["log_history"]), _losses(resumed["log_history"])
+    assert abs(a[4] - b[4]) <= 1e-5, (a[4], b[4])
+
+
 def _resume_in_process(common, tmp_path, monkeypatch, resume_at, rows, losses):
     """Resume ``common``'s run (the uninterrupted one in ``tmp_path / "full"``, its trained batches ``rows`` and
     ``losses``) from its checkpoint at ``resume_at``: the same batches and losses until the end."""
