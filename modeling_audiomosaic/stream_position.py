@@ -124,14 +124,13 @@ class WorkerRows:
         self.unplaced = 0  # batches without ``stream_rows``
 
     def add(self, position: Sequence[int] | None) -> None:
-        """A batch trained on: ``[worker, records up to its last]`` (``None``: a batch that did not say)."""
-        if position is None:
+        """A batch trained on: ``[worker, records up to its last]`` (``None``: a batch that did not say; a worker
+        beyond ``num_workers``, a loader other than the one described: both make a resume skip by decoding)."""
+        worker = int(position[0]) if position is not None else -1
+        if not 0 <= worker < len(self.batches):
             self.unplaced += 1
             return
-        worker, rows = int(position[0]), int(position[1])
-        if not 0 <= worker < len(self.batches):
-            raise ValueError(f"a batch from DataLoader worker {worker} with {len(self.batches)} worker(s)")
-        self.rows_before[worker], self.rows[worker] = self.rows[worker], rows
+        self.rows_before[worker], self.rows[worker] = self.rows[worker], int(position[1])
         self.batches[worker] += 1
         self.last_worker = worker
 
