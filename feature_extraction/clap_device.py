@@ -97,11 +97,19 @@ class ClapFeaturesOnDevice:
         self.dtype = dtype
         self._constants: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._kernels: dict[tuple[int, str], torch.Tensor] = {}  # (factor, device) -> the resampler's filter
+        self._measured: dict[int, tuple[int, np.ndarray] | None] = {}  # source rate -> `resampling_kernel`
 
     def resampling_kernel(self, sampling_rate: int) -> tuple[int, np.ndarray] | None:
         """``(factor, impulse response)`` of `resample_audio` from ``sampling_rate`` to the teacher's rate when the
         teacher's rate is an integer multiple of it and the resampler is that filter (checked on a random clip: its
-        output within 1e-6, and ``factor`` times as long); else ``None``."""
+        output within 1e-6, and ``factor`` times as long); else ``None``. Measured once per rate (the collator
+        asks when it is made, the training step when it first resamples)."""
+        sampling_rate = int(sampling_rate)
+        if sampling_rate not in self._measured:
+            self._measured[sampling_rate] = self._measure_kernel(sampling_rate)
+        return self._measured[sampling_rate]
+
+    def _measure_kernel(self, sampling_rate: int) -> tuple[int, np.ndarray] | None:
         if self.sampling_rate % int(sampling_rate):
             return None
         factor = self.sampling_rate // int(sampling_rate)

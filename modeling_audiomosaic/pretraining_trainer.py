@@ -330,9 +330,8 @@ class AudioMosaicPretrainingTrainer(Trainer):
             persistent_workers=args.dataloader_persistent_workers,
             multiprocessing_context=args.dataloader_multiprocessing_context,
             prefetch_factor=args.dataloader_prefetch_factor, in_order=args.dataloader_in_order,
-            generator=torch.Generator().manual_seed(int(args.seed)),
         )
-        return self.accelerator.prepare(loader)
+        return _off_the_global_generator(self.accelerator.prepare(loader), args.seed)
 
     def _init_training_state(self, max_steps, num_update_steps_per_epoch, num_train_epochs, resume_from_checkpoint,
                              trial):
